@@ -1,0 +1,1 @@
+"""Buses: how events travel from the store's outbox to subscribers."""

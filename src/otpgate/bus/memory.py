@@ -1,0 +1,126 @@
+"""In-memory bus: the twin of the SQLite outbox for unit tests and single-process use."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from otpgate.bus.base import DeadLetter, Subscription, backoff, describe
+from otpgate.clock import Clock
+from otpgate.events import CloudEvent
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Entry:
+    seq: int
+    event: CloudEvent
+    deliveries: int = 0
+    available_at: float = 0.0
+    lease_until: float = 0.0
+
+
+class MemoryBus:
+    """At-least-once, leased, retried, dead-lettered — all in one process's memory."""
+
+    def __init__(self, clock: Clock, poll_interval: float = 0.05) -> None:
+        self._clock = clock
+        self._poll = poll_interval
+        self._subs: dict[str, Subscription] = {}
+        self._queues: dict[str, list[_Entry]] = {}
+        self._dead: list[DeadLetter] = []
+        self._seq = itertools.count(1)
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.log: list[CloudEvent] = []
+        """Every event ever published, in order (for tests and the dev inbox)."""
+
+    def subscribe(self, sub: Subscription) -> None:
+        self._subs[sub.name] = sub
+        self._queues.setdefault(sub.name, [])
+
+    def enqueue(self, events: Sequence[CloudEvent]) -> None:
+        """Queue events synchronously; a store calls this inside its atomic section."""
+        now = self._clock.now()
+        for event in events:
+            self.log.append(event)
+            for name, sub in self._subs.items():
+                if sub.filter.matches(event):
+                    self._queues[name].append(_Entry(next(self._seq), event, 0, now))
+        if events:
+            self._wake.set()
+
+    async def publish(self, events: Sequence[CloudEvent]) -> None:
+        self.enqueue(events)
+
+    async def pump(self, limit: int = 100) -> int:
+        done = 0
+        for name, sub in self._subs.items():
+            batch = self._lease(name, sub, limit - done)
+            done += len(batch)
+            await asyncio.gather(*(self._deliver(name, sub, e) for e in batch))
+        return done
+
+    def _lease(self, name: str, sub: Subscription, limit: int) -> list[_Entry]:
+        now = self._clock.now()
+        batch: list[_Entry] = []
+        for entry in self._queues[name]:
+            if len(batch) >= min(limit, sub.concurrency):
+                break
+            if entry.available_at <= now and entry.lease_until <= now:
+                entry.lease_until = now + sub.lease
+                entry.deliveries += 1
+                batch.append(entry)
+        return batch
+
+    async def _deliver(self, name: str, sub: Subscription, entry: _Entry) -> None:
+        try:
+            await sub.handler(entry.event)
+        except Exception as exc:  # noqa: BLE001 - any failure is retried, then dead-lettered
+            self._nack(name, sub, entry, exc)
+        else:
+            self._queues[name].remove(entry)
+
+    def _nack(self, name: str, sub: Subscription, entry: _Entry, exc: Exception) -> None:
+        now = self._clock.now()
+        if entry.deliveries >= sub.max_deliveries:
+            self._queues[name].remove(entry)
+            self._dead.append(DeadLetter(name, entry.event, describe(exc), entry.deliveries, now))
+            log.error("dead-lettered %s on %s after %d deliveries: %s",
+                      entry.event.id, name, entry.deliveries, describe(exc))
+            return
+        entry.lease_until = 0.0
+        entry.available_at = now + backoff(sub, entry.deliveries, exc)
+        log.warning("retrying %s on %s: %s", entry.event.id, name, describe(exc))
+
+    def pending(self, subscription: str) -> int:
+        return len(self._queues.get(subscription, []))
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="otpgate-memory-bus")
+
+    async def _run(self) -> None:
+        while True:
+            if await self.pump(256) == 0:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._poll)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def dead_letters(self, subscription: str | None = None) -> list[DeadLetter]:
+        return [d for d in self._dead if subscription in (None, d.subscription)]
+
+    async def ping(self) -> None:
+        return None

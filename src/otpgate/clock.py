@@ -1,0 +1,43 @@
+"""Injected time. Domain code asks a ``Clock``; tests freeze and move one."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def now(self) -> float:
+        """Seconds since the epoch, UTC."""
+        ...
+
+
+class SystemClock:
+    """Wall-clock time."""
+
+    def now(self) -> float:
+        return time.time()
+
+
+class FrozenClock:
+    """A clock that moves only when told to; for tests."""
+
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self._now = start
+
+    def now(self) -> float:
+        return self._now
+
+    def advance(self, seconds: float) -> None:
+        self._now += seconds
+
+    def set(self, when: float) -> None:
+        self._now = when
+
+
+def isoformat(ts: float) -> str:
+    """RFC 3339 UTC timestamp with millisecond precision and a ``Z`` suffix."""
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z"
+    )

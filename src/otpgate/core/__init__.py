@@ -1,0 +1,1 @@
+"""Pure domain: codes, policy, recipients, the OTP record and its state machine. No I/O."""

@@ -1,0 +1,62 @@
+"""One-time codes: generation with ``secrets``, HMAC digests bound to the OTP id.
+
+The store keeps only ``digest(key, otp_id, code)``; the key lives outside the store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Callable
+
+from otpgate.errors import InvalidRequest
+
+MIN_LENGTH = 4
+MAX_LENGTH = 10
+DEFAULT_LENGTH = 6
+
+CodeGenerator = Callable[[int], str]
+"""Makes a code of the given number of digits."""
+
+_CODE_SHAPE = re.compile(r"[0-9]{%d,%d}" % (MIN_LENGTH, MAX_LENGTH), re.ASCII)
+
+
+def generate_code(length: int = DEFAULT_LENGTH) -> str:
+    """A uniformly random code of ``length`` ASCII digits; leading zeros are kept."""
+    check_length(length)
+    return f"{secrets.randbelow(10**length):0{length}d}"
+
+
+def check_length(length: int) -> None:
+    if isinstance(length, bool) or not isinstance(length, int):
+        raise InvalidRequest("code_length must be an integer", "code_length")
+    if not MIN_LENGTH <= length <= MAX_LENGTH:
+        raise InvalidRequest(
+            f"code_length must be between {MIN_LENGTH} and {MAX_LENGTH}", "code_length"
+        )
+
+
+def check_submitted(code: object) -> str:
+    """Return ``code`` if it is shaped like a code (ASCII digits only), else raise.
+
+    Unicode digits (``"١٢٣٤"``), spaces and zero-width characters are refused rather
+    than normalised: nothing is stripped silently.
+    """
+    if not isinstance(code, str) or not _CODE_SHAPE.fullmatch(code):
+        raise InvalidRequest(
+            f"code must be {MIN_LENGTH} to {MAX_LENGTH} ASCII digits", "code"
+        )
+    return code
+
+
+def digest(key: bytes, otp_id: str, code: str) -> bytes:
+    """HMAC-SHA256 of the code, bound to the OTP it belongs to."""
+    msg = b"otpgate.code.v1\x00" + otp_id.encode() + b"\x00" + code.encode()
+    return hmac.new(key, msg, hashlib.sha256).digest()
+
+
+def matches(key: bytes, otp_id: str, code: str, stored: bytes) -> bool:
+    """Constant-time comparison of a submitted code against a stored digest."""
+    return hmac.compare_digest(digest(key, otp_id, code), stored)

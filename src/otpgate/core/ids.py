@@ -1,0 +1,16 @@
+"""Identifiers: opaque, unguessable, URL-safe."""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+_OTP_ID = re.compile(r"otp_[A-Za-z0-9_-]{22}", re.ASCII)
+
+
+def new_otp_id() -> str:
+    return "otp_" + secrets.token_urlsafe(16)
+
+
+def is_otp_id(value: str) -> bool:
+    return bool(_OTP_ID.fullmatch(value))

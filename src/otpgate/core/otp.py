@@ -1,0 +1,114 @@
+"""The OTP record, its recipient aggregate, and the state machine's states.
+
+```
+pending ──right code──────────────▶ approved
+   │ ────now >= expires_at─────────▶ expired
+   │ ────DELETE────────────────────▶ canceled
+   │ ────max_attempts wrong codes──▶ max_attempts_reached
+   └ ────every channel failed──────▶ failed
+```
+Only ``pending`` moves; every other state is final.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import msgspec
+
+
+class Status(enum.StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    EXPIRED = "expired"
+    CANCELED = "canceled"
+    MAX_ATTEMPTS_REACHED = "max_attempts_reached"
+    FAILED = "failed"
+
+
+class DeliveryStatus(enum.StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    EXPIRED = "expired"
+
+
+class Otp(msgspec.Struct, kw_only=True):
+    """One OTP. ``digest`` is the HMAC of its current code; the code itself is never kept."""
+
+    id: str
+    recipient: str
+    """Keyed digest of the recipient; the address itself is not stored."""
+    to_masked: str
+    purpose: str
+    channels: list[str]
+    status: Status
+    digest: bytes
+    code_length: int
+    locale: str
+    send_count: int
+    failed_attempts: int
+    max_attempts: int
+    created_at: float
+    expires_at: float
+    resend_after: float
+    updated_at: float
+    reference: str | None = None
+
+    @property
+    def attempts_left(self) -> int:
+        return max(0, self.max_attempts - self.failed_attempts)
+
+    def is_live(self, now: float) -> bool:
+        """Pending and not yet expired: a code is valid while ``now < expires_at``."""
+        return self.status is Status.PENDING and now < self.expires_at
+
+
+class RecipientState(msgspec.Struct, kw_only=True):
+    """Everything about one recipient that must change atomically: its live OTPs (one per
+    purpose), its send history per purpose and its failed verifications across codes."""
+
+    key: str
+    pending: dict[str, Otp] = {}
+    sends: dict[str, list[float]] = {}
+    failures: list[float] = []
+    locked_until: float = 0.0
+
+    @classmethod
+    def empty(cls, key: str) -> RecipientState:
+        return cls(key=key, pending={}, sends={}, failures=[])
+
+    def find(self, otp_id: str) -> Otp | None:
+        for otp in self.pending.values():
+            if otp.id == otp_id:
+                return otp
+        return None
+
+
+class SendKey(msgspec.Struct, frozen=True):
+    """Identifies one send of one OTP on one channel: the send ledger's key."""
+
+    otp_id: str
+    send_no: int
+    channel: str
+
+    def __str__(self) -> str:
+        return f"{self.otp_id}:{self.send_no}:{self.channel}"
+
+
+class Delivery(msgspec.Struct, kw_only=True):
+    """The state of one channel of one OTP, as reported by ``GET /v1/otp/{id}``."""
+
+    otp_id: str
+    send_no: int
+    channel: str
+    driver: str
+    status: DeliveryStatus
+    attempts: int
+    updated_at: float
+    provider_id: str | None = None
+    error: str | None = None
+    lease_until: float = 0.0
+    """While ``SENDING``: until when the claiming dispatcher owns this send."""

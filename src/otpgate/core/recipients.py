@@ -1,0 +1,109 @@
+"""Recipients: E.164 phone numbers (libphonenumber) and e-mail addresses.
+
+Input is refused rather than cleaned: unicode digits, zero-width and control characters
+make a recipient invalid. Numbers are masked (``+1415•••0123``) wherever they are shown.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import re
+from dataclasses import dataclass
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+
+from otpgate.errors import InvalidRecipient
+
+MASK = "•••"
+MAX_LENGTH = 254
+
+# What a phone number may be written with: ASCII digits, a leading plus, and the usual
+# visible separators. Anything else (unicode digits, zero-width joiners, tabs) is refused.
+_PHONE_CHARS = re.compile(r"\+?[0-9 ().\-]{3,32}", re.ASCII)
+_COUNTRY = re.compile(r"[A-Z]{2}", re.ASCII)
+
+
+class Kind(enum.StrEnum):
+    PHONE = "phone"
+    EMAIL = "email"
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """A validated, normalised recipient: E.164 for phones, normalised address for e-mail."""
+
+    kind: Kind
+    address: str
+
+    @property
+    def masked(self) -> str:
+        return mask(self.address)
+
+    def default_channel(self) -> str:
+        return "sms" if self.kind is Kind.PHONE else "email"
+
+    def key(self, secret: bytes) -> str:
+        """A keyed digest that identifies the recipient in the store without revealing it."""
+        mac = hmac.new(secret, b"otpgate.recipient.v1\x00" + self.address.encode(),
+                       hashlib.sha256)
+        return mac.hexdigest()[:40]
+
+
+def parse(raw: object, country: str | None = None) -> Recipient:
+    """Validate ``raw`` as an e-mail address or an E.164 number (or a national one with
+    a ``country`` hint, ISO 3166-1 alpha-2)."""
+    if not isinstance(raw, str) or not raw:
+        raise InvalidRecipient("to must be a non-empty string")
+    if len(raw) > MAX_LENGTH:
+        raise InvalidRecipient(f"to must be at most {MAX_LENGTH} characters")
+    if "@" in raw:
+        return _parse_email(raw)
+    return _parse_phone(raw, country)
+
+
+def _parse_phone(raw: str, country: str | None) -> Recipient:
+    if not _PHONE_CHARS.fullmatch(raw):
+        raise InvalidRecipient(
+            "to must be an E.164 phone number written with ASCII digits, e.g. +14155550123"
+        )
+    region = None
+    if not raw.startswith("+"):
+        if country is None:
+            raise InvalidRecipient(
+                "to must be in international format (+ and country code), "
+                "or give a country hint"
+            )
+        if not isinstance(country, str) or not _COUNTRY.fullmatch(country):
+            raise InvalidRecipient("country must be an ISO 3166-1 alpha-2 code", "country")
+        region = country
+    try:
+        number = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException as exc:
+        raise InvalidRecipient(f"to is not a phone number: {exc._msg}") from None
+    if not phonenumbers.is_possible_number(number) or not phonenumbers.is_valid_number(number):
+        raise InvalidRecipient("to is not a valid phone number for its country")
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return Recipient(Kind.PHONE, e164)
+
+
+def _parse_email(raw: str) -> Recipient:
+    if any(not ch.isprintable() or ch.isspace() for ch in raw):
+        raise InvalidRecipient("to contains invisible or control characters")
+    try:
+        info = validate_email(raw, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise InvalidRecipient(f"to is not a valid e-mail address: {exc}") from None
+    return Recipient(Kind.EMAIL, info.normalized)
+
+
+def mask(address: str) -> str:
+    """``+14155550123`` → ``+1415•••0123``; ``jane@example.com`` → ``j•••@example.com``."""
+    if "@" in address:
+        local, _, domain = address.rpartition("@")
+        return f"{local[:1]}{MASK}@{domain}"
+    if len(address) <= 8:
+        return address[:2] + MASK + address[-2:]
+    return address[:5] + MASK + address[-4:]

@@ -1,0 +1,1 @@
+"""Drivers: one file per provider, chosen by URL scheme (``twilio://SID:TOKEN@+1555...``)."""

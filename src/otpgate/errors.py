@@ -1,0 +1,112 @@
+"""The one error tree of otpgate.
+
+```
+OtpgateError
+ ├── ConfigurationError            bad settings, unknown URL scheme, missing extra
+ ├── InvalidRequest                a field the caller sent is wrong (422)
+ │    └── InvalidRecipient         not an E.164 number nor an e-mail address
+ ├── NotFound                      no OTP with that id (404)
+ ├── Unauthorized                  missing or unknown API key (401)
+ ├── Conflict                      an Idempotency-Key reused with another body (422)
+ ├── RateLimited(retry_after)      a send limit or lockout (429)
+ ├── StoreError                    the store could not be reached or is corrupt
+ ├── BusError                      the bus could not be reached
+ ├── SealError                     a sealed payload was tampered with or the key is wrong
+ └── DeliveryError                 a driver could not deliver
+      ├── TemporaryDeliveryError   try again later (with backoff), maybe on another driver
+      └── PermanentDeliveryError   never retry this message on this driver
+```
+
+Each error carries a stable ``slug`` used as the problem+json ``type``.
+"""
+
+from __future__ import annotations
+
+
+class OtpgateError(Exception):
+    """Base of every error otpgate raises on purpose."""
+
+    slug = "internal"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class ConfigurationError(OtpgateError):
+    slug = "configuration"
+
+
+class InvalidRequest(OtpgateError):
+    """A request field is wrong; ``field`` names it where known."""
+
+    slug = "invalid-request"
+
+    def __init__(self, detail: str, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.field = field
+
+
+class InvalidRecipient(InvalidRequest):
+    slug = "invalid-recipient"
+
+    def __init__(self, detail: str, field: str = "to") -> None:
+        super().__init__(detail, field)
+
+
+class NotFound(OtpgateError):
+    slug = "not-found"
+
+
+class Unauthorized(OtpgateError):
+    slug = "unauthorized"
+
+
+class Conflict(OtpgateError):
+    slug = "idempotency-key-reused"
+
+
+class RateLimited(OtpgateError):
+    """Too many requests; ``retry_after`` is in whole seconds (>= 1)."""
+
+    slug = "rate-limited"
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = max(1, int(retry_after))
+
+
+class StoreError(OtpgateError):
+    slug = "store-unavailable"
+
+
+class BusError(OtpgateError):
+    slug = "bus-unavailable"
+
+
+class SealError(OtpgateError):
+    slug = "seal"
+
+
+class DeliveryError(OtpgateError):
+    slug = "delivery"
+
+    def __init__(self, detail: str, provider_code: str | None = None) -> None:
+        super().__init__(detail)
+        self.provider_code = provider_code
+
+
+class TemporaryDeliveryError(DeliveryError):
+    """The driver may succeed later; ``retry_after`` is a hint in seconds."""
+
+    slug = "delivery-temporary"
+
+    def __init__(
+        self, detail: str, provider_code: str | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(detail, provider_code)
+        self.retry_after = retry_after
+
+
+class PermanentDeliveryError(DeliveryError):
+    slug = "delivery-permanent"

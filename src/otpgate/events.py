@@ -1,0 +1,106 @@
+"""CloudEvents 1.0 envelope (JSON structured mode) and otpgate's event types.
+
+Extension attributes ``channel`` and ``driver`` let subscriptions filter dispatch events
+the way an SNS filter policy would, without opening ``data``.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from typing import Any
+
+import msgspec
+
+from otpgate.clock import isoformat
+
+SPECVERSION = "1.0"
+DEFAULT_SOURCE = "urn:otpgate"
+
+
+class EventType(enum.StrEnum):
+    REQUESTED = "otpgate.otp.requested.v1"
+    DISPATCH = "otpgate.otp.dispatch.v1"
+    SENT = "otpgate.otp.sent.v1"
+    DELIVERED = "otpgate.otp.delivered.v1"
+    DELIVERY_FAILED = "otpgate.otp.delivery_failed.v1"
+    APPROVED = "otpgate.otp.approved.v1"
+    VERIFICATION_FAILED = "otpgate.otp.verification_failed.v1"
+    EXPIRED = "otpgate.otp.expired.v1"
+    CANCELED = "otpgate.otp.canceled.v1"
+    LOCKED = "otpgate.otp.locked.v1"
+
+
+class CloudEvent(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A CloudEvents 1.0 event. ``data`` never holds a plain code or a full number,
+    except the sealed payload of a dispatch event."""
+
+    id: str
+    source: str
+    type: str
+    time: str
+    subject: str
+    data: dict[str, Any]
+    specversion: str = SPECVERSION
+    datacontenttype: str = "application/json"
+    channel: str | None = None
+    driver: str | None = None
+
+    def attributes(self) -> dict[str, str]:
+        """Context attributes a subscription may filter on."""
+        attrs = {"type": self.type, "source": self.source, "subject": self.subject}
+        if self.channel is not None:
+            attrs["channel"] = self.channel
+        if self.driver is not None:
+            attrs["driver"] = self.driver
+        return attrs
+
+
+def new(
+    type_: EventType,
+    subject: str,
+    data: dict[str, Any],
+    now: float,
+    *,
+    source: str = DEFAULT_SOURCE,
+    channel: str | None = None,
+    driver: str | None = None,
+) -> CloudEvent:
+    return CloudEvent(
+        id=str(uuid.uuid4()),
+        source=source,
+        type=type_.value,
+        time=isoformat(now),
+        subject=subject,
+        data=data,
+        channel=channel,
+        driver=driver,
+    )
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(CloudEvent)
+
+
+def encode(event: CloudEvent) -> bytes:
+    return _encoder.encode(event)
+
+
+def decode(raw: bytes | str) -> CloudEvent:
+    return _decoder.decode(raw)
+
+
+class Filter(msgspec.Struct, frozen=True):
+    """Matches events whose attributes take one of the listed values, for every key given
+    (an SNS filter policy on message attributes, without the numeric operators)."""
+
+    rules: dict[str, tuple[str, ...]] = {}
+
+    @classmethod
+    def of(cls, **rules: str | tuple[str, ...] | list[str]) -> Filter:
+        norm = {k: (v,) if isinstance(v, str) else tuple(v) for k, v in rules.items()}
+        return cls(rules=norm)
+
+    def matches(self, event: CloudEvent) -> bool:
+        attrs = event.attributes()
+        return all(attrs.get(k) in allowed for k, allowed in self.rules.items())

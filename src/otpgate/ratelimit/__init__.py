@@ -1,0 +1,1 @@
+"""Rate-limit algorithms, kept apart from the storage they run on."""

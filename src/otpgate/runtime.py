@@ -1,0 +1,111 @@
+"""Assembly: from ``Settings`` to a running gateway (store, bus, drivers, dispatchers).
+
+Used by the ASGI lifespan, the CLI and the tests; the only place that wires ports to
+backends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from otpgate import registry
+from otpgate.clock import Clock, SystemClock
+from otpgate.config import Settings
+from otpgate.core.messages import Templates
+from otpgate.crypto import Keyring, load_or_create_secret, parse_secret
+from otpgate.dispatch import Dispatcher
+from otpgate.drivers.base import Driver
+from otpgate.errors import ConfigurationError
+from otpgate.service import Gateway
+
+log = logging.getLogger(__name__)
+
+
+def load_keyring(settings: Settings) -> Keyring:
+    if settings.secret_key:
+        return Keyring.from_secret(parse_secret(settings.secret_key))
+    if not settings.backend_url.startswith(("sqlite:", "memory:")):
+        raise ConfigurationError("OTPGATE_SECRET_KEY is required outside embedded mode")
+    return Keyring.from_secret(load_or_create_secret(settings.data_dir / "secret.key"))
+
+
+def _driver_names(urls: dict[str, tuple[str, ...]]) -> dict[str, str]:
+    """A name per distinct driver URL: its scheme, numbered when a scheme repeats."""
+    names: dict[str, str] = {}
+    for chain in urls.values():
+        for url in chain:
+            if url in names:
+                continue
+            scheme = urlsplit(url).scheme
+            taken = sum(1 for n in names.values() if n.split("-")[0] == scheme)
+            names[url] = scheme if taken == 0 else f"{scheme}-{taken + 1}"
+    return names
+
+
+@dataclass(slots=True)
+class Runtime:
+    settings: Settings
+    clock: Clock
+    keyring: Keyring
+    backend: registry.Backend
+    gateway: Gateway
+    drivers: dict[str, Driver]
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @classmethod
+    async def open(cls, settings: Settings, clock: Clock | None = None) -> Runtime:
+        clock = clock or SystemClock()
+        keyring = load_keyring(settings)
+        backend = await registry.open_backend(
+            settings.backend_url, clock, poll_interval=settings.poll_interval)
+        try:
+            names = _driver_names(settings.driver_urls)
+            ctx = registry.DriverContext(clock, backend.capture, settings.captures)
+            drivers = {name: registry.open_driver(url, ctx) for url, name in names.items()}
+        except Exception:
+            await backend.close()
+            raise
+        routes = {ch: tuple(names[u] for u in chain)
+                  for ch, chain in settings.driver_urls.items()}
+        gateway = Gateway(backend.store, clock, keyring, settings.policy, routes)
+        return cls(settings, clock, keyring, backend, gateway, drivers)
+
+    def dispatchers(self) -> list[Dispatcher]:
+        templates = Templates.default()
+        return [
+            Dispatcher(store=self.backend.store, driver=driver, driver_name=name,
+                       keyring=self.keyring, clock=self.clock, templates=templates,
+                       brand=self.settings.brand)
+            for name, driver in self.drivers.items()
+        ]
+
+    async def start_workers(self) -> None:
+        """Subscribe a dispatcher per driver, start consuming, and sweep expired codes."""
+        for dispatcher in self.dispatchers():
+            self.backend.bus.subscribe(dispatcher.subscription(
+                max_deliveries=self.settings.bus_max_deliveries, lease=self.settings.bus_lease))
+        await self.backend.bus.start()
+        self._tasks.append(asyncio.create_task(self._sweep(), name="otpgate-sweeper"))
+
+    async def _sweep(self) -> None:
+        while True:
+            try:
+                await self.gateway.expire_due()
+            except Exception:
+                log.exception("expiry sweep failed; trying again")
+            await asyncio.sleep(self.settings.sweep_interval)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        await self.backend.bus.stop()
+        for driver in self.drivers.values():
+            await driver.close()
+        await self.backend.close()

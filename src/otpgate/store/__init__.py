@@ -1,0 +1,1 @@
+"""Stores: where OTP state lives. Chosen by URL through ``otpgate.registry``."""

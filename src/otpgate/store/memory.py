@@ -1,0 +1,123 @@
+"""In-memory store: the twin of every other backend, for tests and throwaway runs."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import Sequence
+
+import msgspec
+
+from otpgate.bus.memory import MemoryBus
+from otpgate.core.otp import Delivery, DeliveryStatus, Otp, RecipientState, SendKey, Status
+from otpgate.events import CloudEvent
+from otpgate.store.base import ApiKey, Claim, ClaimState, Decide, Remembered, T
+
+_FINAL = {DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.FAILED,
+          DeliveryStatus.EXPIRED}
+
+
+class MemoryStore:
+    """Holds everything in dicts; ``transact`` is atomic under one lock and queues the
+    decision's events on the ``MemoryBus`` inside that same section."""
+
+    def __init__(self, bus: MemoryBus) -> None:
+        self._bus = bus
+        self._lock = asyncio.Lock()
+        self._states: dict[str, bytes] = {}
+        self._otps: dict[str, Otp] = {}
+        self._ledger: dict[SendKey, Delivery] = {}
+        self._idem: dict[str, tuple[Remembered, float]] = {}
+        self._keys: dict[str, ApiKey] = {}
+
+    async def transact(self, key: str, decide: Decide[T]) -> T:
+        async with self._lock:
+            raw = self._states.get(key)
+            # Decisions mutate what they are given: hand them a copy, as a database would.
+            state = msgspec.msgpack.decode(raw, type=RecipientState) if raw else None
+            change = decide(state)
+            if change.state is not None:
+                self._states[key] = msgspec.msgpack.encode(change.state)
+            for otp in change.otps:
+                self._otps[otp.id] = copy.deepcopy(otp)
+            self._bus.enqueue(change.events)
+            return change.result
+
+    async def get(self, otp_id: str) -> Otp | None:
+        otp = self._otps.get(otp_id)
+        return copy.deepcopy(otp) if otp else None
+
+    async def due(self, now: float, limit: int) -> list[str]:
+        keys = {o.recipient for o in self._otps.values()
+                if o.status is Status.PENDING and o.expires_at <= now}
+        return sorted(keys)[:limit]
+
+    async def claim_send(self, key: SendKey, driver: str, now: float, lease: float) -> Claim:
+        async with self._lock:
+            row = self._ledger.get(key)
+            if row is None:
+                self._ledger[key] = Delivery(
+                    otp_id=key.otp_id, send_no=key.send_no, channel=key.channel, driver=driver,
+                    status=DeliveryStatus.SENDING, attempts=1, updated_at=now,
+                    lease_until=now + lease)
+                return Claim(ClaimState.CLAIMED, 1)
+            if row.status in _FINAL or row.driver != driver:
+                return Claim(ClaimState.DONE, row.attempts)
+            if row.status is DeliveryStatus.SENDING and row.lease_until > now:
+                return Claim(ClaimState.BUSY, row.attempts)
+            unknown = row.status is DeliveryStatus.SENDING
+            row.status = DeliveryStatus.SENDING
+            row.attempts += 1
+            row.updated_at = now
+            row.lease_until = now + lease
+            return Claim(ClaimState.CLAIMED, row.attempts, unknown)
+
+    async def settle_send(self, delivery: Delivery, events: Sequence[CloudEvent]) -> None:
+        async with self._lock:
+            key = SendKey(delivery.otp_id, delivery.send_no, delivery.channel)
+            self._ledger[key] = copy.deepcopy(delivery)
+            self._bus.enqueue(events)
+
+    async def deliveries(self, otp_id: str) -> list[Delivery]:
+        otp = self._otps.get(otp_id)
+        if otp is None:
+            return []
+        return [copy.deepcopy(d) for k, d in self._ledger.items()
+                if k.otp_id == otp_id and k.send_no == otp.send_count]
+
+    async def recall(self, key: str, now: float) -> Remembered | None:
+        hit = self._idem.get(key)
+        if hit is None or hit[1] <= now:
+            return None
+        return hit[0]
+
+    async def remember(self, key: str, answer: Remembered, ttl: float) -> Remembered:
+        async with self._lock:
+            hit = self._idem.get(key)
+            if hit is not None and hit[1] > answer.created_at:
+                return hit[0]
+            self._idem[key] = (answer, answer.created_at + ttl)
+            return answer
+
+    async def put_api_key(self, key: ApiKey) -> None:
+        self._keys[key.id] = copy.deepcopy(key)
+
+    async def get_api_key(self, key_id: str) -> ApiKey | None:
+        key = self._keys.get(key_id)
+        return copy.deepcopy(key) if key else None
+
+    async def list_api_keys(self) -> list[ApiKey]:
+        return [copy.deepcopy(k) for k in sorted(self._keys.values(), key=lambda k: k.created_at)]
+
+    async def revoke_api_key(self, key_id: str, now: float) -> bool:
+        key = self._keys.get(key_id)
+        if key is None or key.revoked_at is not None:
+            return False
+        key.revoked_at = now
+        return True
+
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
