@@ -1,0 +1,209 @@
+"""``otpgate serve | worker | send | verify | keys | bench``.
+
+Settings come from ``OTPGATE_*`` variables (and ``OTPGATE_CONFIG``); flags override them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from otpgate import apikeys, config
+from otpgate.clock import isoformat
+from otpgate.config import Settings
+from otpgate.errors import OtpgateError, RateLimited
+from otpgate.runtime import Runtime
+from otpgate.service import OtpRequest
+
+T = TypeVar("T")
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return config.from_env(**overrides)
+    except OtpgateError as exc:
+        raise click.ClickException(exc.detail) from None
+
+
+def _with_runtime(settings: Settings, work: Callable[[Runtime], Awaitable[T]]) -> T:
+    async def run() -> T:
+        runtime = await Runtime.open(settings)
+        try:
+            return await work(runtime)
+        finally:
+            await runtime.close()
+
+    try:
+        return asyncio.run(run())
+    except RateLimited as exc:
+        raise click.ClickException(f"{exc.detail} (retry after {exc.retry_after} s)") from None
+    except OtpgateError as exc:
+        raise click.ClickException(exc.detail) from None
+
+
+def _echo_json(value: object) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--log-level", envvar="OTPGATE_LOG_LEVEL", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]))
+def main(log_level: str) -> None:
+    """otpgate: one-time passcodes over SMS, e-mail and more, sent through an event bus.
+
+    Every setting is also read from an OTPGATE_* environment variable; see the README.
+    """
+    logging.basicConfig(level=log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+@click.option("--host", envvar="OTPGATE_HOST", default="127.0.0.1", show_default=True)
+@click.option("--port", envvar="OTPGATE_PORT", default=8080, show_default=True, type=int)
+@click.option("--data-dir", envvar="OTPGATE_DATA_DIR", default="var", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Where the embedded database and the secret key live.")
+@click.option("--dev/--no-dev", envvar="OTPGATE_DEV", default=False, show_default=True,
+              help="Dev mode: no API key needed, messages captured for the dev inbox.")
+@click.option("--workers", envvar="OTPGATE_WORKERS", default=1, show_default=True,
+              type=click.IntRange(1, 64), help="Server processes sharing the port.")
+def serve(host: str, port: int, data_dir: Path, dev: bool, workers: int) -> None:
+    """Run the HTTP API together with the dispatchers (embedded mode)."""
+    import uvicorn
+
+    settings = _settings(host=host, port=port, data_dir=data_dir, dev=dev, workers=workers)
+    # The server processes read their settings from the environment, like any other edge.
+    os.environ.update({"OTPGATE_HOST": host, "OTPGATE_PORT": str(port),
+                       "OTPGATE_DATA_DIR": str(data_dir), "OTPGATE_DEV": str(dev).lower()})
+    url = f"http://{host}:{port}"
+    click.echo(f"otpgate listening on {url} ({workers} worker(s), store {settings.backend_url})")
+    if settings.dev:
+        click.secho(
+            f"DEV MODE: no API key is required and messages are captured, not sent — "
+            f"see {url}/dev/inbox", fg="yellow", bold=True)
+    uvicorn.run("otpgate.api.app:from_env", factory=True, host=host, port=port,
+                workers=workers, log_level=settings.log_level, access_log=False,
+                lifespan="on", server_header=False, date_header=False)
+
+
+@main.command()
+def worker() -> None:
+    """Run the dispatchers and the expiry sweeper without the HTTP API."""
+    settings = _settings()
+
+    async def run(runtime: Runtime) -> None:
+        await runtime.start_workers()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        click.echo(f"otpgate worker running on {settings.backend_url}; Ctrl-C stops it")
+        await stop.wait()
+
+    _with_runtime(settings, run)
+
+
+@main.command()
+@click.option("--to", required=True, help="E.164 number or e-mail address.")
+@click.option("--channel", help="sms, email, ... (default: by recipient).")
+@click.option("--purpose", default=None, help="e.g. login (default: default).")
+@click.option("--locale", default=None)
+@click.option("--country", default=None, help="Country hint for national numbers (US, GB).")
+def send(to: str, channel: str | None, purpose: str | None, locale: str | None,
+         country: str | None) -> None:
+    """Request a code for a recipient; a running serve or worker sends it."""
+    async def run(runtime: Runtime) -> dict[str, object]:
+        result = await runtime.gateway.request(OtpRequest(
+            to=to, channel=channel, purpose=purpose, locale=locale, country=country))
+        otp = result.otp
+        return {"id": otp.id, "status": otp.status.value, "to": otp.to_masked,
+                "channels": otp.channels, "outcome": result.outcome.value,
+                "expires_at": isoformat(otp.expires_at), "send_count": otp.send_count,
+                "attempts_left": result.attempts_left}
+
+    _echo_json(_with_runtime(_settings(), run))
+
+
+@main.command()
+@click.option("--id", "otp_id", help="The OTP id returned by send.")
+@click.option("--to", help="Verify by recipient instead of id.")
+@click.option("--purpose", default=None)
+@click.option("--code", required=True)
+def verify(otp_id: str | None, to: str | None, purpose: str | None, code: str) -> None:
+    """Check a code, by OTP id or by recipient and purpose."""
+    if (otp_id is None) == (to is None):
+        raise click.UsageError("give exactly one of --id and --to")
+
+    async def run(runtime: Runtime) -> dict[str, object]:
+        if otp_id is not None:
+            answer = await runtime.gateway.verify(otp_id, code)
+        else:
+            answer = await runtime.gateway.verify_recipient(str(to), purpose, code)
+        body: dict[str, object] = {"id": answer.id, "valid": answer.valid,
+                                   "status": answer.status.value}
+        if answer.attempts_left is not None:
+            body["attempts_left"] = answer.attempts_left
+        return body
+
+    result = _with_runtime(_settings(), run)
+    _echo_json(result)
+    if not result["valid"]:
+        sys.exit(1)
+
+
+@main.group()
+def keys() -> None:
+    """Manage API keys (stored hashed; the key is shown once, at creation)."""
+
+
+@keys.command("create")
+@click.option("--name", required=True, help="Who or what uses the key.")
+def keys_create(name: str) -> None:
+    async def run(runtime: Runtime) -> str:
+        _, plaintext = await apikeys.create(runtime.backend.store, name, runtime.clock.now())
+        return plaintext
+
+    click.echo(_with_runtime(_settings(), run))
+
+
+@keys.command("list")
+def keys_list() -> None:
+    async def run(runtime: Runtime) -> list[dict[str, object]]:
+        return [{"id": k.id, "name": k.name, "created_at": isoformat(k.created_at),
+                 "revoked_at": isoformat(k.revoked_at) if k.revoked_at else None}
+                for k in await apikeys.list_keys(runtime.backend.store)]
+
+    _echo_json(_with_runtime(_settings(), run))
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+def keys_revoke(key_id: str) -> None:
+    async def run(runtime: Runtime) -> bool:
+        return await apikeys.revoke(runtime.backend.store, key_id, runtime.clock.now())
+
+    if not _with_runtime(_settings(), run):
+        raise click.ClickException(f"no active key {key_id}")
+    click.echo(f"revoked {key_id}")
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def bench(args: tuple[str, ...]) -> None:
+    """Benchmark a local server (from a source checkout): see benchmarks/README.md."""
+    runner = Path("benchmarks") / "run.py"
+    if not runner.exists():
+        raise click.ClickException("run otpgate bench from the root of a source checkout")
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(subprocess.call([sys.executable, "-m", "benchmarks.run", *args]))
