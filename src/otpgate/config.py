@@ -70,7 +70,11 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings
     values: dict[str, Any] = {}
     if path := env.get("OTPGATE_CONFIG"):
         values.update(_from_toml(Path(path)))
-    values.update(_from_vars(env))
+    for name, value in _from_vars(env).items():
+        if name in {"policy", "drivers"}:
+            values[name] = {**values.get(name, {}), **value}
+        else:
+            values[name] = value
     values.update({k: v for k, v in overrides.items() if v is not None})
     policy = values.pop("policy", {})
     try:
@@ -105,7 +109,7 @@ def _from_vars(env: Mapping[str, str]) -> dict[str, Any]:
         if (raw := env.get(f"OTPGATE_{name.upper()}")) is not None:
             values[name] = _convert(name, kind, raw)
     drivers = {
-        key[len("OTPGATE_DRIVERS_"):].lower(): tuple(u.strip() for u in raw.split(",") if u)
+        key[len("OTPGATE_DRIVERS_"):].lower(): tuple(s for u in raw.split(",") if (s := u.strip()))
         for key, raw in env.items() if key.startswith("OTPGATE_DRIVERS_")
     }
     if drivers:

@@ -76,6 +76,8 @@ class Keyring:
             raw = base64.urlsafe_b64decode(sealed.encode())
         except (binascii.Error, ValueError):
             raise SealError("sealed payload is not base64") from None
+        if len(raw) < _KID + _NONCE + 16:
+            raise SealError("sealed payload is truncated")
         kid, nonce, box = raw[:_KID], raw[_KID : _KID + _NONCE], raw[_KID + _NONCE :]
         if kid != self.kid:
             raise SealError("sealed with another key")
@@ -93,13 +95,15 @@ def seal_aad(otp_id: str, send_no: int) -> str:
 def parse_secret(text: str) -> bytes:
     """A secret given as urlsafe base64 (as ``otpgate`` writes it) or as hex."""
     text = text.strip()
-    for decode in (bytes.fromhex, base64.urlsafe_b64decode):
-        try:
-            raw = decode(text)
-        except (ValueError, binascii.Error):
-            continue
-        if len(raw) >= 16:
-            return raw
+    try:
+        if all(c in "0123456789abcdefABCDEF" for c in text):
+            raw = bytes.fromhex(text)
+        else:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (ValueError, binascii.Error):
+        raw = b""
+    if len(raw) >= 16:
+        return raw
     raise ConfigurationError("the secret key must be >= 16 bytes, base64url or hex")
 
 
@@ -112,9 +116,20 @@ def load_or_create_secret(path: Path) -> bytes:
         return parse_secret(path.read_text())
     path.parent.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_bytes(SECRET_BYTES)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    # Written aside and linked into place, so that a process starting at the same moment
+    # either sees no file or a whole one, and exactly one secret wins.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(base64.urlsafe_b64encode(secret).decode() + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        return parse_secret(path.read_text())
+    finally:
+        tmp.unlink()
     log.warning(
         "generated a new secret key in %s; keep it safe and out of backups of the "
         "database — without it, pending codes cannot be verified", path

@@ -31,7 +31,7 @@ class EventType(enum.StrEnum):
     LOCKED = "otpgate.otp.locked.v1"
 
 
-class CloudEvent(msgspec.Struct, frozen=True, omit_defaults=True):
+class CloudEvent(msgspec.Struct, frozen=True, kw_only=True):
     """A CloudEvents 1.0 event. ``data`` never holds a plain code or a full number,
     except the sealed payload of a dispatch event."""
 
@@ -41,17 +41,17 @@ class CloudEvent(msgspec.Struct, frozen=True, omit_defaults=True):
     time: str
     subject: str
     data: dict[str, Any]
-    specversion: str = SPECVERSION
+    specversion: str
     datacontenttype: str = "application/json"
-    channel: str | None = None
-    driver: str | None = None
+    channel: str | msgspec.UnsetType = msgspec.UNSET
+    driver: str | msgspec.UnsetType = msgspec.UNSET
 
     def attributes(self) -> dict[str, str]:
         """Context attributes a subscription may filter on."""
         attrs = {"type": self.type, "source": self.source, "subject": self.subject}
-        if self.channel is not None:
+        if isinstance(self.channel, str):
             attrs["channel"] = self.channel
-        if self.driver is not None:
+        if isinstance(self.driver, str):
             attrs["driver"] = self.driver
         return attrs
 
@@ -73,8 +73,10 @@ def new(
         time=isoformat(now),
         subject=subject,
         data=data,
-        channel=channel,
-        driver=driver,
+        specversion=SPECVERSION,
+        datacontenttype="application/json",
+        channel=msgspec.UNSET if channel is None else channel,
+        driver=msgspec.UNSET if driver is None else driver,
     )
 
 

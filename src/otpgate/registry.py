@@ -74,14 +74,21 @@ def open_driver(url: str, ctx: DriverContext) -> Driver:
     return driver
 
 
+_SECRET_PARAMS = ("token", "secret", "password", "pass", "key", "signature")
+
+
 def mask(url: str) -> str:
-    """The URL with its password (or token) replaced by ``***``."""
+    """The URL with its password and secret-looking query values replaced by ``***``."""
     parts = urlsplit(url)
-    if parts.password is None and not (parts.username and "@" in parts.netloc):
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if at:
+        user, colon, _ = userinfo.partition(":")
+        userinfo = f"{user}:***" if colon else "***"
+    netloc = f"{userinfo}@{host}" if at else host
+    query = "&".join(
+        f"{name}=***" if any(s in name.lower() for s in _SECRET_PARAMS) else f"{name}={value}"
+        for name, _, value in (pair.partition("=") for pair in parts.query.split("&") if pair)
+    )
+    if netloc == parts.netloc and query == parts.query:
         return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    user = parts.username or ""
-    netloc = f"{user}:***@{host}" if parts.password is not None else f"***@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))

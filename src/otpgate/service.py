@@ -96,6 +96,10 @@ class Gateway:
     def _channels(self, rcpt: recipients.Recipient, req: OtpRequest) -> tuple[str, ...]:
         if req.channel is not None and req.channels is not None:
             raise InvalidRequest("give channel or channels, not both", "channels")
+        if req.channels is not None and (
+                isinstance(req.channels, str)
+                or not all(isinstance(c, str) for c in req.channels)):
+            raise InvalidRequest("channels must be a list of channel names", "channels")
         wanted = list(req.channels) if req.channels is not None else [
             req.channel if req.channel is not None else rcpt.default_channel()]
         if not wanted or len(wanted) > 4 or len(set(wanted)) != len(wanted):

@@ -189,6 +189,7 @@ def decide_request(
         otp = current
         otp.send_count += 1
         otp.channels = list(req.channels)
+        otp.code_length, otp.locale, otp.reference = req.code_length, req.locale, req.reference
         otp.expires_at = now + req.ttl
         outcome = Outcome.RESENT
     minted = req.mint(otp.id, otp.send_count)
@@ -246,6 +247,8 @@ def decide_verify(
             state.failures = [*state.failures, now]
         left = min(max(0, policy.max_attempts - len(state.failures)),
                    log.remaining(state.failures))
+        if log.remaining(state.failures) == 0:
+            _lock(state, log.retry_after(state.failures, now), now, change)
         status = Status.PENDING if left else Status.MAX_ATTEMPTS_REACHED
         change.result = Verdict(None, False, status, left)
         return change
@@ -279,9 +282,7 @@ def _lock(state: RecipientState, retry_after: int, now: float, change: Change[T]
         if live not in change.otps:
             change.otps.append(live)
         _finish(live, Status.MAX_ATTEMPTS_REACHED, now)
-    subject = change.otps[-1] if change.otps else None
-    if subject is not None:
-        change.events.append(_event(EventType.LOCKED, subject, now,
+        change.events.append(_event(EventType.LOCKED, live, now,
                                     locked_until=state.locked_until))
 
 

@@ -35,7 +35,10 @@ class Policy:
                 raise ConfigurationError(f"policy {name} must be >= 1")
         if self.resend_cooldown < 0:
             raise ConfigurationError("policy resend_cooldown must be >= 0")
-        codes.check_length(self.default_code_length)
+        try:
+            codes.check_length(self.default_code_length)
+        except InvalidRequest as exc:
+            raise ConfigurationError(f"policy default_code_length: {exc.detail}") from None
 
     def ttl(self, requested: int | None) -> int:
         """The TTL to use for a request, refusing what lies outside the bounds."""

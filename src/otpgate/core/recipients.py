@@ -70,14 +70,15 @@ def _parse_phone(raw: str, country: str | None) -> Recipient:
             "to must be an E.164 phone number written with ASCII digits, e.g. +14155550123"
         )
     region = None
+    if country is not None and (not isinstance(country, str)
+                                or not _COUNTRY.fullmatch(country)):
+        raise InvalidRecipient("country must be an ISO 3166-1 alpha-2 code", "country")
     if not raw.startswith("+"):
         if country is None:
             raise InvalidRecipient(
                 "to must be in international format (+ and country code), "
                 "or give a country hint"
             )
-        if not isinstance(country, str) or not _COUNTRY.fullmatch(country):
-            raise InvalidRecipient("country must be an ISO 3166-1 alpha-2 code", "country")
         region = country
     try:
         number = phonenumbers.parse(raw, region)

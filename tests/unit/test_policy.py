@@ -1,0 +1,88 @@
+"""Policy: the limits every OTP lives by, and how they refuse bad values."""
+
+from __future__ import annotations
+
+import pytest
+
+from otpgate.core.policy import Policy
+from otpgate.errors import ConfigurationError, InvalidRequest, OtpgateError
+
+
+def test_the_defaults_follow_common_practice_for_sms_codes() -> None:
+    policy = Policy()
+    assert (policy.default_ttl, policy.min_ttl, policy.max_ttl) == (300, 30, 600)
+    assert policy.max_attempts == 5
+    assert (policy.max_sends, policy.send_window) == (5, 600)
+    assert policy.default_code_length == 6
+
+
+def test_no_ttl_requested_means_the_default_ttl() -> None:
+    assert Policy().ttl(None) == 300
+    assert Policy(default_ttl=120).ttl(None) == 120
+
+
+@pytest.mark.parametrize("ttl", [30, 31, 300, 599, 600])
+def test_ttls_within_the_bounds_are_used_as_given(ttl: int) -> None:
+    assert Policy().ttl(ttl) == ttl
+
+
+@pytest.mark.parametrize("ttl", [29, 601, 0, -1, 10**9])
+def test_ttls_outside_the_bounds_are_refused(ttl: int) -> None:
+    with pytest.raises(InvalidRequest, match="between 30 and 600") as err:
+        Policy().ttl(ttl)
+    assert err.value.field == "ttl_seconds"
+
+
+@pytest.mark.parametrize("ttl", [True, False, 300.0, "300", [300]])
+def test_ttls_that_are_not_integers_are_refused(ttl: object) -> None:
+    with pytest.raises(InvalidRequest) as err:
+        Policy().ttl(ttl)  # type: ignore[arg-type]
+    assert err.value.field == "ttl_seconds"
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"min_ttl": 0},
+        {"min_ttl": -5, "default_ttl": 10},
+        {"min_ttl": 400},
+        {"default_ttl": 700},
+        {"max_ttl": 200},
+        {"max_attempts": 0},
+        {"max_sends": 0},
+        {"send_window": 0},
+        {"max_failures": 0},
+        {"failure_window": -1},
+        {"resend_cooldown": -1},
+    ],
+)
+def test_inconsistent_policies_are_configuration_errors(fields: dict[str, int]) -> None:
+    with pytest.raises(ConfigurationError):
+        Policy(**fields)
+
+
+@pytest.mark.parametrize("length", [3, 11, True])
+def test_a_default_code_length_outside_four_to_ten_is_a_configuration_error(
+    length: int,
+) -> None:
+    # A bad policy is a mistake in the settings, not in a caller's request: it must not
+    # surface as a 422-shaped InvalidRequest about a ``code_length`` field.
+    with pytest.raises(OtpgateError) as err:
+        Policy(default_code_length=length)
+    assert isinstance(err.value, ConfigurationError), (
+        f"BUG: Policy(default_code_length={length!r}) raised "
+        f"{type(err.value).__name__}, not ConfigurationError"
+    )
+
+
+def test_edge_values_make_a_valid_policy() -> None:
+    policy = Policy(min_ttl=1, default_ttl=1, max_ttl=1, resend_cooldown=0, max_attempts=1,
+                    max_sends=1, send_window=1, max_failures=1, failure_window=1,
+                    default_code_length=4)
+    assert policy.ttl(None) == 1
+
+
+def test_a_policy_cannot_be_changed_once_made() -> None:
+    policy = Policy()
+    with pytest.raises(AttributeError):
+        policy.max_attempts = 99  # type: ignore[misc]
