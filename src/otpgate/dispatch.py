@@ -1,0 +1,253 @@
+"""The dispatcher: a dispatch event → the send ledger → a template → a driver → an outcome.
+
+One ``Dispatcher`` serves one driver. Every send is claimed in the ledger first, so a
+redelivered event never sends twice; a send whose dispatcher died mid-call is sent again
+once its lease runs out, with the same idempotency key. Outcomes:
+
+```
+receipt                       → ledger sent,    otpgate.otp.sent.v1
+temporary error               → ledger queued,  re-raised: the bus retries with backoff
+temporary, last delivery      ┐
+permanent error               ┴→ fallbacks left? ledger queued on the next driver and a
+                                 dispatch event for it : ledger failed, delivery_failed.v1
+sealed payload won't open     → ledger failed,  delivery_failed.v1 (no retry, no failover)
+code expired / superseded     → ledger expired, nothing sent
+```
+Neither events nor logs carry the code, the full address or the sealed payload.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Annotated, Any
+
+import msgspec
+
+from otpgate import events
+from otpgate.bus.base import Subscription, describe
+from otpgate.clock import Clock
+from otpgate.core.messages import Templates, segments
+from otpgate.core.otp import Delivery, DeliveryStatus, SendKey, Status
+from otpgate.crypto import Keyring, seal_aad
+from otpgate.drivers.base import Driver, Message, SendReceipt
+from otpgate.errors import PermanentDeliveryError, SealError, TemporaryDeliveryError
+from otpgate.events import CloudEvent, EventType, Filter
+from otpgate.store.base import Claim, ClaimState, Store
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_DELIVERIES = 8
+DEFAULT_LEASE = 30.0
+
+
+class DispatchData(msgspec.Struct, frozen=True, kw_only=True):
+    """The data of an ``otpgate.otp.dispatch.v1`` event."""
+
+    otp_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    send_no: Annotated[int, msgspec.Meta(ge=1)]
+    channel: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+    to: str
+    """Masked; the full address is inside ``sealed``."""
+    purpose: str
+    locale: str
+    expires_at: float
+    sealed: str
+    fallbacks: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> SendKey:
+        return SendKey(self.otp_id, self.send_no, self.channel)
+
+
+class Dispatcher:
+    """Sends the dispatch events addressed to one driver (see the module docstring)."""
+
+    def __init__(self, *, store: Store, driver: Driver, driver_name: str, keyring: Keyring,
+                 clock: Clock, templates: Templates, brand: str) -> None:
+        self._store = store
+        self._driver = driver
+        self._name = driver_name
+        self._keyring = keyring
+        self._clock = clock
+        self._templates = templates
+        self._brand = brand
+        self._max_deliveries = DEFAULT_MAX_DELIVERIES
+        self._lease = DEFAULT_LEASE
+
+    def subscription(self, max_deliveries: int, lease: float) -> Subscription:
+        """The bus subscription for this driver; its limits also bound the ledger claims."""
+        self._max_deliveries = max_deliveries
+        self._lease = lease
+        return Subscription(
+            name=f"dispatch.{self._name}",
+            filter=Filter.of(type=EventType.DISPATCH.value, driver=self._name),
+            handler=self.handle, max_deliveries=max_deliveries, lease=lease)
+
+    async def handle(self, event: CloudEvent) -> None:
+        """Send one dispatch event's message; raise only when the bus should retry."""
+        data = await self._parse(event)
+        if data is None:
+            return
+        claim = await self._store.claim_send(data.key, self._name, self._clock.now(),
+                                             self._lease)
+        if claim.state is ClaimState.DONE:
+            log.debug("send %s on %s already handled", data.key, self._name)
+            return
+        if claim.state is ClaimState.BUSY:
+            raise TemporaryDeliveryError(f"send {data.key} is being handled elsewhere",
+                                         retry_after=await self._lease_left(data.key))
+        if claim.unknown_before:
+            log.warning("send %s on %s: the previous attempt's outcome is unknown; sending "
+                        "again with the same idempotency key", data.key, self._name)
+        if reason := await self._stale(data):
+            log.info("send %s to %s not sent: %s", data.key, data.to, reason)
+            await self._settle(data, DeliveryStatus.EXPIRED, claim.attempts - 1, error=reason)
+            return
+        try:
+            sealed = self._keyring.open(data.sealed, seal_aad(data.otp_id, data.send_no))
+        except SealError as exc:
+            await self._fail(data, claim, f"sealed payload rejected: {exc}", permanent=True)
+            return
+        await self._send(event, data, claim, sealed.to, sealed.code)
+
+    async def _parse(self, event: CloudEvent) -> DispatchData | None:
+        """The event's data, or ``None`` once a malformed event has been recorded."""
+        try:
+            if event.type != EventType.DISPATCH.value:
+                raise msgspec.ValidationError(f"event type {event.type!r} is not a dispatch")
+            data = msgspec.convert(event.data, DispatchData)
+            if data.otp_id != event.subject:
+                raise msgspec.ValidationError("data.otp_id differs from the event's subject")
+        except msgspec.ValidationError as exc:
+            await self._drop_malformed(event, str(exc))
+            return None
+        return data
+
+    async def _drop_malformed(self, event: CloudEvent, problem: str) -> None:
+        """Retrying cannot fix a malformed event: record it as failed where it names a send,
+        and log it at error level either way."""
+        log.error("malformed dispatch event %s on %s dropped: %s", event.id, self._name,
+                  problem)
+        raw: dict[str, Any] = event.data
+        otp_id, send_no, channel = raw.get("otp_id"), raw.get("send_no"), raw.get("channel")
+        if not (isinstance(otp_id, str) and isinstance(channel, str)
+                and isinstance(send_no, int) and not isinstance(send_no, bool)):
+            return
+        stub = DispatchData(otp_id=otp_id, send_no=send_no, channel=channel, to="",
+                            purpose="", locale="", expires_at=0.0, sealed="")
+        claim = await self._store.claim_send(stub.key, self._name, self._clock.now(),
+                                             self._lease)
+        if claim.state is ClaimState.CLAIMED:
+            await self._fail(stub, claim, f"malformed dispatch event: {problem}"[:500],
+                             permanent=True)
+
+    async def _lease_left(self, key: SendKey) -> float:
+        now = self._clock.now()
+        for row in await self._store.deliveries(key.otp_id):
+            if SendKey(row.otp_id, row.send_no, row.channel) == key and row.lease_until > now:
+                return max(1.0, row.lease_until - now)
+        return self._lease
+
+    async def _stale(self, data: DispatchData) -> str | None:
+        """Why this send must not go out any more, if it must not."""
+        now = self._clock.now()
+        if now >= data.expires_at:
+            return "the code expired before it could be sent"
+        otp = await self._store.get(data.otp_id)
+        if otp is None:
+            return "the OTP no longer exists"
+        if otp.send_count > data.send_no:
+            return f"superseded by send #{otp.send_count}"
+        if otp.status is not Status.PENDING:
+            return f"the OTP is {otp.status.value}"
+        return None
+
+    async def _send(self, event: CloudEvent, data: DispatchData, claim: Claim, to: str,
+                    code: str) -> None:
+        minutes = max(1, math.ceil((data.expires_at - self._clock.now()) / 60))
+        text = self._templates.render(data.channel, data.locale, self._brand, code, minutes)
+        message = Message(
+            otp_id=data.otp_id, send_no=data.send_no, channel=data.channel, to=to,
+            body=text.body, subject=text.subject, idempotency_key=str(data.key),
+            expires_at=data.expires_at)
+        try:
+            if data.channel not in self._driver.channels:
+                raise PermanentDeliveryError(f"{self._name} cannot send on {data.channel}")
+            receipt = await self._driver.send(message)
+        except PermanentDeliveryError as exc:
+            await self._give_up(event, data, claim, describe(exc), permanent=True)
+        except TemporaryDeliveryError as exc:
+            await self._retry(event, data, claim, exc)
+        except Exception as exc:  # an unexpected driver failure is temporary
+            wrapped = TemporaryDeliveryError(describe(exc))
+            await self._retry(event, data, claim, wrapped, cause=exc)
+        else:
+            await self._sent(data, claim, message, receipt)
+
+    async def _sent(self, data: DispatchData, claim: Claim, message: Message,
+                    receipt: SendReceipt) -> None:
+        encoding, parts = "utf-8", receipt.segments
+        if data.channel == "sms":
+            encoding, parts = segments(message.body)
+        outcome = self._event(EventType.SENT, data, provider_id=receipt.provider_id,
+                              segments=parts, encoding=str(encoding))
+        await self._settle(data, DeliveryStatus.SENT, claim.attempts, outcome,
+                           provider_id=receipt.provider_id)
+        log.info("sent %s to %s via %s (%s, %d segment(s))", data.key, data.to, self._name,
+                 encoding, parts)
+
+    async def _retry(self, event: CloudEvent, data: DispatchData, claim: Claim,
+                     exc: TemporaryDeliveryError, cause: Exception | None = None) -> None:
+        """Queue the send again and let the bus retry — unless this was its last delivery."""
+        reason = describe(exc)
+        if claim.attempts >= self._max_deliveries:
+            await self._give_up(event, data, claim, f"gave up after {claim.attempts} "
+                                f"attempts: {reason}", permanent=False)
+            return
+        await self._settle(data, DeliveryStatus.QUEUED, claim.attempts, error=reason)
+        log.warning("send %s via %s failed for now (attempt %d of %d): %s", data.key,
+                    self._name, claim.attempts, self._max_deliveries, reason)
+        raise exc from cause
+
+    async def _give_up(self, event: CloudEvent, data: DispatchData, claim: Claim,
+                       reason: str, *, permanent: bool) -> None:
+        """This driver is done with the send: fail over to the next one, or fail it."""
+        if not data.fallbacks:
+            await self._fail(data, claim, reason, permanent=permanent)
+            return
+        following, rest = data.fallbacks[0], list(data.fallbacks[1:])
+        handover = events.new(
+            EventType.DISPATCH, data.otp_id, {**event.data, "fallbacks": rest},
+            self._clock.now(), channel=data.channel, driver=following)
+        # The next driver starts its own count of attempts, as the bus does for its event.
+        await self._store.settle_send(Delivery(
+            otp_id=data.otp_id, send_no=data.send_no, channel=data.channel,
+            driver=following, status=DeliveryStatus.QUEUED, attempts=0,
+            updated_at=self._clock.now(), error=f"{self._name}: {reason}"[:500],
+        ), [handover])
+        log.warning("send %s failed on %s, failing over to %s: %s", data.key, self._name,
+                    following, reason)
+
+    async def _fail(self, data: DispatchData, claim: Claim, reason: str, *,
+                    permanent: bool) -> None:
+        outcome = self._event(EventType.DELIVERY_FAILED, data, reason=reason,
+                              permanent=permanent)
+        await self._settle(data, DeliveryStatus.FAILED, claim.attempts, outcome, error=reason)
+        log.error("send %s to %s failed on %s: %s", data.key, data.to or "?", self._name,
+                  reason)
+
+    def _event(self, type_: EventType, data: DispatchData, **extra: object) -> CloudEvent:
+        body: dict[str, object] = {"otp_id": data.otp_id, "send_no": data.send_no,
+                                   "channel": data.channel, "driver": self._name, **extra}
+        return events.new(type_, data.otp_id, body, self._clock.now(), channel=data.channel,
+                          driver=self._name)
+
+    async def _settle(self, data: DispatchData, status: DeliveryStatus, attempts: int,
+                      outcome: CloudEvent | None = None, *, error: str | None = None,
+                      provider_id: str | None = None) -> None:
+        await self._store.settle_send(Delivery(
+            otp_id=data.otp_id, send_no=data.send_no, channel=data.channel, driver=self._name,
+            status=status, attempts=max(0, attempts), updated_at=self._clock.now(),
+            provider_id=provider_id, error=error,
+        ), [outcome] if outcome is not None else [])

@@ -1,0 +1,80 @@
+"""``capture://`` — keep messages instead of sending them (dev mode, tests).
+
+No credentials: messages go to the backend's capture sink, where the dev inbox
+(``GET /v1/dev/messages``) reads them. Configure it as a driver URL::
+
+    OTPGATE_DRIVERS_SMS=capture://
+    OTPGATE_DRIVERS_SMS=capture://?latency_ms=60   # act like a slow provider
+
+It refuses to start unless captures are allowed (``otpgate serve --dev`` or
+``OTPGATE_ALLOW_CAPTURE=true``), so real traffic never ends up in an inbox by accident.
+A repeated send (same idempotency key) is kept once and answers with the same id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from urllib.parse import parse_qs, urlsplit
+
+from otpgate.clock import Clock
+from otpgate.core.messages import segments
+from otpgate.drivers.base import CapturedMessage, CaptureSink, Driver, Message, SendReceipt
+from otpgate.errors import ConfigurationError, PermanentDeliveryError
+from otpgate.registry import DriverContext
+
+CHANNELS = frozenset({"sms", "email", "voice", "whatsapp"})
+
+
+class CaptureDriver:
+    """Keeps each message in a ``CaptureSink`` under its idempotency key."""
+
+    name = "capture"
+    channels = CHANNELS
+
+    def __init__(self, sink: CaptureSink, clock: Clock, latency_ms: int = 0) -> None:
+        self._sink = sink
+        self._clock = clock
+        self._latency_ms = latency_ms
+
+    async def send(self, message: Message) -> SendReceipt:
+        if message.channel not in self.channels:
+            raise PermanentDeliveryError(f"capture cannot send on channel {message.channel!r}")
+        if self._latency_ms:
+            await asyncio.sleep(self._latency_ms / 1000)
+        message_id = captured_id(message.idempotency_key)
+        await self._sink.add(CapturedMessage(
+            id=message_id, otp_id=message.otp_id, to=message.to, channel=message.channel,
+            body=message.body, subject=message.subject, sent_at=self._clock.now(),
+        ), message.idempotency_key)
+        parts = segments(message.body).parts if message.channel == "sms" else 1
+        return SendReceipt(provider_id=message_id, segments=parts)
+
+    def url(self, privacy: bool = True) -> str:
+        return f"capture://?latency_ms={self._latency_ms}" if self._latency_ms else "capture://"
+
+    async def close(self) -> None:
+        return None
+
+
+def captured_id(idempotency_key: str) -> str:
+    """The same id for the same send, as a provider honouring idempotency keys answers."""
+    return "cap_" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:24]
+
+
+def from_url(url: str, ctx: DriverContext) -> Driver:
+    """``capture://[?latency_ms=N]``; ``ConfigurationError`` unless captures are allowed."""
+    if not ctx.allow_capture:
+        raise ConfigurationError(
+            "the capture driver keeps messages instead of sending them; it runs only in dev "
+            "mode or with OTPGATE_ALLOW_CAPTURE=true")
+    parts = urlsplit(url)
+    if parts.scheme != "capture" or parts.netloc or parts.path not in ("", "/"):
+        raise ConfigurationError("the capture driver's URL is capture://[?latency_ms=N]")
+    options = parse_qs(parts.query, keep_blank_values=True)
+    if unknown := set(options) - {"latency_ms"}:
+        raise ConfigurationError(f"capture:// does not know the options {sorted(unknown)}")
+    latency = options.get("latency_ms", ["0"])[-1]
+    if not latency.isascii() or not latency.isdigit():
+        raise ConfigurationError("capture:// latency_ms must be a whole number of milliseconds")
+    return CaptureDriver(ctx.capture, ctx.clock, int(latency))

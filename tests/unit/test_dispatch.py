@@ -1,0 +1,530 @@
+"""The dispatcher over the in-memory backend: ledger, retries, failover, and what leaks."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from otpgate import events
+from otpgate.backends import open_memory
+from otpgate.bus.base import Subscription
+from otpgate.bus.memory import MemoryBus
+from otpgate.clock import FrozenClock
+from otpgate.core.lifecycle import Change
+from otpgate.core.messages import Templates
+from otpgate.core.otp import Delivery, DeliveryStatus, Otp, RecipientState, SendKey, Status
+from otpgate.core.policy import Policy
+from otpgate.crypto import Keyring
+from otpgate.dispatch import Dispatcher
+from otpgate.drivers.base import Driver, Message, SendReceipt
+from otpgate.drivers.capture import CaptureDriver
+from otpgate.errors import PermanentDeliveryError, TemporaryDeliveryError
+from otpgate.events import CloudEvent, EventType
+from otpgate.registry import Backend
+from otpgate.service import Gateway, OtpRequest
+from otpgate.store.base import ClaimState
+
+EVENTS = Path(__file__).parent.parent / "events"
+SECRET = b"otpgate-test-secret-key-0123456789"
+"""The test key ``tests/events/*.json`` were sealed with (never a real deployment's)."""
+TO = "+14155550123"
+LEASE = 30.0
+
+
+class ScriptedDriver:
+    """A provider double: answers each send with the next scripted error, else a receipt."""
+
+    channels = frozenset({"sms", "email"})
+
+    def __init__(self, name: str, *script: Exception) -> None:
+        self.name = name
+        self.script = list(script)
+        self.calls: list[Message] = []
+
+    async def send(self, message: Message) -> SendReceipt:
+        self.calls.append(message)
+        if self.script:
+            raise self.script.pop(0)
+        return SendReceipt(f"{self.name}_{len(self.calls)}")
+
+    def url(self, privacy: bool = True) -> str:
+        return f"{self.name}://"
+
+    async def close(self) -> None:
+        return None
+
+
+@dataclass
+class World:
+    clock: FrozenClock
+    backend: Backend
+    keyring: Keyring
+    routes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    codes: Iterator[str] = field(default_factory=lambda: iter(["482913", "771204", "305518"]))
+
+    @property
+    def bus(self) -> MemoryBus:
+        assert isinstance(self.backend.bus, MemoryBus)
+        return self.backend.bus
+
+    def dispatcher(self, driver: Driver, name: str, max_deliveries: int = 8) -> Dispatcher:
+        dispatcher = Dispatcher(store=self.backend.store, driver=driver, driver_name=name,
+                                keyring=self.keyring, clock=self.clock,
+                                templates=Templates.default(), brand="Acme")
+        self.bus.subscribe(dispatcher.subscription(max_deliveries=max_deliveries, lease=LEASE))
+        return dispatcher
+
+    def capture(self) -> CaptureDriver:
+        return CaptureDriver(self.backend.capture, self.clock)
+
+    async def request(self, **fields: Any) -> str:
+        gateway = Gateway(self.backend.store, self.clock, self.keyring, Policy(), self.routes,
+                          codegen=lambda n: next(self.codes))
+        return (await gateway.request(OtpRequest(to=fields.pop("to", TO), **fields))).otp.id
+
+    async def drain(self) -> None:
+        while await self.bus.pump():
+            pass
+
+    def published(self, type_: EventType) -> list[CloudEvent]:
+        return [e for e in self.bus.log if e.type == type_.value]
+
+    async def delivery(self, otp_id: str, channel: str = "sms") -> Delivery:
+        [row] = [d for d in await self.backend.store.deliveries(otp_id) if d.channel == channel]
+        return row
+
+
+@pytest.fixture
+async def world() -> AsyncIterator[World]:
+    clock = FrozenClock()
+    backend = await open_memory("memory://", clock)
+    yield World(clock, backend, Keyring.from_secret(SECRET))
+    await backend.close()
+
+
+async def test_a_requested_code_ends_as_a_captured_sms_with_the_code_and_the_brand(
+    world: World,
+) -> None:
+    world.routes = {"sms": ("capture",)}
+    world.dispatcher(world.capture(), "capture")
+    otp_id = await world.request()
+    await world.drain()
+    [kept] = await world.backend.capture.list(TO)
+    assert kept.otp_id == otp_id
+    assert kept.body == "Your Acme code is 482913. It expires in 5 minutes. Don't share it."
+    row = await world.delivery(otp_id)
+    assert row.status is DeliveryStatus.SENT
+    assert row.driver == "capture"
+    assert row.attempts == 1
+    assert row.provider_id == kept.id
+    [sent] = world.published(EventType.SENT)
+    assert sent.data == {"otp_id": otp_id, "send_no": 1, "channel": "sms",
+                         "driver": "capture", "provider_id": kept.id, "segments": 1,
+                         "encoding": "gsm-7"}
+
+
+async def test_the_message_says_how_many_minutes_are_left_rounded_up(world: World) -> None:
+    world.routes = {"sms": ("fake",)}
+    fake = ScriptedDriver("fake")
+    world.dispatcher(fake, "fake")
+    await world.request(ttl_seconds=600)
+    world.clock.advance(61)
+    await world.drain()
+    assert "It expires in 9 minutes." in fake.calls[0].body
+
+
+async def test_an_email_gets_its_subject_and_is_sent_to_the_full_address(world: World) -> None:
+    world.routes = {"email": ("fake",)}
+    fake = ScriptedDriver("fake")
+    world.dispatcher(fake, "fake")
+    otp_id = await world.request(to="jane@example.com", locale="de-AT")
+    await world.drain()
+    [message] = fake.calls
+    assert message.to == "jane@example.com"
+    assert message.subject == "Ihr Acme-Bestätigungscode"
+    assert "482913" in message.body
+    assert message.idempotency_key == f"{otp_id}:1:email"
+
+
+async def test_handling_the_same_dispatch_event_twice_sends_it_once(world: World) -> None:
+    world.routes = {"sms": ("fake",)}
+    fake = ScriptedDriver("fake")
+    dispatcher = world.dispatcher(fake, "fake")
+    otp_id = await world.request()
+    [dispatch] = world.published(EventType.DISPATCH)
+    await dispatcher.handle(dispatch)
+    await dispatcher.handle(dispatch)
+    await world.drain()
+    assert len(fake.calls) == 1
+    assert (await world.delivery(otp_id)).attempts == 1
+    assert len(world.published(EventType.SENT)) == 1
+
+
+async def test_a_send_held_by_a_dispatcher_that_died_is_retried_once_its_lease_runs_out(
+    world: World,
+) -> None:
+    world.routes = {"sms": ("fake",)}
+    fake = ScriptedDriver("fake")
+    dispatcher = world.dispatcher(fake, "fake")
+    otp_id = await world.request()
+    [dispatch] = world.published(EventType.DISPATCH)
+    key = SendKey(otp_id, 1, "sms")
+    # A first dispatcher claims the send, then crashes before it settles anything.
+    crashed = await world.backend.store.claim_send(key, "fake", world.clock.now(), LEASE)
+    assert crashed.state is ClaimState.CLAIMED
+    world.clock.advance(10)
+    with pytest.raises(TemporaryDeliveryError) as busy:
+        await dispatcher.handle(dispatch)
+    assert busy.value.retry_after == pytest.approx(LEASE - 10)
+    assert fake.calls == []
+    world.clock.advance(LEASE - 10)
+    await dispatcher.handle(dispatch)
+    await dispatcher.handle(dispatch)
+    assert len(fake.calls) == 1
+    row = await world.delivery(otp_id)
+    assert row.status is DeliveryStatus.SENT
+    assert row.attempts == 2
+
+
+async def test_a_send_whose_provider_call_went_through_before_the_crash_is_captured_once(
+    world: World,
+) -> None:
+    world.routes = {"sms": ("capture",)}
+    capture = world.capture()
+    dispatcher = world.dispatcher(capture, "capture")
+    otp_id = await world.request()
+    [dispatch] = world.published(EventType.DISPATCH)
+    key = SendKey(otp_id, 1, "sms")
+    await world.backend.store.claim_send(key, "capture", world.clock.now(), LEASE)
+    await capture.send(Message(otp_id=otp_id, send_no=1, channel="sms", to=TO,
+                               body="Your Acme code is 482913.", idempotency_key=str(key),
+                               expires_at=world.clock.now() + 300))
+    world.clock.advance(LEASE)  # ...and the dispatcher died before settling the ledger.
+    await dispatcher.handle(dispatch)
+    assert len(await world.backend.capture.list(TO)) == 1
+    assert (await world.delivery(otp_id)).status is DeliveryStatus.SENT
+
+
+async def test_an_event_whose_code_already_expired_is_settled_expired_and_not_sent(
+    world: World,
+) -> None:
+    world.routes = {"sms": ("fake",)}
+    fake = ScriptedDriver("fake")
+    world.dispatcher(fake, "fake")
+    otp_id = await world.request(ttl_seconds=60)
+    world.clock.advance(60)
+    await world.drain()
+    assert fake.calls == []
+    row = await world.delivery(otp_id)
+    assert row.status is DeliveryStatus.EXPIRED
+    assert row.error == "the code expired before it could be sent"
+    assert row.attempts == 0
+    assert world.published(EventType.SENT) == []
+    assert await world.bus.dead_letters() == []
+
+
+async def test_a_send_superseded_by_a_resend_is_not_sent_but_the_resend_is(
+    world: World,
+) -> None:
+    world.routes = {"sms": ("fake",)}
+    fake = ScriptedDriver("fake")
+    world.dispatcher(fake, "fake")
+    otp_id = await world.request()
+    world.clock.advance(Policy().resend_cooldown)
+    assert await world.request() == otp_id
+    await world.drain()
+    [message] = fake.calls
+    assert message.send_no == 2
+    assert "771204" in message.body
+    again = await world.backend.store.claim_send(SendKey(otp_id, 1, "sms"), "fake",
+                                                 world.clock.now(), LEASE)
+    assert again.state is ClaimState.DONE
+    assert [e.data["send_no"] for e in world.published(EventType.SENT)] == [2]
+
+
+async def test_a_code_canceled_before_its_dispatch_is_not_sent(world: World) -> None:
+    world.routes = {"sms": ("fake",)}
+    fake = ScriptedDriver("fake")
+    world.dispatcher(fake, "fake")
+    otp_id = await world.request()
+    gateway = Gateway(world.backend.store, world.clock, world.keyring, Policy(), world.routes)
+    await gateway.cancel(otp_id)
+    await world.drain()
+    assert fake.calls == []
+    assert (await world.delivery(otp_id)).error == "the OTP is canceled"
+
+
+async def test_a_temporary_failure_queues_the_send_and_the_bus_retries_until_it_goes_out(
+    world: World,
+) -> None:
+    world.routes = {"sms": ("fake",)}
+    fake = ScriptedDriver("fake", TemporaryDeliveryError("provider busy"),
+                          ConnectionResetError("connection reset by peer"))
+    world.dispatcher(fake, "fake", max_deliveries=5)
+    otp_id = await world.request()
+    assert await world.bus.pump() == 1
+    row = await world.delivery(otp_id)
+    assert row.status is DeliveryStatus.QUEUED
+    assert row.attempts == 1
+    assert row.error == "TemporaryDeliveryError: provider busy"
+    assert await world.bus.pump() == 0  # backing off
+    world.clock.advance(1)
+    await world.drain()
+    row = await world.delivery(otp_id)
+    assert row.status is DeliveryStatus.QUEUED
+    assert row.error is not None
+    assert "ConnectionResetError" in row.error
+    world.clock.advance(2)
+    await world.drain()
+    row = await world.delivery(otp_id)
+    assert row.status is DeliveryStatus.SENT
+    assert row.attempts == 3
+    assert len(fake.calls) == 3
+    assert {m.idempotency_key for m in fake.calls} == {f"{otp_id}:1:sms"}
+
+
+async def test_the_bus_waits_as_long_as_the_provider_asks_before_retrying(
+    world: World,
+) -> None:
+    world.routes = {"sms": ("fake",)}
+    fake = ScriptedDriver("fake", TemporaryDeliveryError("slow down", retry_after=45))
+    world.dispatcher(fake, "fake")
+    otp_id = await world.request()
+    await world.drain()
+    world.clock.advance(44)
+    await world.drain()
+    assert len(fake.calls) == 1
+    world.clock.advance(1)
+    await world.drain()
+    assert (await world.delivery(otp_id)).status is DeliveryStatus.SENT
+
+
+async def test_a_send_failing_on_every_delivery_is_failed_instead_of_dead_lettered(
+    world: World,
+) -> None:
+    world.routes = {"sms": ("fake",)}
+    fake = ScriptedDriver("fake", *[TemporaryDeliveryError("provider down")] * 3)
+    world.dispatcher(fake, "fake", max_deliveries=3)
+    otp_id = await world.request()
+    for _ in range(3):
+        await world.drain()
+        world.clock.advance(10)
+    assert len(fake.calls) == 3
+    row = await world.delivery(otp_id)
+    assert row.status is DeliveryStatus.FAILED
+    [failed] = world.published(EventType.DELIVERY_FAILED)
+    assert failed.data["permanent"] is False
+    assert "provider down" in failed.data["reason"]
+    assert await world.bus.dead_letters() == []
+
+
+async def test_a_send_failing_on_every_delivery_fails_over_when_a_fallback_is_left(
+    world: World,
+) -> None:
+    world.routes = {"sms": ("fake", "capture")}
+    world.dispatcher(ScriptedDriver("fake", *[TemporaryDeliveryError("down")] * 2), "fake",
+                     max_deliveries=2)
+    world.dispatcher(world.capture(), "capture", max_deliveries=2)
+    otp_id = await world.request()
+    for _ in range(2):
+        await world.drain()
+        world.clock.advance(10)
+    row = await world.delivery(otp_id)
+    assert row.status is DeliveryStatus.SENT
+    assert row.driver == "capture"
+    assert len(await world.backend.capture.list(TO)) == 1
+
+
+async def test_a_permanent_failure_hands_the_send_to_the_next_driver_which_sends_it(
+    world: World,
+) -> None:
+    world.routes = {"sms": ("fake", "capture")}
+    fake = ScriptedDriver("fake", PermanentDeliveryError("number unreachable"))
+    world.dispatcher(fake, "fake")
+    world.dispatcher(world.capture(), "capture")
+    otp_id = await world.request()
+    await world.drain()
+    first, handover = world.published(EventType.DISPATCH)
+    assert (first.driver, handover.driver) == ("fake", "capture")
+    assert first.data["fallbacks"] == ["capture"]
+    assert handover.data == {**first.data, "fallbacks": []}
+    assert len(fake.calls) == 1
+    [kept] = await world.backend.capture.list(TO)
+    assert "482913" in kept.body
+    row = await world.delivery(otp_id)
+    assert row.status is DeliveryStatus.SENT
+    assert row.driver == "capture"
+    assert world.published(EventType.DELIVERY_FAILED) == []
+
+
+async def test_a_permanent_failure_without_a_fallback_fails_the_send_and_says_so(
+    world: World,
+) -> None:
+    world.routes = {"sms": ("fake",)}
+    fake = ScriptedDriver("fake", PermanentDeliveryError("number unreachable"))
+    world.dispatcher(fake, "fake")
+    otp_id = await world.request()
+    await world.drain()
+    world.clock.advance(120)
+    await world.drain()
+    assert len(fake.calls) == 1
+    row = await world.delivery(otp_id)
+    assert row.status is DeliveryStatus.FAILED
+    assert row.error == "PermanentDeliveryError: number unreachable"
+    [failed] = world.published(EventType.DELIVERY_FAILED)
+    assert failed.subject == otp_id
+    assert failed.data == {"otp_id": otp_id, "send_no": 1, "channel": "sms", "driver": "fake",
+                           "reason": "PermanentDeliveryError: number unreachable",
+                           "permanent": True}
+
+
+async def test_a_tampered_sealed_payload_fails_the_send_without_retry_or_failover(
+    world: World,
+) -> None:
+    world.routes = {"sms": ("fake", "capture")}
+    fake = ScriptedDriver("fake")
+    dispatcher = world.dispatcher(fake, "fake")
+    otp_id = await world.request()
+    [dispatch] = world.published(EventType.DISPATCH)
+    sealed = dispatch.data["sealed"]
+    flipped = sealed[:-6] + ("A" if sealed[-6] != "A" else "B") + sealed[-5:]
+    tampered = msgspec.structs.replace(dispatch, data={**dispatch.data, "sealed": flipped})
+    await dispatcher.handle(tampered)
+    assert fake.calls == []
+    row = await world.delivery(otp_id)
+    assert row.status is DeliveryStatus.FAILED
+    [failed] = world.published(EventType.DELIVERY_FAILED)
+    assert failed.data["permanent"] is True
+    assert "sealed" in failed.data["reason"]
+    assert len(world.published(EventType.DISPATCH)) == 1
+
+
+async def test_a_malformed_dispatch_event_is_recorded_as_failed_rather_than_retried(
+    world: World, caplog: pytest.LogCaptureFixture,
+) -> None:
+    world.routes = {"sms": ("fake",)}
+    fake = ScriptedDriver("fake")
+    dispatcher = world.dispatcher(fake, "fake")
+    otp_id = await world.request()
+    [dispatch] = world.published(EventType.DISPATCH)
+    broken = msgspec.structs.replace(dispatch, data={**dispatch.data, "expires_at": "soon"})
+    await dispatcher.handle(broken)
+    assert fake.calls == []
+    assert (await world.delivery(otp_id)).status is DeliveryStatus.FAILED
+    [failed] = world.published(EventType.DELIVERY_FAILED)
+    assert "malformed" in failed.data["reason"]
+    assert "expires_at" in failed.data["reason"]
+    nameless = msgspec.structs.replace(dispatch, data={"hello": "world"})
+    with caplog.at_level(logging.ERROR, logger="otpgate.dispatch"):
+        await dispatcher.handle(nameless)
+    assert any(nameless.id in r.getMessage() for r in caplog.records)
+
+
+async def test_a_driver_that_cannot_serve_the_channel_is_a_permanent_failure(
+    world: World,
+) -> None:
+    world.routes = {"email": ("fake", "capture")}
+    sms_only = ScriptedDriver("fake")
+    sms_only.channels = frozenset({"sms"})
+    world.dispatcher(sms_only, "fake")
+    world.dispatcher(world.capture(), "capture")
+    otp_id = await world.request(to="jane@example.com")
+    await world.drain()
+    assert sms_only.calls == []
+    assert (await world.delivery(otp_id, "email")).driver == "capture"
+
+
+async def test_events_and_logs_hold_neither_the_code_nor_the_full_address(
+    world: World, caplog: pytest.LogCaptureFixture,
+) -> None:
+    world.routes = {"sms": ("flaky", "capture")}
+    world.dispatcher(ScriptedDriver("flaky", TemporaryDeliveryError("busy"),
+                                    PermanentDeliveryError("gone")), "flaky")
+    world.dispatcher(world.capture(), "capture")
+    with caplog.at_level(logging.DEBUG):
+        await world.request()
+        for _ in range(3):
+            await world.drain()
+            world.clock.advance(5)
+    assert len(await world.backend.capture.list(TO)) == 1
+    assert world.published(EventType.SENT)
+    sealed = {e.data["sealed"] for e in world.published(EventType.DISPATCH)}
+    for event in world.bus.log:
+        data = {k: v for k, v in event.data.items() if k != "sealed"}
+        text = json.dumps(data, ensure_ascii=False)
+        assert "482913" not in text
+        assert TO[1:] not in text
+    logs = caplog.text
+    assert "482913" not in logs
+    assert TO[1:] not in logs
+    assert all(blob not in logs for blob in sealed)
+    assert "+1415•••0123" in logs
+
+
+def _fixture(name: str) -> CloudEvent:
+    return events.decode((EVENTS / name).read_bytes())
+
+
+async def _seed(world: World, otp_id: str, expires_at: float) -> None:
+    """The OTP record a fixture's dispatch event belongs to, as the store would hold it."""
+    now = world.clock.now()
+    otp = Otp(id=otp_id, recipient="r" * 40, to_masked="+1415•••0123", purpose="login",
+              channels=["sms"], status=Status.PENDING, digest=b"", code_length=6,
+              locale="en", send_count=1, failed_attempts=0, max_attempts=5, created_at=now,
+              expires_at=expires_at, resend_after=now + 30, updated_at=now)
+    state = RecipientState(key=otp.recipient, pending={"login": otp})
+    await world.backend.store.transact(
+        otp.recipient, lambda _: Change(result=None, state=state, otps=[otp]))
+
+
+async def test_the_dispatch_event_fixture_is_opened_rendered_and_captured(
+    world: World,
+) -> None:
+    dispatch = _fixture("dispatch_sms.json")
+    assert world.clock.now() == 1_800_000_000.0  # the fixture's time
+    await _seed(world, dispatch.subject, dispatch.data["expires_at"])
+    dispatcher = world.dispatcher(world.capture(), "capture")
+    await dispatcher.handle(dispatch)
+    [kept] = await world.backend.capture.list(TO)
+    assert kept.body == "Your Acme code is 482913. It expires in 5 minutes. Don't share it."
+    assert kept.otp_id == "otp_q7Hk2LmN9xP4vR8sT1wYzA"
+
+
+@pytest.mark.parametrize(("fixture", "type_"), [
+    ("sent_sms.json", EventType.SENT),
+    ("delivery_failed_sms.json", EventType.DELIVERY_FAILED),
+])
+async def test_outcome_events_have_the_shape_of_their_fixtures(
+    world: World, fixture: str, type_: EventType,
+) -> None:
+    dispatch = _fixture("dispatch_sms.json")
+    await _seed(world, dispatch.subject, dispatch.data["expires_at"])
+    script = [PermanentDeliveryError("no")] if type_ is EventType.DELIVERY_FAILED else []
+    dispatcher = world.dispatcher(ScriptedDriver("capture", *script), "capture")
+    await dispatcher.handle(
+        msgspec.structs.replace(dispatch, data={**dispatch.data, "fallbacks": []}))
+    [ours] = world.published(type_)
+    expected = _fixture(fixture)
+    assert (ours.type, ours.subject, ours.channel) == (
+        expected.type, expected.subject, expected.channel)
+    assert {k: type(v) for k, v in ours.data.items()} == {
+        k: type(v) for k, v in expected.data.items()}
+
+
+def test_the_subscription_takes_only_dispatch_events_addressed_to_its_driver() -> None:
+    dispatcher = Dispatcher(store=None, driver=ScriptedDriver("fake"),  # type: ignore[arg-type]
+                            driver_name="twilio-2", keyring=Keyring.from_secret(SECRET),
+                            clock=FrozenClock(), templates=Templates.default(), brand="Acme")
+    sub: Subscription = dispatcher.subscription(max_deliveries=4, lease=12.0)
+    assert (sub.name, sub.max_deliveries, sub.lease) == ("dispatch.twilio-2", 4, 12.0)
+    mine = events.new(EventType.DISPATCH, "otp_x", {}, 0.0, channel="sms", driver="twilio-2")
+    other = events.new(EventType.DISPATCH, "otp_x", {}, 0.0, channel="sms", driver="twilio")
+    sent = events.new(EventType.SENT, "otp_x", {}, 0.0, channel="sms", driver="twilio-2")
+    assert [sub.filter.matches(e) for e in (mine, other, sent)] == [True, False, False]
