@@ -20,6 +20,7 @@ from otpgate.crypto import Keyring, load_or_create_secret, parse_secret
 from otpgate.dispatch import Dispatcher
 from otpgate.drivers.base import Driver
 from otpgate.errors import ConfigurationError
+from otpgate.outcomes import FailureWatcher
 from otpgate.service import Gateway
 
 log = logging.getLogger(__name__)
@@ -85,9 +86,10 @@ class Runtime:
 
     async def start_workers(self) -> None:
         """Subscribe a dispatcher per driver, start consuming, and sweep expired codes."""
+        tries, lease = self.settings.bus_max_deliveries, self.settings.bus_lease
         for dispatcher in self.dispatchers():
-            self.backend.bus.subscribe(dispatcher.subscription(
-                max_deliveries=self.settings.bus_max_deliveries, lease=self.settings.bus_lease))
+            self.backend.bus.subscribe(dispatcher.subscription(tries, lease))
+        self.backend.bus.subscribe(FailureWatcher(self.gateway).subscription(tries, lease))
         await self.backend.bus.start()
         self._tasks.append(asyncio.create_task(self._sweep(), name="otpgate-sweeper"))
 

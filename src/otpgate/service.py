@@ -17,7 +17,7 @@ from otpgate.clock import Clock
 from otpgate.core import codes, ids, lifecycle, recipients
 from otpgate.core.codes import CodeGenerator
 from otpgate.core.lifecycle import Minted, NewCode, Requested, Verdict
-from otpgate.core.otp import Delivery, Otp, Status
+from otpgate.core.otp import Delivery, DeliveryStatus, Otp, Status
 from otpgate.core.policy import Policy
 from otpgate.crypto import Keyring, Sealed, seal_aad
 from otpgate.errors import InvalidRequest, NotFound
@@ -180,6 +180,20 @@ class Gateway:
             await self.expire(otp.recipient)
             otp = await self._get(otp_id)
         return otp, await self.store.deliveries(otp_id)
+
+    async def fail_if_undeliverable(self, otp_id: str, send_no: int) -> bool:
+        """Mark the OTP ``failed`` when every channel of its send ``send_no`` failed for
+        good; True if it did."""
+        otp = await self.store.get(otp_id)
+        if otp is None or otp.status is not Status.PENDING or otp.send_count != send_no:
+            return False
+        failed = {d.channel for d in await self.store.deliveries(otp_id)
+                  if d.send_no == send_no and d.status is DeliveryStatus.FAILED}
+        if not set(otp.channels) <= failed:
+            return False
+        now, policy = self.clock.now(), self.policy
+        return await self.store.transact(otp.recipient, lambda s: lifecycle.decide_fail(
+            s, otp_id, send_no, now, policy)) is not None
 
     async def expire(self, recipient_key: str) -> int:
         now, policy = self.clock.now(), self.policy

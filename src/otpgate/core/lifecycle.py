@@ -315,3 +315,22 @@ def decide_expire(
     if not change.otps:
         change.state = None
     return change
+
+
+def decide_fail(
+    state: RecipientState | None, otp_id: str, send_no: int, now: float, policy: Policy
+) -> Change[Otp | None]:
+    """Every channel of send ``send_no`` failed for good: the code can never arrive, so the
+    OTP is ``failed`` (unless a resend or an answer has moved it on already)."""
+    if state is None:
+        return Change(result=None)
+    change: Change[Otp | None] = Change(result=None, state=state)
+    _sweep(state, policy, now, change)
+    otp = state.find(otp_id)
+    if otp is not None and otp.send_count == send_no:
+        del state.pending[otp.purpose]
+        change.otps.append(_finish(otp, Status.FAILED, now))
+        change.result = otp
+    if not change.otps:
+        change.state = None
+    return change

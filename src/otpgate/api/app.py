@@ -1,0 +1,179 @@
+"""The ASGI app: ``create_app(settings)``, and ``from_env`` for uvicorn's ``--factory``.
+
+The lifespan opens the runtime (store, bus, drivers), starts the dispatchers and the
+expiry sweeper, says which mode it runs in, and closes everything on shutdown. Kept lean
+for throughput: no logging or compression middleware, no debug pages.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import msgspec
+from litestar import Litestar, Request, Response, Router, get
+from litestar.datastructures import State
+from litestar.handlers import HTTPRouteHandler
+from litestar.openapi import OpenAPIConfig, ResponseSpec
+from litestar.openapi.plugins import JsonRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+
+from otpgate import config, registry
+from otpgate.api import ApiContext, auth, problems, routes_dev, routes_otp
+from otpgate.api.schemas import REQUEST_BODIES, Health, Problem
+from otpgate.clock import Clock, SystemClock
+from otpgate.config import Settings
+from otpgate.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+_OK = msgspec.json.encode(Health(status="ok"))
+_STATE_KEY = "otpgate"
+
+
+def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
+    """The API over a runtime opened from ``settings`` when the app starts."""
+    ctx = ApiContext(settings, clock or SystemClock())
+    v1: list[HTTPRouteHandler] = routes_otp.handlers(ctx)
+    root: list[HTTPRouteHandler] = [*_health(ctx)]
+    if settings.captures:
+        v1.append(routes_dev.messages_handler(ctx))
+    if settings.dev:
+        # The page has no way to send an API key, so it exists only in keyless dev mode.
+        root.append(routes_dev.inbox_handler(ctx))
+    guards = [] if settings.dev else [auth.guard(ctx.authenticator)]
+    api = Router("/v1", route_handlers=v1, guards=guards, security=[{"apiKey": []}])
+    return Litestar(
+        route_handlers=[api, *root],
+        state=State({_STATE_KEY: ctx}),
+        lifespan=[_lifespan(ctx)],
+        exception_handlers=problems.exception_handlers(),
+        openapi_config=_openapi(),
+        request_max_body_size=settings.max_body_bytes,
+        logging_config=None,
+        debug=False,
+    )
+
+
+def context_of(app: Litestar) -> ApiContext:
+    """The ``ApiContext`` of an app ``create_app`` made (its runtime, once started)."""
+    ctx = app.state[_STATE_KEY]
+    if not isinstance(ctx, ApiContext):
+        raise TypeError("this app was not made by otpgate.api.app.create_app")
+    return ctx
+
+
+def from_env() -> Litestar:
+    """uvicorn factory: ``uvicorn otpgate.api.app:from_env --factory``."""
+    return create_app(config.from_env())
+
+
+def _lifespan(ctx: ApiContext) -> Any:
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        runtime = await Runtime.open(ctx.settings, ctx.clock)
+        try:
+            await runtime.start_workers()
+            ctx.attach(runtime)
+            _announce(ctx.settings)
+            yield
+        finally:
+            ctx.attach(None)
+            await runtime.close()
+
+    return lifespan
+
+
+def _announce(settings: Settings) -> None:
+    store = registry.mask(settings.backend_url)
+    if settings.dev:
+        log.warning(
+            "DEV MODE: requests need no API key and messages are captured, not sent; "
+            "dev inbox at http://%s:%d/dev/inbox (store %s)", settings.host, settings.port,
+            store)
+    else:
+        log.info("otpgate API up: every /v1 request needs an API key (store %s)", store)
+        if settings.captures:
+            log.warning("the capture driver is allowed outside dev mode: "
+                        "GET /v1/dev/messages shows message bodies to any API key")
+
+
+def _health(ctx: ApiContext) -> list[HTTPRouteHandler]:
+    @get("/healthz", operation_id="health", summary="The process is up",
+         responses={200: ResponseSpec(Health, description="Up", generate_examples=False)})
+    async def healthz() -> Response[bytes]:
+        return Response(_OK, media_type="application/json")
+
+    @get("/readyz", operation_id="ready", summary="The store and the bus are reachable",
+         responses={200: ResponseSpec(Health, description="Ready", generate_examples=False),
+                    503: ResponseSpec(Problem, description="Not ready",
+                                      media_type=problems.MEDIA_TYPE,
+                                      generate_examples=False)})
+    async def readyz() -> Response[bytes]:
+        backend = ctx.runtime.backend
+        for name, ping in (("store", backend.store.ping), ("bus", backend.bus.ping)):
+            try:
+                await ping()
+            except Exception as exc:
+                log.warning("readiness: the %s is unreachable: %s", name, exc)
+                return problems.problem(503, f"{name}-unavailable",
+                                        f"the {name} cannot be reached")
+        return Response(_OK, media_type="application/json")
+
+    return [healthz, readyz]
+
+
+class _OpenApiJson(JsonRenderPlugin):
+    """``GET /openapi.json``, completed with the request bodies the handlers decode
+    themselves (see ``schemas.REQUEST_BODIES``); rendered once."""
+
+    def __init__(self) -> None:
+        # Mounted on a router at /openapi.json (see ``_openapi``): "/" is the document;
+        # naming "/openapi.json" too keeps Litestar from adding an unpatched twin.
+        super().__init__(path=["/", "/openapi.json"])
+        self._rendered: bytes | None = None
+
+    def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
+        if self._rendered is None:
+            self._rendered = msgspec.json.encode(_with_bodies(openapi_schema))
+        return self._rendered
+
+
+def _with_bodies(document: dict[str, Any]) -> dict[str, Any]:
+    document = copy.deepcopy(document)
+    (_, extra) = msgspec.json.schema_components(
+        list(REQUEST_BODIES.values()), ref_template="#/components/schemas/{name}")
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    for name, schema in extra.items():
+        schemas.setdefault(name, schema)
+    for (path, method), body in REQUEST_BODIES.items():
+        operation = document.get("paths", {}).get(path, {}).get(method)
+        if operation is not None:
+            operation["requestBody"] = {"required": True, "content": {"application/json": {
+                "schema": {"$ref": f"#/components/schemas/{body.__name__}"}}}}
+    return document
+
+
+async def _html_404_to_problem(response: Response[Any]) -> Response[Any]:
+    if response.status_code == 404:
+        return problems.problem(404, "not-found", "no such resource")
+    return response
+
+
+def _openapi() -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="otpgate", version="1",
+        description="One-time passcodes: request, dispatch over any provider, verify.",
+        # Litestar's OpenAPI router also answers unknown paths below its own path with an
+        # HTML page: rooting it at the document keeps that away from the API's paths, and
+        # the hook turns what is left into the usual problem.
+        openapi_router=Router("/openapi.json", route_handlers=[], include_in_schema=False,
+                              after_request=_html_404_to_problem),
+        render_plugins=[_OpenApiJson()],
+        components=Components(security_schemes={"apiKey": SecurityScheme(
+            type="http", scheme="bearer",
+            description="og_<key id>_<secret>; not needed in dev mode")}),
+    )

@@ -1,0 +1,57 @@
+"""``Idempotency-Key`` for ``POST /v1/otp``: the same key within 24 h gets the first answer.
+
+Keys are scoped by caller (the API key id, or ``dev`` in keyless dev mode) and stored as a
+hash, never as sent. A request is fingerprinted by the SHA-256 of its canonical body (the
+decoded body re-encoded, so whitespace and key order do not matter). Only 202 answers are
+kept: a refused request can be retried with the same key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from otpgate.errors import Conflict, InvalidRequest
+from otpgate.store.base import Remembered, Store
+
+HEADER = "Idempotency-Key"
+TTL = 24 * 3600.0
+_KEY = re.compile(r"[\x20-\x7e]{1,255}", re.ASCII)
+
+
+def parse_key(raw: str | None) -> str | None:
+    """The header's value if it is 1 to 255 printable ASCII characters; 422 otherwise."""
+    if raw is None:
+        return None
+    if not _KEY.fullmatch(raw):
+        raise InvalidRequest(f"{HEADER} must be 1 to 255 printable ASCII characters", HEADER)
+    return raw
+
+
+def slot(scope: str, key: str) -> str:
+    """Where the answer for ``key`` of caller ``scope`` is kept."""
+    digest = hashlib.sha256(f"{scope}\x00{key}".encode()).hexdigest()
+    return f"idem:{digest}"
+
+
+def fingerprint(canonical_body: bytes) -> str:
+    return hashlib.sha256(canonical_body).hexdigest()
+
+
+def _same_request(kept: Remembered, print_: str) -> Remembered:
+    if kept.fingerprint != print_:
+        raise Conflict(f"this {HEADER} was used for a different request in the last 24 hours")
+    return kept
+
+
+async def recall(store: Store, where: str, print_: str, now: float) -> Remembered | None:
+    """The kept answer to replay, ``None`` if there is none; ``Conflict`` on another body."""
+    kept = await store.recall(where, now)
+    return None if kept is None else _same_request(kept, print_)
+
+
+async def remember(store: Store, where: str, print_: str, status: int, body: bytes,
+                   now: float) -> Remembered:
+    """Keep a fresh answer; when a concurrent request with the same key won, its answer."""
+    kept = await store.remember(where, Remembered(print_, status, body, now), TTL)
+    return _same_request(kept, print_)

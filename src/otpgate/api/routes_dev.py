@@ -1,0 +1,119 @@
+"""Dev mode: what the capture driver "sent", as JSON (``/v1/dev/messages``) and as a page
+(``/dev/inbox``). Mounted only when captures are allowed; otherwise these paths are 404.
+
+The page is rendered on the server with every value HTML-escaped, needs no script, and
+refreshes itself every few seconds.
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+import msgspec
+from litestar import MediaType, Response, get
+from litestar.handlers import HTTPRouteHandler
+from litestar.openapi import ResponseSpec
+from litestar.params import FromQuery
+
+from otpgate.api import ApiContext
+from otpgate.api.problems import MEDIA_TYPE as PROBLEM
+from otpgate.api.schemas import MessageOut, Problem
+from otpgate.clock import isoformat
+from otpgate.core import recipients
+from otpgate.drivers.base import CapturedMessage
+from otpgate.errors import InvalidRecipient
+
+REFRESH_SECONDS = 3
+_ENCODER = msgspec.json.Encoder()
+_CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"
+
+
+def _address(to: str | None) -> str | None:
+    return None if to is None else recipients.parse(to).address
+
+
+def messages_handler(ctx: ApiContext) -> HTTPRouteHandler:
+    """``GET /v1/dev/messages?to=…``: captured messages, newest first."""
+
+    @get("/dev/messages", operation_id="devMessages", summary="Captured messages (dev mode)",
+         responses={200: ResponseSpec(list[MessageOut], description="Newest first",
+                                      generate_examples=False),
+                    422: ResponseSpec(Problem, description="to is not a valid recipient",
+                                      media_type=PROBLEM, generate_examples=False)})
+    async def dev_messages(to: FromQuery[str | None] = None) -> Response[bytes]:
+        found = await ctx.runtime.backend.capture.list(_address(to))
+        body = _ENCODER.encode([
+            MessageOut(m.id, m.otp_id, m.to, m.channel, m.body, isoformat(m.sent_at))
+            for m in found])
+        return Response(body, media_type=MediaType.JSON)
+
+    return dev_messages
+
+
+def inbox_handler(ctx: ApiContext) -> HTTPRouteHandler:
+    """``GET /dev/inbox``: the same messages as an HTML page with a filter form."""
+
+    @get("/dev/inbox", include_in_schema=False)
+    async def dev_inbox(to: FromQuery[str | None] = None) -> Response[str]:
+        error: str | None = None
+        found: list[CapturedMessage] = []
+        try:
+            found = await ctx.runtime.backend.capture.list(_address(to or None))
+        except InvalidRecipient as exc:
+            error = exc.detail
+        return Response(render_inbox(found, to or "", error),
+                        status_code=200 if error is None else 422,
+                        media_type=MediaType.HTML,
+                        headers={"Content-Security-Policy": _CSP, "Cache-Control": "no-store"})
+
+    return dev_inbox
+
+
+def render_inbox(messages: list[CapturedMessage], to: str, error: str | None) -> str:
+    """The inbox page; every value that came from outside is escaped."""
+    rows = "".join(_row(m) for m in messages) or (
+        '<tr><td colspan="5" class="empty">No messages yet.</td></tr>')
+    notice = f'<p class="error">{escape(error)}</p>' if error else ""
+    return _PAGE.format(refresh=REFRESH_SECONDS, to=escape(to, quote=True), notice=notice,
+                        rows=rows)
+
+
+def _row(m: CapturedMessage) -> str:
+    subject = f"<strong>{escape(m.subject)}</strong><br>" if m.subject else ""
+    return (f"<tr><td>{escape(isoformat(m.sent_at))}</td><td>{escape(m.to)}</td>"
+            f"<td>{escape(m.channel)}</td><td>{subject}<pre>{escape(m.body)}</pre></td>"
+            f"<td><code>{escape(m.otp_id)}</code></td></tr>")
+
+
+_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="refresh" content="{refresh}">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>otpgate dev inbox</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #222; }}
+.banner {{ background: #fff3cd; border: 1px solid #e0c96b; padding: .5rem 1rem; }}
+table {{ border-collapse: collapse; width: 100%; margin-top: 1rem; }}
+th, td {{ border-bottom: 1px solid #ddd; padding: .4rem; text-align: left;
+          vertical-align: top; }}
+pre {{ margin: 0; white-space: pre-wrap; }}
+.error {{ color: #a00; }} .empty {{ color: #777; }}
+</style>
+</head>
+<body>
+<h1>otpgate dev inbox</h1>
+<p class="banner">Dev mode: these messages were captured, not sent.</p>
+<form method="get" action="/dev/inbox">
+<label>Recipient <input name="to" value="{to}" placeholder="+14155550123"></label>
+<button type="submit">Filter</button> <a href="/dev/inbox">All</a>
+</form>
+{notice}
+<table>
+<thead><tr><th>Sent</th><th>To</th><th>Channel</th><th>Message</th><th>OTP</th></tr></thead>
+<tbody>{rows}</tbody>
+</table>
+</body>
+</html>
+"""

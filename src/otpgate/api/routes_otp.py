@@ -1,0 +1,183 @@
+"""``/v1`` routes for codes: request, verify (by id or by recipient), status and cancel.
+
+Handlers read the raw body and decode it with msgspec (``schemas.decode``), call the
+``Gateway`` and encode the answer once; errors become problems (``problems``).
+``DELETE`` of a code that is no longer pending answers its status unchanged (200): the
+caller wanted it dead, and it is.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Request, Response, delete, get, post
+from litestar.handlers import HTTPRouteHandler
+from litestar.openapi import ResponseSpec
+from litestar.params import FromPath, HeaderParameter
+
+from otpgate.api import ApiContext, auth, idempotency
+from otpgate.api.problems import MEDIA_TYPE as PROBLEM
+from otpgate.api.schemas import (
+    ChannelOut,
+    CodeIn,
+    DeliveryState,
+    OtpAccepted,
+    OtpIn,
+    OtpStatusOut,
+    Problem,
+    VerifyIn,
+    VerifyOut,
+    decode,
+)
+from otpgate.clock import isoformat
+from otpgate.core.lifecycle import Requested
+from otpgate.core.otp import Delivery, DeliveryStatus, Otp
+from otpgate.service import OtpRequest, VerifyAnswer
+
+JSON = "application/json"
+REPLAYED = "Idempotent-Replayed"
+_ENCODER = msgspec.json.Encoder()
+# In-flight sends are still "queued" to the outside world.
+_PUBLIC_STATE: dict[DeliveryStatus, DeliveryState] = {
+    DeliveryStatus.QUEUED: "queued", DeliveryStatus.SENDING: "queued",
+    DeliveryStatus.SENT: "sent", DeliveryStatus.DELIVERED: "delivered",
+    DeliveryStatus.FAILED: "failed", DeliveryStatus.EXPIRED: "expired",
+}
+
+
+def _problem(description: str) -> ResponseSpec:
+    return ResponseSpec(Problem, description=description, media_type=PROBLEM,
+                        generate_examples=False)
+
+
+_COMMON = {
+    400: _problem("The body is not JSON (or the request is otherwise malformed)"),
+    401: _problem("Missing, unknown or revoked API key (outside dev mode)"),
+    503: _problem("The store or the bus cannot be reached"),
+}
+_BODY = {413: _problem("The body is larger than the configured limit"),
+         422: _problem("A field is missing, of the wrong type, unknown or invalid")}
+_BY_ID = {404: _problem("No OTP with this id")}
+
+
+def _json(body: bytes, status: int = 200) -> Response[bytes]:
+    return Response(body, status_code=status, media_type=JSON)
+
+
+def accepted_body(result: Requested) -> bytes:
+    otp = result.otp
+    return _ENCODER.encode(OtpAccepted(
+        id=otp.id, status=otp.status, to=otp.to_masked, channels=otp.channels,
+        expires_at=isoformat(otp.expires_at), resend_after=isoformat(otp.resend_after),
+        send_count=otp.send_count, attempts_left=result.attempts_left))
+
+
+def verify_body(answer: VerifyAnswer) -> bytes:
+    return _ENCODER.encode(VerifyOut(answer.id, answer.valid, answer.status,
+                                     answer.attempts_left))
+
+
+def status_body(otp: Otp, deliveries: list[Delivery],
+                routes: dict[str, tuple[str, ...]]) -> bytes:
+    """One entry per channel of the OTP; a channel not yet in the ledger is ``queued``."""
+    by_channel = {d.channel: d for d in deliveries}
+    channels = []
+    for channel in otp.channels:
+        d = by_channel.get(channel)
+        if d is None:
+            driver = routes.get(channel, ("unknown",))[0]
+            channels.append(ChannelOut(channel, driver, "queued", 0, isoformat(otp.updated_at)))
+        else:
+            channels.append(ChannelOut(channel, d.driver, _PUBLIC_STATE[d.status], d.attempts,
+                                       isoformat(d.updated_at)))
+    return _ENCODER.encode(OtpStatusOut(
+        id=otp.id, status=otp.status, to=otp.to_masked, purpose=otp.purpose,
+        channels=channels, send_count=otp.send_count, attempts_left=otp.attempts_left,
+        expires_at=isoformat(otp.expires_at), created_at=isoformat(otp.created_at),
+        reference=otp.reference))
+
+
+def _otp_request(data: OtpIn) -> OtpRequest:
+    return OtpRequest(to=data.to, channel=data.channel, channels=data.channels,
+                      purpose=data.purpose, locale=data.locale, code_length=data.code_length,
+                      ttl_seconds=data.ttl_seconds, reference=data.reference,
+                      country=data.country)
+
+
+def handlers(ctx: ApiContext) -> list[HTTPRouteHandler]:
+    """The route handlers, bound to ``ctx`` (mounted under ``/v1``)."""
+
+    @post("/otp", status_code=202, operation_id="requestOtp", summary="Request a code",
+          responses={202: ResponseSpec(OtpAccepted, description="Accepted: created, "
+                                       "coalesced with the pending code, or resent",
+                                       generate_examples=False),
+                     **_COMMON, **_BODY,
+                     429: _problem("Send limit or lockout; see Retry-After")})
+    async def request_otp(
+        request: Request[Any, Any, Any],
+        idempotency_key: Annotated[str | None, HeaderParameter(
+            name=idempotency.HEADER, required=False,
+            description="1-255 printable ASCII; the same key within 24 h replays the "
+                        "first 202 answer")] = None,
+    ) -> Response[bytes]:
+        key = idempotency.parse_key(idempotency_key)
+        data = decode(await request.body(), OtpIn)
+        runtime = ctx.runtime
+        if key is None:
+            return _json(accepted_body(await runtime.gateway.request(_otp_request(data))), 202)
+        caller = "dev" if ctx.settings.dev else auth.key_id(
+            request.headers.get("authorization"))
+        where = idempotency.slot(caller, key)
+        print_ = idempotency.fingerprint(_ENCODER.encode(data))
+        store = runtime.backend.store
+        kept = await idempotency.recall(store, where, print_, ctx.clock.now())
+        if kept is None:
+            body = accepted_body(await runtime.gateway.request(_otp_request(data)))
+            kept = await idempotency.remember(store, where, print_, 202, body, ctx.clock.now())
+            if kept.body == body:
+                return _json(body, 202)
+        return Response(kept.body, status_code=kept.status, media_type=JSON,
+                        headers={REPLAYED: "true"})
+
+    @post("/otp/{otp_id:str}/verify", status_code=200, operation_id="verifyOtp",
+          summary="Verify a code by OTP id",
+          responses={200: ResponseSpec(VerifyOut, description="The verdict",
+                                       generate_examples=False),
+                     **_COMMON, **_BODY, **_BY_ID})
+    async def verify_otp(request: Request[Any, Any, Any], otp_id: FromPath[str]) -> Response[bytes]:
+        data = decode(await request.body(), CodeIn)
+        return _json(verify_body(await ctx.runtime.gateway.verify(otp_id, data.code)))
+
+    @post("/verify", status_code=200, operation_id="verifyRecipient",
+          summary="Verify a code by recipient and purpose",
+          responses={200: ResponseSpec(VerifyOut, description="The verdict; with no code "
+                                       "pending it looks like a wrong code's",
+                                       generate_examples=False),
+                     **_COMMON, **_BODY})
+    async def verify_recipient(request: Request[Any, Any, Any]) -> Response[bytes]:
+        data = decode(await request.body(), VerifyIn)
+        answer = await ctx.runtime.gateway.verify_recipient(
+            data.to, data.purpose, data.code, data.country)
+        return _json(verify_body(answer))
+
+    @get("/otp/{otp_id:str}", operation_id="getOtp", summary="Status of a code",
+         responses={200: ResponseSpec(OtpStatusOut, description="The OTP and its channels",
+                                      generate_examples=False), **_COMMON, **_BY_ID})
+    async def otp_status(otp_id: FromPath[str]) -> Response[bytes]:
+        runtime = ctx.runtime
+        otp, deliveries = await runtime.gateway.status(otp_id)
+        return _json(status_body(otp, deliveries, runtime.gateway.routes))
+
+    @delete("/otp/{otp_id:str}", status_code=200, operation_id="cancelOtp",
+            summary="Cancel a code",
+            responses={200: ResponseSpec(OtpStatusOut, description="Canceled; a code that "
+                                         "was no longer pending is answered unchanged",
+                                         generate_examples=False), **_COMMON, **_BY_ID})
+    async def cancel_otp(otp_id: FromPath[str]) -> Response[bytes]:
+        runtime = ctx.runtime
+        otp = await runtime.gateway.cancel(otp_id)
+        deliveries = await runtime.backend.store.deliveries(otp.id)
+        return _json(status_body(otp, deliveries, runtime.gateway.routes))
+
+    return [request_otp, verify_otp, verify_recipient, otp_status, cancel_otp]
