@@ -206,4 +206,4 @@ def bench(args: tuple[str, ...]) -> None:
     if not runner.exists():
         raise click.ClickException("run otpgate bench from the root of a source checkout")
     with contextlib.suppress(KeyboardInterrupt):
-        sys.exit(subprocess.call([sys.executable, "-m", "benchmarks.run", *args]))
+        sys.exit(subprocess.call([sys.executable, "-m", "benchmarks.run", *args]))  # noqa: S603

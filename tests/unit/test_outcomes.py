@@ -3,7 +3,6 @@ channel in flight stays pending."""
 
 from __future__ import annotations
 
-
 import pytest
 
 from otpgate.core.otp import Status

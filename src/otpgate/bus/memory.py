@@ -81,7 +81,7 @@ class MemoryBus:
     async def _deliver(self, name: str, sub: Subscription, entry: _Entry) -> None:
         try:
             await sub.handler(entry.event)
-        except Exception as exc:  # noqa: BLE001 - any failure is retried, then dead-lettered
+        except Exception as exc:  # any failure is retried, then dead-lettered
             self._nack(name, sub, entry, exc)
         else:
             self._queues[name].remove(entry)

@@ -20,7 +20,7 @@ DEFAULT_LENGTH = 6
 CodeGenerator = Callable[[int], str]
 """Makes a code of the given number of digits."""
 
-_CODE_SHAPE = re.compile(r"[0-9]{%d,%d}" % (MIN_LENGTH, MAX_LENGTH), re.ASCII)
+_CODE_SHAPE = re.compile(rf"[0-9]{{{MIN_LENGTH},{MAX_LENGTH}}}", re.ASCII)
 
 
 def generate_code(length: int = DEFAULT_LENGTH) -> str:

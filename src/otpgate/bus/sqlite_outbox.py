@@ -1,0 +1,291 @@
+"""The transactional outbox: a ``Bus`` kept in the store's own SQLite file.
+
+Fan-out happens at write time: ``append`` runs inside the store's transaction and adds the
+event to ``outbox`` with one ``deliveries`` row per durable subscription whose filter
+matches, so an accepted change can never lose its events. Consumers lease due rows through
+the writer (``UPDATE … RETURNING``), run handlers, then delete (ack), reschedule with
+backoff, or move the event to ``dead_letters``. A consumer that dies leaves only leases
+behind: they run out and any process on the file delivers the rows again.
+
+Events that match no subscription are not kept. Outbox rows go once no delivery
+references them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import msgspec
+
+from otpgate import events
+from otpgate.bus.base import DeadLetter, Subscription, backoff, describe
+from otpgate.clock import Clock
+from otpgate.errors import BusError
+from otpgate.events import CloudEvent, Filter
+from otpgate.store.sqlite_db import Database
+
+log = logging.getLogger(__name__)
+
+_filter_json = msgspec.json.Encoder()
+_filter_of = msgspec.json.Decoder(Filter)
+
+_CLAIM = """
+UPDATE deliveries SET lease_until = ?1, lease_owner = ?2, deliveries = deliveries + 1
+WHERE subscription = ?3 AND seq IN (
+    SELECT seq FROM deliveries
+    WHERE subscription = ?3 AND available_at <= ?4 AND lease_until <= ?4
+    ORDER BY seq LIMIT ?5)
+RETURNING seq, deliveries"""
+_ACK = ("DELETE FROM deliveries "
+        "WHERE subscription = ?1 AND seq = ?2 AND lease_owner = ?3 AND deliveries = ?4")
+_RETRY = ("UPDATE deliveries SET available_at = ?5, lease_until = 0, lease_owner = NULL "
+          "WHERE subscription = ?1 AND seq = ?2 AND lease_owner = ?3 AND deliveries = ?4")
+_DEAD = ("INSERT INTO dead_letters (subscription, seq, event, error, deliveries, failed_at) "
+         "SELECT ?1, ?2, ?5, ?6, ?4, ?7 FROM deliveries "
+         "WHERE subscription = ?1 AND seq = ?2 AND lease_owner = ?3 AND deliveries = ?4")
+_GC = """DELETE FROM outbox WHERE seq = ?
+         AND NOT EXISTS (SELECT 1 FROM deliveries WHERE deliveries.seq = ?)"""
+
+
+@dataclass(slots=True)
+class _Leased:
+    seq: int
+    deliveries: int
+    event: CloudEvent
+
+
+@dataclass(slots=True)
+class _Outcome:
+    leased: _Leased
+    error: Exception | None
+
+
+def _nothing(conn: sqlite3.Connection) -> None:
+    return None
+
+
+class SqliteOutboxBus:
+    """At-least-once, leased, retried, dead-lettered delivery over the outbox tables."""
+
+    def __init__(self, db: Database, clock: Clock, poll_interval: float = 0.2,
+                 drain_timeout: float = 5.0) -> None:
+        self._db = db
+        self._clock = clock
+        self._poll = poll_interval
+        self._drain = drain_timeout
+        self._owner = uuid.uuid4().hex
+        self._subs: dict[str, Subscription] = {}
+        self._cache: tuple[int, list[tuple[str, Filter]]] | None = None
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._inflight: dict[str, set[asyncio.Task[None]]] = {}
+
+    # -- producing ----------------------------------------------------------------------
+
+    def subscribe(self, sub: Subscription) -> None:
+        """Keep ``sub``'s handler here and record it durably, ahead of any later write."""
+        self._subs[sub.name] = sub
+        self._inflight.setdefault(sub.name, set())
+        raw = _filter_json.encode(sub.filter).decode()
+        now = self._clock.now()
+
+        def record(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO subscriptions (name, filter, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET filter = excluded.filter, "
+                "updated_at = excluded.updated_at", (sub.name, raw, now))
+            self._cache = None
+
+        self._db.submit(record, BusError)
+
+    def append(self, conn: sqlite3.Connection, batch: Sequence[CloudEvent]) -> int:
+        """Fan ``batch`` out inside the caller's transaction (writer thread only); return
+        how many deliveries were queued."""
+        subs = self._subscriptions(conn)
+        now = self._clock.now()
+        queued = 0
+        for event in batch:
+            names = [name for name, flt in subs if flt.matches(event)]
+            if not names:
+                continue
+            cur = conn.execute("INSERT INTO outbox (event, created_at) VALUES (?, ?)",
+                               (events.encode(event), now))
+            seq = cur.lastrowid
+            conn.executemany(
+                "INSERT INTO deliveries (subscription, seq, available_at) VALUES (?, ?, ?)",
+                [(name, seq, now) for name in names])
+            queued += len(names)
+        return queued
+
+    def _subscriptions(self, conn: sqlite3.Connection) -> list[tuple[str, Filter]]:
+        batch_no = self._db.batch_no
+        if self._cache is None or self._cache[0] != batch_no:
+            rows = conn.execute("SELECT name, filter FROM subscriptions").fetchall()
+            self._cache = (batch_no, [(name, _filter_of.decode(raw)) for name, raw in rows])
+        return self._cache[1]
+
+    def notify(self) -> None:
+        """Wake this process's consumer: a write that queued deliveries has committed."""
+        self._wake.set()
+
+    async def publish(self, events: Sequence[CloudEvent]) -> None:
+        def unit(conn: sqlite3.Connection) -> int:
+            return self.append(conn, events)
+
+        queued = await self._db.write(unit, BusError) if events else 0
+        if queued:
+            self.notify()
+
+    # -- consuming ----------------------------------------------------------------------
+
+    async def pump(self, limit: int = 100) -> int:
+        done = 0
+        for sub in list(self._subs.values()):
+            if done >= limit:
+                break
+            leased = await self._claim(sub, min(limit - done, sub.concurrency))
+            done += len(leased)
+            outcomes = await asyncio.gather(*(self._run(sub, item) for item in leased))
+            if outcomes:
+                await self._settle(sub, outcomes)
+        return done
+
+    async def _claim(self, sub: Subscription, limit: int) -> list[_Leased]:
+        if limit <= 0:
+            return []
+        now = self._clock.now()
+        params = (now + sub.lease, self._owner, sub.name, now, limit)
+
+        def claim(conn: sqlite3.Connection) -> list[_Leased]:
+            rows = conn.execute(_CLAIM, params).fetchall()
+            if not rows:
+                return []
+            counts = dict(rows)
+            marks = ",".join("?" * len(counts))
+            found = conn.execute(f"SELECT seq, event FROM outbox WHERE seq IN ({marks})",  # noqa: S608
+                                 list(counts)).fetchall()
+            return sorted((_Leased(seq, counts[seq], events.decode(raw)) for seq, raw in found),
+                          key=lambda item: item.seq)
+
+        return await self._db.write(claim, BusError)
+
+    @staticmethod
+    async def _run(sub: Subscription, item: _Leased) -> _Outcome:
+        try:
+            await sub.handler(item.event)
+        except Exception as exc:  # any failure is retried, then dead-lettered
+            return _Outcome(item, exc)
+        return _Outcome(item, None)
+
+    async def _settle(self, sub: Subscription, outcomes: Sequence[_Outcome]) -> None:
+        """Ack, retry or dead-letter ``outcomes`` in one unit; only the current lease
+        holder may settle a row (a stale consumer's answer is dropped)."""
+        now = self._clock.now()
+        plan = [(o.leased, o.error, self._fate(sub, o.leased, o.error, now))
+                for o in outcomes]
+
+        def settle(conn: sqlite3.Connection) -> None:
+            for item, error, retry_at in plan:
+                mine = (sub.name, item.seq, self._owner, item.deliveries)
+                if retry_at is not None:
+                    conn.execute(_RETRY, (*mine, retry_at))
+                    continue
+                if error is not None:
+                    conn.execute(_DEAD, (*mine, events.encode(item.event), describe(error), now))
+                conn.execute(_ACK, mine)
+                conn.execute(_GC, (item.seq, item.seq))
+
+        await self._db.write(settle, BusError)
+
+    @staticmethod
+    def _fate(sub: Subscription, item: _Leased, error: Exception | None,
+              now: float) -> float | None:
+        """When to deliver a failed event again; ``None`` to ack or dead-letter it."""
+        if error is None:
+            return None
+        if item.deliveries >= sub.max_deliveries:
+            log.error("dead-lettered %s on %s after %d deliveries: %s",
+                      item.event.id, sub.name, item.deliveries, describe(error))
+            return None
+        log.warning("retrying %s on %s: %s", item.event.id, sub.name, describe(error))
+        return now + backoff(sub, item.deliveries, error)
+
+    async def start(self) -> None:
+        """Consume in the background. Once this returns, every subscription made so far
+        is durable, so other processes' writes fan out to it."""
+        await self._db.write(_nothing, BusError)  # the writer is FIFO: a barrier
+        if self._task is None:
+            self._task = asyncio.create_task(self._consume(), name="otpgate-sqlite-bus")
+
+    async def _consume(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                claimed = await self._fill()
+            except BusError:
+                log.exception("claiming deliveries failed; trying again")
+                claimed = 0
+            if claimed == 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._poll)
+
+    async def _fill(self) -> int:
+        claimed = 0
+        for sub in list(self._subs.values()):
+            running = self._inflight[sub.name]
+            for item in await self._claim(sub, sub.concurrency - len(running)):
+                task = asyncio.create_task(self._handle(sub, item))
+                running.add(task)
+                task.add_done_callback(running.discard)
+                claimed += 1
+        return claimed
+
+    async def _handle(self, sub: Subscription, item: _Leased) -> None:
+        outcome = await self._run(sub, item)
+        try:
+            await self._settle(sub, [outcome])
+        except BusError:
+            log.exception("settling %s on %s failed; its lease will run out", item.seq,
+                          sub.name)
+        finally:
+            self._wake.set()  # a slot is free
+
+    async def stop(self) -> None:
+        """Stop claiming; give in-flight handlers ``drain_timeout`` seconds, then abandon
+        them (their leases run out and the events are delivered again)."""
+        if self._task is None:
+            return
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+        running = {t for tasks in self._inflight.values() for t in tasks}
+        if running:
+            _, late = await asyncio.wait(running, timeout=self._drain)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+
+    async def dead_letters(self, subscription: str | None = None) -> list[DeadLetter]:
+        def load(conn: sqlite3.Connection) -> list[DeadLetter]:
+            sql = "SELECT subscription, event, error, deliveries, failed_at FROM dead_letters"
+            args: tuple[str, ...] = ()
+            if subscription is not None:
+                sql, args = sql + " WHERE subscription = ?", (subscription,)
+            rows = conn.execute(sql + " ORDER BY id", args).fetchall()
+            return [DeadLetter(name, events.decode(raw), error, count, at)
+                    for name, raw, error, count, at in rows]
+
+        return await self._db.read(load, BusError)
+
+    async def ping(self) -> None:
+        if not self._db.alive():
+            raise BusError("the outbox writer is not running")
+        await self._db.read(lambda c: c.execute("SELECT 1 FROM outbox LIMIT 1").fetchall(),
+                            BusError)

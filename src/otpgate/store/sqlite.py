@@ -1,0 +1,241 @@
+"""The embedded store: one SQLite file (WAL) holding state, ledger and outbox together.
+
+Every write is a unit run by the ``Database`` writer thread inside a group-committed
+transaction; ``transact`` and ``settle_send`` append their events to the outbox in that
+same transaction. Rows mirror ``MemoryStore`` exactly (the contract suite runs on both).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from otpgate.bus.sqlite_outbox import SqliteOutboxBus
+from otpgate.clock import Clock
+from otpgate.core.otp import Delivery, DeliveryStatus, Otp, RecipientState, SendKey
+from otpgate.drivers.sqlite_sink import SqliteCaptureSink
+from otpgate.errors import ConfigurationError, StoreError
+from otpgate.events import CloudEvent
+from otpgate.registry import Backend
+from otpgate.store.base import ApiKey, Claim, ClaimState, Decide, Remembered, T
+from otpgate.store.sqlite_db import Database
+
+_encode = msgspec.msgpack.Encoder().encode
+_state_of = msgspec.msgpack.Decoder(RecipientState).decode
+_otp_of = msgspec.msgpack.Decoder(Otp).decode
+
+_FINAL = frozenset({DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.FAILED,
+                    DeliveryStatus.EXPIRED})
+_PUT_STATE = ("INSERT INTO recipients (key, state) VALUES (?, ?) "
+              "ON CONFLICT (key) DO UPDATE SET state = excluded.state")
+_PUT_OTP = ("INSERT INTO otps (id, recipient, status, expires_at, send_count, record) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+            "recipient = excluded.recipient, status = excluded.status, "
+            "expires_at = excluded.expires_at, send_count = excluded.send_count, "
+            "record = excluded.record")
+_LEDGER = ("otp_id, send_no, channel, driver, status, attempts, updated_at, provider_id, "
+           "error, lease_until")
+_PUT_LEDGER = (f"INSERT INTO ledger ({_LEDGER}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "  # noqa: S608
+               "ON CONFLICT (otp_id, send_no, channel) DO UPDATE SET "
+               "driver = excluded.driver, status = excluded.status, "
+               "attempts = excluded.attempts, updated_at = excluded.updated_at, "
+               "provider_id = excluded.provider_id, error = excluded.error, "
+               "lease_until = excluded.lease_until")
+_KEY = "id, name, secret_hash, created_at, revoked_at"
+_PURGE_EVERY = 64
+
+
+def _delivery(row: Sequence[Any]) -> Delivery:
+    return Delivery(otp_id=row[0], send_no=row[1], channel=row[2], driver=row[3],
+                    status=DeliveryStatus(row[4]), attempts=row[5], updated_at=row[6],
+                    provider_id=row[7], error=row[8], lease_until=row[9])
+
+
+def _ledger_row(d: Delivery) -> tuple[Any, ...]:
+    return (d.otp_id, d.send_no, d.channel, d.driver, d.status.value, d.attempts,
+            d.updated_at, d.provider_id, d.error, d.lease_until)
+
+
+def _api_key(row: Sequence[Any]) -> ApiKey:
+    return ApiKey(id=row[0], name=row[1], secret_hash=bytes(row[2]), created_at=row[3],
+                  revoked_at=row[4])
+
+
+class SqliteStore:
+    """The ``Store`` port over a ``Database``; its outbox is ``bus``."""
+
+    def __init__(self, db: Database, bus: SqliteOutboxBus) -> None:
+        self._db = db
+        self._bus = bus
+        self._remembered = 0
+
+    async def transact(self, key: str, decide: Decide[T]) -> T:
+        queued = [0]
+
+        def unit(conn: sqlite3.Connection) -> T:
+            row = conn.execute("SELECT state FROM recipients WHERE key = ?", (key,)).fetchone()
+            change = decide(_state_of(row[0]) if row else None)
+            if change.state is not None:
+                conn.execute(_PUT_STATE, (key, _encode(change.state)))
+            for otp in change.otps:
+                conn.execute(_PUT_OTP, (otp.id, otp.recipient, otp.status.value,
+                                        otp.expires_at, otp.send_count, _encode(otp)))
+            queued[0] = self._bus.append(conn, change.events) if change.events else 0
+            return change.result
+
+        result = await self._db.write(unit)
+        if queued[0]:
+            self._bus.notify()
+        return result
+
+    async def get(self, otp_id: str) -> Otp | None:
+        row = await self._db.read(lambda c: c.execute(
+            "SELECT record FROM otps WHERE id = ?", (otp_id,)).fetchone())
+        return _otp_of(row[0]) if row else None
+
+    async def due(self, now: float, limit: int) -> list[str]:
+        rows = await self._db.read(lambda c: c.execute(
+            "SELECT DISTINCT recipient FROM otps WHERE status = 'pending' AND expires_at <= ? "
+            "ORDER BY recipient LIMIT ?", (now, limit)).fetchall())
+        return [r[0] for r in rows]
+
+    async def claim_send(self, key: SendKey, driver: str, now: float, lease: float) -> Claim:
+        ident = (key.otp_id, key.send_no, key.channel)
+
+        def unit(conn: sqlite3.Connection) -> Claim:
+            row = conn.execute(
+                "SELECT driver, status, attempts, lease_until FROM ledger "
+                "WHERE otp_id = ? AND send_no = ? AND channel = ?", ident).fetchone()
+            if row is None:
+                conn.execute(_PUT_LEDGER, (*ident, driver, DeliveryStatus.SENDING.value, 1,
+                                           now, None, None, now + lease))
+                return Claim(ClaimState.CLAIMED, 1)
+            owner, status, attempts, lease_until = row[0], DeliveryStatus(row[1]), row[2], row[3]
+            if status in _FINAL or owner != driver:
+                return Claim(ClaimState.DONE, attempts)
+            if status is DeliveryStatus.SENDING and lease_until > now:
+                return Claim(ClaimState.BUSY, attempts)
+            conn.execute(
+                "UPDATE ledger SET status = ?, attempts = ?, updated_at = ?, lease_until = ? "
+                "WHERE otp_id = ? AND send_no = ? AND channel = ?",
+                (DeliveryStatus.SENDING.value, attempts + 1, now, now + lease, *ident))
+            return Claim(ClaimState.CLAIMED, attempts + 1, status is DeliveryStatus.SENDING)
+
+        return await self._db.write(unit)
+
+    async def settle_send(self, delivery: Delivery, events: Sequence[CloudEvent]) -> None:
+        row = _ledger_row(delivery)
+        queued = [0]
+
+        def unit(conn: sqlite3.Connection) -> None:
+            conn.execute(_PUT_LEDGER, row)
+            queued[0] = self._bus.append(conn, events) if events else 0
+
+        await self._db.write(unit)
+        if queued[0]:
+            self._bus.notify()
+
+    async def deliveries(self, otp_id: str) -> list[Delivery]:
+        cols = ", ".join(f"l.{c.strip()}" for c in _LEDGER.split(","))
+        rows = await self._db.read(lambda c: c.execute(
+            f"SELECT {cols} FROM ledger l JOIN otps o "  # noqa: S608
+            "ON o.id = l.otp_id AND l.send_no = o.send_count "
+            "WHERE l.otp_id = ? ORDER BY l.rowid", (otp_id,)).fetchall())
+        return [_delivery(r) for r in rows]
+
+    async def recall(self, key: str, now: float) -> Remembered | None:
+        row = await self._db.read(lambda c: c.execute(
+            "SELECT fingerprint, status, body, created_at FROM idempotency "
+            "WHERE key = ? AND expires_at > ?", (key, now)).fetchone())
+        return Remembered(row[0], row[1], bytes(row[2]), row[3]) if row else None
+
+    async def remember(self, key: str, answer: Remembered, ttl: float) -> Remembered:
+        self._remembered += 1
+        purge = self._remembered % _PURGE_EVERY == 0
+        now = answer.created_at
+
+        def unit(conn: sqlite3.Connection) -> Remembered:
+            if purge:
+                conn.execute("DELETE FROM idempotency WHERE key IN (SELECT key FROM "
+                             "idempotency WHERE expires_at <= ? LIMIT 500)", (now,))
+            row = conn.execute(
+                "SELECT fingerprint, status, body, created_at FROM idempotency "
+                "WHERE key = ? AND expires_at > ?", (key, now)).fetchone()
+            if row is not None:
+                return Remembered(row[0], row[1], bytes(row[2]), row[3])
+            conn.execute(
+                "INSERT OR REPLACE INTO idempotency (key, fingerprint, status, body, "
+                "created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (key, answer.fingerprint, answer.status, answer.body, now, now + ttl))
+            return answer
+
+        return await self._db.write(unit)
+
+    async def put_api_key(self, key: ApiKey) -> None:
+        row = (key.id, key.name, key.secret_hash, key.created_at, key.revoked_at)
+        await self._db.write(lambda c: c.execute(
+            f"INSERT INTO api_keys ({_KEY}) VALUES (?, ?, ?, ?, ?) "  # noqa: S608
+            "ON CONFLICT (id) DO UPDATE SET name = excluded.name, "
+            "secret_hash = excluded.secret_hash, created_at = excluded.created_at, "
+            "revoked_at = excluded.revoked_at", row))
+
+    async def get_api_key(self, key_id: str) -> ApiKey | None:
+        row = await self._db.read(lambda c: c.execute(
+            f"SELECT {_KEY} FROM api_keys WHERE id = ?", (key_id,)).fetchone())  # noqa: S608
+        return _api_key(row) if row else None
+
+    async def list_api_keys(self) -> list[ApiKey]:
+        rows = await self._db.read(lambda c: c.execute(
+            f"SELECT {_KEY} FROM api_keys ORDER BY created_at, rowid").fetchall())  # noqa: S608
+        return [_api_key(r) for r in rows]
+
+    async def revoke_api_key(self, key_id: str, now: float) -> bool:
+        changed: int = await self._db.write(lambda c: c.execute(
+            "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+            (now, key_id)).rowcount)
+        return changed == 1
+
+    async def ping(self) -> None:
+        if not self._db.alive():
+            raise StoreError("the sqlite writer is not running")
+        await self._db.read(lambda c: c.execute("SELECT 1").fetchall())
+
+    async def close(self) -> None:
+        await self._db.close()
+
+
+def database_path(url: str) -> Path:
+    """``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db`` → the path."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix):
+        raise ConfigurationError("a SQLite URL looks like sqlite:///path/to/otpgate.db")
+    path = url[len(prefix):].split("?", 1)[0]
+    if not path or path == ":memory:":
+        raise ConfigurationError("the SQLite backend needs a file path, not an in-memory "
+                                 "database")
+    return Path(path)
+
+
+async def open_sqlite_backend(url: str, clock: Clock, **options: Any) -> Backend:
+    """Open (creating and migrating as needed) the database at ``url``.
+
+    Options: ``poll_interval`` (s, how often to look for other processes' events),
+    ``batch_size`` (units per group commit), ``readers`` (read threads),
+    ``busy_timeout_ms``, ``drain_timeout`` (s, for in-flight handlers on stop).
+    """
+    db_options = {k: int(options[k]) for k in ("batch_size", "readers", "busy_timeout_ms")
+                  if k in options}
+    db = await Database.open(database_path(url), **db_options)
+    bus = SqliteOutboxBus(db, clock, poll_interval=float(options.get("poll_interval", 0.2)),
+                          drain_timeout=float(options.get("drain_timeout", 5.0)))
+    store = SqliteStore(db, bus)
+
+    async def close() -> None:
+        await bus.stop()
+        await db.close()
+
+    return Backend(store=store, bus=bus, capture=SqliteCaptureSink(db), close=close)
