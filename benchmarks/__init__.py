@@ -1,0 +1,1 @@
+"""Load generator and benchmark runner for a local otpgate server (see README.md)."""
