@@ -42,6 +42,7 @@ WHERE subscription = ?3 AND seq IN (
     WHERE subscription = ?3 AND available_at <= ?4 AND lease_until <= ?4
     ORDER BY seq LIMIT ?5)
 RETURNING seq, deliveries"""
+_ENQUEUE = "INSERT INTO deliveries (subscription, seq, available_at) VALUES (?, ?, ?)"
 _ACK = ("DELETE FROM deliveries "
         "WHERE subscription = ?1 AND seq = ?2 AND lease_owner = ?3 AND deliveries = ?4")
 _RETRY = ("UPDATE deliveries SET available_at = ?5, lease_until = 0, lease_owner = NULL "
@@ -116,10 +117,8 @@ class SqliteOutboxBus:
                 continue
             cur = conn.execute("INSERT INTO outbox (event, created_at) VALUES (?, ?)",
                                (events.encode(event), now))
-            seq = cur.lastrowid
-            conn.executemany(
-                "INSERT INTO deliveries (subscription, seq, available_at) VALUES (?, ?, ?)",
-                [(name, seq, now) for name in names])
+            for name in names:
+                conn.execute(_ENQUEUE, (name, cur.lastrowid, now))
             queued += len(names)
         return queued
 
@@ -228,7 +227,7 @@ class SqliteOutboxBus:
             self._wake.clear()
             try:
                 claimed = await self._fill()
-            except BusError:
+            except Exception:
                 log.exception("claiming deliveries failed; trying again")
                 claimed = 0
             if claimed == 0:

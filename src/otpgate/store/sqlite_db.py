@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 from otpgate.errors import OtpgateError, StoreError
 from otpgate.store.sqlite_schema import MIGRATIONS
+from otpgate.store.sqlite_turn import WriterTurn
 
 log = logging.getLogger(__name__)
 
@@ -124,9 +125,12 @@ class Database:
         db = cls(path, **options)
         try:
             await asyncio.to_thread(db._start)
-        except sqlite3.Error as exc:
+        except BaseException as exc:
+            db._closed = True
             db._readers.shutdown(wait=False)
-            raise StoreError(f"cannot open {path}: {exc}") from exc
+            if isinstance(exc, sqlite3.Error | OSError):
+                raise StoreError(f"cannot open {path}: {exc}") from exc
+            raise
         return db
 
     def _start(self) -> None:
@@ -137,7 +141,7 @@ class Database:
         except BaseException:
             conn.close()
             raise
-        self._writer = threading.Thread(target=self._serve, args=(conn,),
+        self._writer = threading.Thread(target=self._serve, args=(conn, WriterTurn(self.path)),
                                         name="otpgate-sqlite-writer", daemon=True)
         self._writer.start()
 
@@ -194,7 +198,7 @@ class Database:
 
     # -- the writer thread ------------------------------------------------------------
 
-    def _serve(self, conn: sqlite3.Connection) -> None:
+    def _serve(self, conn: sqlite3.Connection, turn: WriterTurn) -> None:
         try:
             stopping = False
             while not stopping:
@@ -211,11 +215,14 @@ class Database:
                         stopping = True
                         break
                     batch.append(item)
-                self._run_batch(conn, [u for u in batch if isinstance(u, _Unit)])
+                self._run_batch(conn, turn, [u for u in batch if isinstance(u, _Unit)])
         finally:
             conn.close()
+            turn.close()
 
-    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Unit]) -> None:
+    def _run_batch(self, conn: sqlite3.Connection, turn: WriterTurn,
+                   batch: list[_Unit]) -> None:
+        turn.acquire()
         try:
             outcomes = self._commit(conn, batch)
         except BaseException as exc:  # the writer must outlive any failure
@@ -226,6 +233,8 @@ class Database:
                 except sqlite3.Error:
                     log.exception("rollback after a failed batch failed")
             outcomes = [(False, _batch_error(exc, u.error)) for u in batch]
+        finally:
+            turn.release()
         _deliver(batch, outcomes)
 
     def _commit(self, conn: sqlite3.Connection,

@@ -1,0 +1,169 @@
+"""The ``Bus`` contract, run against every backend, events published through the store."""
+
+from __future__ import annotations
+
+import asyncio
+
+from otpgate.bus.base import Subscription
+from otpgate.clock import FrozenClock
+from otpgate.errors import TemporaryDeliveryError
+from otpgate.events import CloudEvent, EventType, Filter
+from otpgate.registry import Backend
+from tests.contract.conftest import Recorder, emitting, event
+
+OTP = "otp_" + "b" * 22
+
+
+async def test_events_reach_the_subscriptions_whose_filter_matches_only(
+    backend: Backend, clock: FrozenClock
+) -> None:
+    twilio, vonage, approved = Recorder(), Recorder(), Recorder()
+    dispatch = EventType.DISPATCH.value
+    bus = backend.bus
+    bus.subscribe(Subscription("twilio", Filter.of(type=dispatch, driver="twilio"), twilio))
+    bus.subscribe(Subscription("vonage", Filter.of(type=dispatch, driver="vonage"), vonage))
+    bus.subscribe(Subscription("approved", Filter.of(type=EventType.APPROVED.value), approved))
+    now = clock.now()
+    to_twilio = event(EventType.DISPATCH, OTP, now, driver="twilio", channel="sms")
+    to_vonage = event(EventType.DISPATCH, OTP, now, driver="vonage", channel="sms")
+    ok = event(EventType.APPROVED, OTP, now)
+    ignored = event(EventType.REQUESTED, OTP, now)
+
+    await backend.store.transact("r", lambda s: emitting([ignored, to_twilio, to_vonage, ok]))
+
+    assert await bus.pump() == 3
+    assert twilio.seen == [to_twilio]
+    assert vonage.ids == [to_vonage.id]
+    assert approved.ids == [ok.id]
+    assert await bus.pump() == 0
+
+
+async def test_events_published_outside_a_transaction_are_delivered_too(
+    backend: Backend, clock: FrozenClock
+) -> None:
+    seen = Recorder()
+    backend.bus.subscribe(Subscription("all", Filter(), seen))
+    published = [event(EventType.EXPIRED, OTP, clock.now()) for _ in range(3)]
+
+    await backend.bus.publish(published)
+
+    assert await backend.bus.pump() == 3
+    assert seen.ids == [e.id for e in published]
+
+
+async def test_a_subscription_only_receives_events_published_after_it_exists(
+    backend: Backend, clock: FrozenClock
+) -> None:
+    early = event(EventType.SENT, OTP, clock.now())
+    await backend.store.transact("r", lambda s: emitting([early]))
+    seen = Recorder()
+    backend.bus.subscribe(Subscription("late", Filter(), seen))
+    later = event(EventType.SENT, OTP, clock.now())
+    await backend.store.transact("r", lambda s: emitting([later]))
+
+    await backend.bus.pump()
+
+    assert seen.ids == [later.id]
+
+
+async def test_a_failing_handler_is_retried_after_backoff_then_dead_lettered(
+    backend: Backend, clock: FrozenClock
+) -> None:
+    calls: list[str] = []
+
+    async def flaky(evt: CloudEvent) -> None:
+        calls.append(evt.id)
+        raise TemporaryDeliveryError("provider down", retry_after=10)
+
+    bus = backend.bus
+    bus.subscribe(Subscription("flaky", Filter(), flaky, max_deliveries=3))
+    failing = event(EventType.DISPATCH, OTP, clock.now(), driver="twilio")
+    await backend.store.transact("r", lambda s: emitting([failing]))
+
+    assert await bus.pump() == 1
+    clock.advance(9.9)
+    assert await bus.pump() == 0, "redelivered before the backoff ran out"
+    clock.advance(0.1)
+    assert await bus.pump() == 1
+    assert await bus.dead_letters() == []
+    clock.advance(10)
+    assert await bus.pump() == 1
+
+    dead = await bus.dead_letters()
+    assert len(calls) == 3
+    assert [(d.subscription, d.event, d.deliveries) for d in dead] == [("flaky", failing, 3)]
+    assert dead[0].error == "TemporaryDeliveryError: provider down"
+    assert dead[0].failed_at == clock.now()
+    assert await bus.dead_letters("other") == []
+    clock.advance(3600)
+    assert await bus.pump() == 0
+
+
+async def test_an_acknowledged_event_is_not_delivered_again(
+    backend: Backend, clock: FrozenClock
+) -> None:
+    seen = Recorder()
+    backend.bus.subscribe(Subscription("once", Filter(), seen, lease=5))
+    await backend.store.transact("r", lambda s: emitting([event(EventType.SENT, OTP, 0)]))
+
+    assert await backend.bus.pump() == 1
+    clock.advance(60)
+    assert await backend.bus.pump() == 0
+    assert len(seen.seen) == 1
+
+
+async def test_an_event_whose_handler_never_finished_is_delivered_again_after_its_lease(
+    backend: Backend, clock: FrozenClock
+) -> None:
+    started, never = asyncio.Event(), asyncio.Event()
+    calls: list[str] = []
+
+    async def handler(evt: CloudEvent) -> None:
+        calls.append(evt.id)
+        if len(calls) == 1:  # the first consumer hangs, as if its process froze
+            started.set()
+            await never.wait()
+
+    bus = backend.bus
+    bus.subscribe(Subscription("leased", Filter(), handler, lease=30))
+    stuck = event(EventType.DISPATCH, OTP, clock.now())
+    await backend.store.transact("r", lambda s: emitting([stuck]))
+    hung = asyncio.create_task(bus.pump())
+    await asyncio.wait_for(started.wait(), 5)
+
+    clock.advance(29)
+    assert await bus.pump() == 0, "the live lease was not respected"
+    clock.advance(1)
+    assert await bus.pump() == 1
+
+    assert calls == [stuck.id, stuck.id]
+    hung.cancel()
+    await asyncio.gather(hung, return_exceptions=True)
+    clock.advance(60)
+    assert await bus.pump() == 0
+
+
+async def test_a_started_bus_delivers_in_the_background_until_stopped(
+    backend: Backend, clock: FrozenClock
+) -> None:
+    arrived: asyncio.Queue[CloudEvent] = asyncio.Queue()
+
+    async def handler(evt: CloudEvent) -> None:
+        await arrived.put(evt)
+
+    bus = backend.bus
+    bus.subscribe(Subscription("bg", Filter(), handler))
+    await bus.start()
+    await bus.start()  # idempotent
+    first = event(EventType.SENT, OTP, clock.now())
+    await backend.store.transact("r", lambda s: emitting([first]))
+    assert (await asyncio.wait_for(arrived.get(), 5)).id == first.id
+
+    await bus.stop()
+    await bus.stop()  # idempotent
+    second = event(EventType.SENT, OTP, clock.now())
+    await backend.store.transact("r", lambda s: emitting([second]))
+    await asyncio.sleep(0.05)  # several poll intervals: a running consumer would have taken it
+    assert arrived.empty()
+    assert await bus.pump() == 1
+    assert (await arrived.get()).id == second.id

@@ -1,0 +1,300 @@
+"""What only the embedded SQLite backend promises: WAL, group commit, durability, and
+several processes sharing one file."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import threading
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from otpgate.backends import open_sqlite
+from otpgate.bus.base import Subscription
+from otpgate.clock import FrozenClock
+from otpgate.core.lifecycle import Change
+from otpgate.drivers.base import CapturedMessage
+from otpgate.errors import ConfigurationError, RateLimited, StoreError
+from otpgate.events import CloudEvent, EventType, Filter
+from otpgate.registry import Backend
+from otpgate.store.base import ApiKey, Decide, Remembered
+from otpgate.store.sqlite import database_path
+from otpgate.store.sqlite_db import Database
+from otpgate.store.sqlite_schema import MIGRATIONS
+from tests.contract.conftest import Recorder, emitting, event, make_otp, sqlite_url
+
+OTP = "otp_" + "c" * 22
+
+
+@pytest.fixture
+def db_file(tmp_path: Path) -> Path:
+    return tmp_path / "nested" / "dir" / "otpgate.db"
+
+
+@pytest.fixture
+async def db(db_file: Path) -> AsyncIterator[Database]:
+    opened = await Database.open(db_file)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+async def open_at(path: Path, clock: FrozenClock) -> Backend:
+    return await open_sqlite(sqlite_url(path), clock, poll_interval=0.01)
+
+
+def test_urls_name_relative_and_absolute_files() -> None:
+    assert database_path("sqlite:///var/otpgate.db") == Path("var/otpgate.db")
+    assert database_path("sqlite:////srv/otpgate/otpgate.db") == Path("/srv/otpgate/otpgate.db")
+    for bad in ("sqlite://otpgate.db", "sqlite:///", "sqlite:///:memory:"):
+        with pytest.raises(ConfigurationError):
+            database_path(bad)
+
+
+async def test_a_new_file_is_created_in_wal_mode_with_the_current_schema(
+    db: Database, db_file: Path
+) -> None:
+    with sqlite3.connect(db_file) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+
+
+async def test_migrating_again_and_concurrently_is_harmless(db_file: Path) -> None:
+    opened = await asyncio.gather(*(Database.open(db_file) for _ in range(4)))
+    for each in opened:
+        await each.close()
+    with sqlite3.connect(db_file) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+
+
+async def test_a_file_from_a_newer_otpgate_is_refused(db_file: Path) -> None:
+    db_file.parent.mkdir(parents=True)
+    with sqlite3.connect(db_file) as conn:
+        conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    with pytest.raises(StoreError, match="newer"):
+        await Database.open(db_file)
+
+
+@contextlib.asynccontextmanager
+async def writer_held(db: Database) -> AsyncIterator[None]:
+    """Keep the writer busy so that what is written meanwhile queues up for one batch."""
+    entered, gate = threading.Event(), threading.Event()
+
+    def hold(conn: sqlite3.Connection) -> None:
+        entered.set()
+        gate.wait(5)
+
+    blocker = asyncio.ensure_future(db.write(hold))
+    assert await asyncio.to_thread(entered.wait, 5)
+    try:
+        yield
+        await asyncio.sleep(0)  # let the callers submit their units
+    finally:
+        gate.set()
+        await blocker
+
+
+def put_key(db: Database, key: str, fail: bool = False) -> Callable[[sqlite3.Connection], int]:
+    def unit(conn: sqlite3.Connection) -> int:
+        conn.execute("INSERT INTO api_keys VALUES (?, 'n', x'00', 0, NULL)", (key,))
+        if fail:
+            raise RateLimited("no", retry_after=3)
+        return db.batch_no
+    return unit
+
+
+async def stored_keys(db: Database) -> list[str]:
+    rows = await db.read(lambda conn: conn.execute("SELECT id FROM api_keys").fetchall())
+    return sorted(k for (k,) in rows)
+
+
+async def test_one_failing_unit_in_a_batch_is_rolled_back_alone(db: Database) -> None:
+    async with writer_held(db):
+        pending = [asyncio.ensure_future(db.write(put_key(db, "a"))),
+                   asyncio.ensure_future(db.write(put_key(db, "b", fail=True))),
+                   asyncio.ensure_future(db.write(put_key(db, "c")))]
+    a, b, c = await asyncio.gather(*pending, return_exceptions=True)
+
+    assert isinstance(b, RateLimited)
+    assert a == c, "the units did not share one transaction"
+    assert await stored_keys(db) == ["a", "c"]
+
+
+async def test_a_failed_commit_fails_every_unit_of_its_batch_and_the_writer_goes_on(
+    db: Database,
+) -> None:
+    def tables(conn: sqlite3.Connection) -> None:
+        conn.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+        conn.execute("CREATE TABLE child (parent INTEGER REFERENCES parent (id) "
+                     "DEFERRABLE INITIALLY DEFERRED)")
+
+    await db.write(tables)
+    async with writer_held(db):
+        orphan = asyncio.ensure_future(  # only COMMIT can tell: the key check is deferred
+            db.write(lambda c: c.execute("INSERT INTO child VALUES (7)").rowcount))
+        innocent = asyncio.ensure_future(db.write(put_key(db, "a")))
+    results = await asyncio.gather(orphan, innocent, return_exceptions=True)
+
+    assert all(isinstance(r, StoreError) for r in results), results
+    assert await stored_keys(db) == []
+    await db.write(put_key(db, "b"))
+    assert await stored_keys(db) == ["b"]
+
+
+async def test_a_database_error_reaches_only_its_caller_as_a_store_error(db: Database) -> None:
+    async def broken() -> None:
+        await db.write(lambda c: c.execute("INSERT INTO no_such_table VALUES (1)"))
+
+    with pytest.raises(StoreError, match="no_such_table"):
+        await broken()
+    assert await db.write(lambda c: c.execute("SELECT 41 + 1").fetchone()[0]) == 42
+
+
+async def test_data_survives_closing_and_reopening(db_file: Path, clock: FrozenClock) -> None:
+    first = await open_at(db_file, clock)
+    otp = make_otp(OTP, "r", clock.now())
+    await first.store.transact("r", lambda s: Change(None, None, [otp]))
+    await first.store.put_api_key(ApiKey(id="0000aaaa", name="ci", secret_hash=b"h",
+                                         created_at=1.0))
+    await first.capture.add(CapturedMessage(id="m1", otp_id=OTP, to="+14155550123",
+                                            channel="sms", body="123456", sent_at=1.0), "k")
+    await first.close()
+
+    second = await open_at(db_file, clock)
+    try:
+        assert await second.store.get(OTP) == otp
+        assert [k.id for k in await second.store.list_api_keys()] == ["0000aaaa"]
+        assert [m.id for m in await second.capture.list()] == ["m1"]
+    finally:
+        await second.close()
+
+
+async def test_two_processes_on_one_file_both_write_and_one_consumes(
+    db_file: Path, clock: FrozenClock
+) -> None:
+    consumer, producer = await open_at(db_file, clock), await open_at(db_file, clock)
+    try:
+        seen = Recorder()
+        consumer.bus.subscribe(Subscription("dispatch", Filter.of(driver="twilio"), seen))
+        await consumer.bus.start()  # the subscription is durable once started
+        await consumer.bus.stop()
+        mine = event(EventType.DISPATCH, OTP, clock.now(), driver="twilio")
+        theirs = [event(EventType.DISPATCH, f"otp_{n}", clock.now(), driver="twilio")
+                  for n in range(20)]
+        other = event(EventType.DISPATCH, OTP, clock.now(), driver="vonage")
+
+        def publishing(*batch: CloudEvent) -> Decide[None]:
+            return lambda state: emitting(batch)
+
+        await asyncio.gather(
+            consumer.store.transact("a", publishing(mine)),
+            *(producer.store.transact(f"b{n}", publishing(e, other))
+              for n, e in enumerate(theirs)))
+
+        assert await producer.bus.pump() == 0, "the producer has no handler to run"
+        assert await consumer.bus.pump() + await consumer.bus.pump() == 21
+        assert sorted(seen.ids) == sorted([mine.id, *(e.id for e in theirs)])
+    finally:
+        await producer.close()
+        await consumer.close()
+
+
+async def test_leases_left_by_a_crashed_process_run_out_and_another_delivers_them(
+    db_file: Path, clock: FrozenClock
+) -> None:
+    started, never = asyncio.Event(), asyncio.Event()
+
+    async def hangs(evt: CloudEvent) -> None:
+        started.set()
+        await never.wait()
+
+    crashed = await open_at(db_file, clock)
+    crashed.bus.subscribe(Subscription("dispatch", Filter(), hangs, lease=30))
+    lost = event(EventType.DISPATCH, OTP, clock.now(), driver="twilio")
+    await crashed.store.transact("r", lambda s: emitting([lost]))
+    frozen = asyncio.create_task(crashed.bus.pump())
+    await asyncio.wait_for(started.wait(), 5)
+
+    survivor = await open_at(db_file, clock)
+    try:
+        seen = Recorder()
+        survivor.bus.subscribe(Subscription("dispatch", Filter(), seen, lease=30))
+        assert await survivor.bus.pump() == 0, "a live lease of another process was taken"
+        clock.advance(31)
+        assert await survivor.bus.pump() == 1
+        assert seen.ids == [lost.id]
+        clock.advance(60)
+        assert await survivor.bus.pump() == 0
+    finally:
+        frozen.cancel()
+        await asyncio.gather(frozen, return_exceptions=True)
+        await crashed.close()
+        await survivor.close()
+    with sqlite3.connect(db_file) as conn:
+        assert conn.execute("SELECT count(*) FROM deliveries").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0
+
+
+async def test_a_stale_consumer_cannot_settle_a_lease_another_has_taken(
+    db_file: Path, clock: FrozenClock
+) -> None:
+    release = asyncio.Event()
+    started = asyncio.Event()
+
+    async def slow_then_ok(evt: CloudEvent) -> None:
+        started.set()
+        await release.wait()
+
+    async def fails(evt: CloudEvent) -> None:
+        raise RuntimeError("boom")
+
+    slow, fast = await open_at(db_file, clock), await open_at(db_file, clock)
+    try:
+        slow.bus.subscribe(Subscription("s", Filter(), slow_then_ok, lease=30))
+        fast.bus.subscribe(Subscription("s", Filter(), fails, lease=30, backoff_cap=1))
+        await slow.store.transact("r", lambda s: emitting([event(EventType.SENT, OTP, 0)]))
+        late = asyncio.create_task(slow.bus.pump())
+        await asyncio.wait_for(started.wait(), 5)
+        clock.advance(31)
+        assert await fast.bus.pump() == 1  # takes the lease over, fails, will retry
+        release.set()
+        assert await late == 1  # the stale success must not delete the retry
+
+        clock.advance(1)
+        assert await fast.bus.pump() == 1
+    finally:
+        await slow.close()
+        await fast.close()
+
+
+async def test_closing_stops_the_writer_and_refuses_later_writes(db: Database) -> None:
+    await db.close()
+    await db.close()
+    assert not db.alive()
+    with pytest.raises(StoreError):
+        await db.read(lambda c: None)
+    with pytest.raises(StoreError):
+        await db.write(lambda c: None)
+
+
+async def test_expired_idempotency_answers_are_purged_as_new_ones_arrive(
+    db_file: Path, clock: FrozenClock
+) -> None:
+    backend = await open_at(db_file, clock)
+    try:
+        old = Remembered("fp", 202, b"{}", clock.now())
+        await backend.store.remember("old", old, ttl=60)
+        clock.advance(61)
+        for n in range(64):
+            await backend.store.remember(f"new-{n}", Remembered("fp", 202, b"{}", clock.now()),
+                                         ttl=60)
+    finally:
+        await backend.close()
+    with sqlite3.connect(db_file) as conn:
+        keys = {k for (k,) in conn.execute("SELECT key FROM idempotency")}
+    assert "old" not in keys
+    assert len(keys) == 64

@@ -1,0 +1,287 @@
+"""The ``Store`` contract, run against every backend."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from otpgate.bus.base import Subscription
+from otpgate.clock import FrozenClock
+from otpgate.core.lifecycle import Change
+from otpgate.core.otp import Delivery, DeliveryStatus, RecipientState, SendKey, Status
+from otpgate.core.policy import Policy
+from otpgate.crypto import Keyring
+from otpgate.drivers.base import CapturedMessage
+from otpgate.errors import RateLimited
+from otpgate.events import EventType, Filter
+from otpgate.registry import Backend
+from otpgate.service import Gateway, OtpRequest
+from otpgate.store.base import ApiKey, ClaimState, Decide, Remembered
+from tests.contract.conftest import Recorder, event, make_otp, with_pending
+
+OTP = "otp_" + "a" * 22
+
+
+async def test_a_change_writes_its_state_records_and_events_together(
+    backend: Backend, clock: FrozenClock
+) -> None:
+    seen = Recorder()
+    backend.bus.subscribe(Subscription("all", Filter(), seen))
+    otp = make_otp(OTP, "rcpt-1", clock.now())
+    requested = event(EventType.REQUESTED, OTP, clock.now())
+
+    def decide(state: RecipientState | None) -> Change[str]:
+        assert state is None
+        return Change("made", with_pending("rcpt-1", otp), [otp], [requested])
+
+    assert await backend.store.transact("rcpt-1", decide) == "made"
+
+    assert await backend.store.get(OTP) == otp
+    found = await backend.store.transact("rcpt-1", lambda s: Change(s))
+    assert found is not None and found.pending["login"] == otp
+    assert await backend.bus.pump() == 1
+    assert seen.ids == [requested.id]
+
+
+async def test_a_decision_that_raises_writes_nothing_at_all(
+    backend: Backend, clock: FrozenClock
+) -> None:
+    seen = Recorder()
+    backend.bus.subscribe(Subscription("all", Filter(), seen))
+    otp = make_otp(OTP, "rcpt-1", clock.now())
+
+    def decide(state: RecipientState | None) -> Change[None]:
+        Change(None, with_pending("rcpt-1", otp), [otp], [event(EventType.REQUESTED, OTP, 0)])
+        raise RateLimited("slow down", retry_after=7)
+
+    with pytest.raises(RateLimited) as caught:
+        await backend.store.transact("rcpt-1", decide)
+
+    assert caught.value.retry_after == 7
+    assert await backend.store.get(OTP) is None
+    assert await backend.store.transact("rcpt-1", lambda s: Change(s)) is None
+    assert await backend.bus.pump() == 0
+    assert seen.seen == []
+
+
+async def test_records_read_back_are_independent_copies(
+    backend: Backend, clock: FrozenClock
+) -> None:
+    otp = make_otp(OTP, "rcpt-1", clock.now())
+    await backend.store.transact("rcpt-1", lambda s: Change(None, None, [otp]))
+    otp.failed_attempts = 4  # the caller's object is not the stored one
+
+    first = await backend.store.get(OTP)
+    assert first is not None and first.failed_attempts == 0
+    first.status = Status.APPROVED
+    again = await backend.store.get(OTP)
+    assert again is not None and again.status is Status.PENDING
+
+
+async def test_the_state_a_decision_mutates_is_not_kept_unless_returned(
+    backend: Backend, clock: FrozenClock
+) -> None:
+    await backend.store.transact("k", lambda s: Change(None, RecipientState.empty("k")))
+
+    def meddle(state: RecipientState | None) -> Change[None]:
+        assert state is not None
+        state.failures.append(clock.now())
+        return Change(None)  # state=None: nothing changes
+
+    await backend.store.transact("k", meddle)
+    kept = await backend.store.transact("k", lambda s: Change(s))
+    assert kept is not None and kept.failures == []
+
+
+async def test_due_lists_recipients_with_expired_pending_codes_only(
+    backend: Backend, clock: FrozenClock
+) -> None:
+    now = clock.now()
+    records = [
+        make_otp("otp_expired", "r-b", now - 400),
+        make_otp("otp_exactly", "r-a", now - 300),
+        make_otp("otp_live", "r-c", now),
+        make_otp("otp_approved", "r-d", now - 400, status=Status.APPROVED),
+        make_otp("otp_also", "r-b", now - 500, purpose="signup"),
+    ]
+    await backend.store.transact("x", lambda s: Change(None, None, records))
+
+    assert await backend.store.due(now, 10) == ["r-a", "r-b"]
+    assert await backend.store.due(now, 1) == ["r-a"]
+    assert await backend.store.due(now - 301, 10) == []
+
+
+async def test_a_send_is_claimed_then_busy_then_reclaimed_as_unknown_then_done(
+    backend: Backend, clock: FrozenClock
+) -> None:
+    store, now = backend.store, clock.now()
+    key = SendKey(OTP, 1, "sms")
+
+    first = await store.claim_send(key, "twilio", now, lease=30)
+    assert (first.state, first.attempts, first.unknown_before) == (ClaimState.CLAIMED, 1, False)
+    busy = await store.claim_send(key, "twilio", now + 29, lease=30)
+    assert (busy.state, busy.attempts) == (ClaimState.BUSY, 1)
+
+    late = await store.claim_send(key, "twilio", now + 30, lease=30)
+    assert (late.state, late.attempts, late.unknown_before) == (ClaimState.CLAIMED, 2, True)
+
+    await store.settle_send(Delivery(otp_id=OTP, send_no=1, channel="sms", driver="twilio",
+                                     status=DeliveryStatus.SENT, attempts=2,
+                                     updated_at=now + 31, provider_id="SM1"), [])
+    done = await store.claim_send(key, "twilio", now + 999, lease=30)
+    assert (done.state, done.attempts) == (ClaimState.DONE, 2)
+
+
+async def test_a_send_held_by_another_driver_is_done_for_this_one(
+    backend: Backend, clock: FrozenClock
+) -> None:
+    key = SendKey(OTP, 1, "sms")
+    await backend.store.claim_send(key, "twilio", clock.now(), lease=30)
+
+    other = await backend.store.claim_send(key, "vonage", clock.now() + 60, lease=30)
+
+    assert other.state is ClaimState.DONE
+
+
+async def test_a_send_settled_back_to_queued_is_claimed_again_with_a_known_outcome(
+    backend: Backend, clock: FrozenClock
+) -> None:
+    key, now = SendKey(OTP, 1, "sms"), clock.now()
+    await backend.store.claim_send(key, "twilio", now, lease=30)
+    await backend.store.settle_send(Delivery(
+        otp_id=OTP, send_no=1, channel="sms", driver="twilio", status=DeliveryStatus.QUEUED,
+        attempts=1, updated_at=now + 1, error="TemporaryDeliveryError: 503"), [])
+
+    again = await backend.store.claim_send(key, "twilio", now + 2, lease=30)
+
+    assert (again.state, again.attempts, again.unknown_before) == (ClaimState.CLAIMED, 2, False)
+
+
+async def test_settling_a_send_publishes_its_events_with_it(
+    backend: Backend, clock: FrozenClock
+) -> None:
+    seen = Recorder()
+    backend.bus.subscribe(Subscription("sent", Filter.of(type=EventType.SENT.value), seen))
+    sent = event(EventType.SENT, OTP, clock.now())
+    await backend.store.settle_send(Delivery(
+        otp_id=OTP, send_no=1, channel="sms", driver="twilio", status=DeliveryStatus.SENT,
+        attempts=1, updated_at=clock.now()), [sent])
+
+    assert await backend.bus.pump() == 1
+    assert seen.ids == [sent.id]
+
+
+async def test_deliveries_show_the_latest_send_of_each_channel_only(
+    backend: Backend, clock: FrozenClock
+) -> None:
+    now = clock.now()
+    otp = make_otp(OTP, "r", now, send_count=2)
+    await backend.store.transact("r", lambda s: Change(None, None, [otp]))
+    for send_no, channel in [(1, "sms"), (2, "sms"), (2, "voice")]:
+        await backend.store.settle_send(Delivery(
+            otp_id=OTP, send_no=send_no, channel=channel, driver="twilio",
+            status=DeliveryStatus.SENT, attempts=1, updated_at=now + send_no,
+            provider_id=f"id-{send_no}-{channel}"), [])
+
+    found = await backend.store.deliveries(OTP)
+
+    assert [(d.send_no, d.channel, d.provider_id) for d in found] == [
+        (2, "sms", "id-2-sms"), (2, "voice", "id-2-voice")]
+    assert await backend.store.deliveries("otp_unknown") == []
+
+
+async def test_remember_keeps_the_first_answer_until_it_expires(
+    backend: Backend, clock: FrozenClock
+) -> None:
+    store, now = backend.store, clock.now()
+    first = Remembered("fp-1", 202, b'{"id": 1}', now)
+    assert await store.recall("idem", now) is None
+
+    assert await store.remember("idem", first, ttl=60) == first
+    second = Remembered("fp-2", 202, b'{"id": 2}', now + 1)
+    assert await store.remember("idem", second, ttl=60) == first
+    assert await store.recall("idem", now + 59) == first
+
+    assert await store.recall("idem", now + 60) is None
+    third = Remembered("fp-3", 202, b'{"id": 3}', now + 60)
+    assert await store.remember("idem", third, ttl=60) == third
+    assert await store.recall("idem", now + 61) == third
+
+
+async def test_api_keys_are_stored_listed_and_revoked_once(
+    backend: Backend, clock: FrozenClock
+) -> None:
+    store, now = backend.store, clock.now()
+    older = ApiKey(id="0000aaaa", name="ci", secret_hash=b"\x01" * 32, created_at=now - 10)
+    newer = ApiKey(id="0000bbbb", name="web", secret_hash=b"\x02" * 32, created_at=now)
+    await store.put_api_key(newer)
+    await store.put_api_key(older)
+
+    assert await store.get_api_key("0000aaaa") == older
+    assert await store.get_api_key("ffffffff") is None
+    assert [k.id for k in await store.list_api_keys()] == ["0000aaaa", "0000bbbb"]
+
+    assert await store.revoke_api_key("0000bbbb", now + 5) is True
+    assert await store.revoke_api_key("0000bbbb", now + 6) is False
+    assert await store.revoke_api_key("ffffffff", now + 6) is False
+    revoked = await store.get_api_key("0000bbbb")
+    assert revoked is not None and revoked.revoked_at == now + 5
+
+
+async def test_fifty_concurrent_changes_to_one_recipient_lose_nothing(
+    backend: Backend, clock: FrozenClock
+) -> None:
+    def bump(n: int) -> Decide[int]:
+        def decide(state: RecipientState | None) -> Change[int]:
+            state = state or RecipientState.empty("hot")
+            state.failures = [*state.failures, float(n)]
+            return Change(len(state.failures), state)
+        return decide
+
+    counts = await asyncio.gather(*(backend.store.transact("hot", bump(n)) for n in range(50)))
+
+    assert sorted(counts) == list(range(1, 51))
+    final = await backend.store.transact("hot", lambda s: Change(s))
+    assert final is not None and sorted(final.failures) == [float(n) for n in range(50)]
+
+
+async def test_of_fifty_concurrent_right_answers_exactly_one_is_approved(
+    backend: Backend, clock: FrozenClock
+) -> None:
+    gateway = Gateway(backend.store, clock, Keyring.from_secret(b"s" * 32), Policy(),
+                      {"sms": ("capture",)}, codegen=lambda n: "123456"[:n])
+    requested = await gateway.request(OtpRequest(to="+14155550123"))
+    otp_id = requested.otp.id
+
+    answers = await asyncio.gather(*(gateway.verify(otp_id, "123456") for _ in range(50)))
+
+    assert sum(a.valid for a in answers) == 1
+    assert all(a.status is Status.APPROVED for a in answers)
+    stored = await backend.store.get(otp_id)
+    assert stored is not None and stored.status is Status.APPROVED
+
+
+async def test_the_capture_sink_keeps_one_message_per_key_newest_first(
+    backend: Backend, clock: FrozenClock
+) -> None:
+    sink = backend.capture
+
+    def message(n: int, to: str) -> CapturedMessage:
+        return CapturedMessage(id=f"m{n}", otp_id=OTP, to=to, channel="sms",
+                               body=f"code {n}", sent_at=clock.now() + n)
+
+    assert await sink.add(message(1, "+14155550123"), "k1") is True
+    assert await sink.add(message(2, "+14155550999"), "k2") is True
+    assert await sink.add(message(3, "+14155550123"), "k3") is True
+    assert await sink.add(message(4, "+14155550123"), "k1") is False
+
+    assert [m.id for m in await sink.list()] == ["m3", "m2", "m1"]
+    assert [m.id for m in await sink.list("+14155550123")] == ["m3", "m1"]
+    assert [m.id for m in await sink.list(limit=1)] == ["m3"]
+    assert await sink.list("+10000000000") == []
+
+
+async def test_ping_answers_when_the_store_and_bus_are_usable(backend: Backend) -> None:
+    await backend.store.ping()
+    await backend.bus.ping()
