@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -81,21 +80,12 @@ async def test_a_file_from_a_newer_otpgate_is_refused(db_file: Path) -> None:
 
 @contextlib.asynccontextmanager
 async def writer_held(db: Database) -> AsyncIterator[None]:
-    """Keep the writer busy so that what is written meanwhile queues up for one batch."""
-    entered, gate = threading.Event(), threading.Event()
-
-    def hold(conn: sqlite3.Connection) -> None:
-        entered.set()
-        gate.wait(5)
-
-    blocker = asyncio.ensure_future(db.write(hold))
-    assert await asyncio.to_thread(entered.wait, 5)
-    try:
-        yield
-        await asyncio.sleep(0)  # let the callers submit their units
-    finally:
-        gate.set()
-        await blocker
+    """Writes submitted inside this block, with no await between them, are committed
+    together: the database flushes once the event loop has run what is ready."""
+    batches = db.batch_no
+    yield
+    await asyncio.sleep(0)
+    assert db.batch_no == batches, "a batch was committed before every unit was queued"
 
 
 def put_key(db: Database, key: str, fail: bool = False) -> Callable[[sqlite3.Connection], int]:

@@ -9,6 +9,8 @@ consumer dies, the event is delivered again once the lease runs out.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -48,6 +50,24 @@ def backoff(sub: Subscription, deliveries: int, error: BaseException | None = No
         return min(sub.backoff_cap, max(0.0, error.retry_after))
     ceiling = min(sub.backoff_cap, sub.backoff_base * 2 ** max(0, deliveries - 1))
     return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not a secret
+
+
+async def wait_briefly(wake: asyncio.Event, seconds: float) -> None:
+    """Wait until ``wake`` is set or ``seconds`` pass, whichever comes first."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await wake.wait()
+
+
+async def finish(task: asyncio.Task[None], wake: asyncio.Event, grace: float = 1.0) -> None:
+    """Stop a consumer loop that checks its own flag: wake it, let it end, cancel it if it
+    does not (cancellation alone can be lost in ``wait_for`` on Python 3.11)."""
+    wake.set()
+    done, _ = await asyncio.wait({task}, timeout=grace)
+    if not done:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def describe(error: BaseException) -> str:

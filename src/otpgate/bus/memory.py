@@ -9,7 +9,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from otpgate.bus.base import DeadLetter, Subscription, backoff, describe
+from otpgate.bus.base import DeadLetter, Subscription, backoff, describe, finish, wait_briefly
 from otpgate.clock import Clock
 from otpgate.events import CloudEvent
 
@@ -84,7 +84,8 @@ class MemoryBus:
         except Exception as exc:  # any failure is retried, then dead-lettered
             self._nack(name, sub, entry, exc)
         else:
-            self._queues[name].remove(entry)
+            with contextlib.suppress(ValueError):  # acked already by a later delivery
+                self._queues[name].remove(entry)
 
     def _nack(self, name: str, sub: Subscription, entry: _Entry, exc: Exception) -> None:
         now = self._clock.now()
@@ -106,18 +107,15 @@ class MemoryBus:
             self._task = asyncio.create_task(self._run(), name="otpgate-memory-bus")
 
     async def _run(self) -> None:
-        while True:
+        while self._task is not None:
             if await self.pump(256) == 0:
                 self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._poll)
+                await wait_briefly(self._wake, self._poll)
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+            task, self._task = self._task, None
+            await finish(task, self._wake)
 
     async def dead_letters(self, subscription: str | None = None) -> list[DeadLetter]:
         return [d for d in self._dead if subscription in (None, d.subscription)]

@@ -14,7 +14,6 @@ references them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sqlite3
 import uuid
@@ -24,7 +23,7 @@ from dataclasses import dataclass
 import msgspec
 
 from otpgate import events
-from otpgate.bus.base import DeadLetter, Subscription, backoff, describe
+from otpgate.bus.base import DeadLetter, Subscription, backoff, describe, finish, wait_briefly
 from otpgate.clock import Clock
 from otpgate.errors import BusError
 from otpgate.events import CloudEvent, Filter
@@ -223,7 +222,7 @@ class SqliteOutboxBus:
             self._task = asyncio.create_task(self._consume(), name="otpgate-sqlite-bus")
 
     async def _consume(self) -> None:
-        while True:
+        while self._task is not None:
             self._wake.clear()
             try:
                 claimed = await self._fill()
@@ -231,8 +230,7 @@ class SqliteOutboxBus:
                 log.exception("claiming deliveries failed; trying again")
                 claimed = 0
             if claimed == 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._poll)
+                await wait_briefly(self._wake, self._poll)
 
     async def _fill(self) -> int:
         claimed = 0
@@ -260,10 +258,8 @@ class SqliteOutboxBus:
         them (their leases run out and the events are delivered again)."""
         if self._task is None:
             return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        self._task = None
+        task, self._task = self._task, None
+        await finish(task, self._wake)
         running = {t for tasks in self._inflight.values() for t in tasks}
         if running:
             _, late = await asyncio.wait(running, timeout=self._drain)

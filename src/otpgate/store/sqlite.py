@@ -224,10 +224,10 @@ async def open_sqlite_backend(url: str, clock: Clock, **options: Any) -> Backend
     """Open (creating and migrating as needed) the database at ``url``.
 
     Options: ``poll_interval`` (s, how often to look for other processes' events),
-    ``batch_size`` (units per group commit), ``readers`` (read threads),
+    ``batch_size`` (units per group commit),
     ``busy_timeout_ms``, ``drain_timeout`` (s, for in-flight handlers on stop).
     """
-    db_options = {k: int(options[k]) for k in ("batch_size", "readers", "busy_timeout_ms")
+    db_options = {k: int(options[k]) for k in ("batch_size", "busy_timeout_ms")
                   if k in options}
     db = await Database.open(database_path(url), **db_options)
     bus = SqliteOutboxBus(db, clock, poll_interval=float(options.get("poll_interval", 0.2)),

@@ -1,25 +1,24 @@
 """One SQLite file shared by the store, the outbox bus and the capture sink.
 
-Writes are serialized through one writer thread per ``Database``: callers submit a unit of
-work (a sync function over the write connection) and await its answer. The writer drains
-its queue and runs up to ``batch_size`` units in one ``BEGIN IMMEDIATE`` … ``COMMIT`` (group
-commit), each inside its own ``SAVEPOINT``: a unit that raises is rolled back alone and its
-error goes to its caller only. Reads run on a small pool of threads with their own
-connections, beside the writer (WAL). Several processes may open the same file: SQLite's
-locks and ``busy_timeout`` order them, and a batch that still meets ``SQLITE_BUSY`` is
-retried.
+Writes are serialized per ``Database``: callers submit a unit of work (a sync function over
+the write connection) and await its answer. Units submitted while the event loop is busy
+are run together, up to ``batch_size`` of them in one ``BEGIN IMMEDIATE`` … ``COMMIT``
+(group commit), each inside its own ``SAVEPOINT``: a unit that raises is rolled back alone
+and its error goes to its caller only. Batches run on the event loop's own thread — a
+statement takes microseconds, and handing work to a thread costs more than that under the
+GIL — and point reads likewise use a read connection beside the writer (WAL).
+
+Several processes may open the same file. A batch that finds the database busy never
+blocks the loop: it is tried again a moment later, and fails after ``busy_timeout_ms``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import queue
 import sqlite3
-import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -45,7 +44,6 @@ class _Unit:
     future: asyncio.Future[Any] | None
 
 
-_STOP = object()
 
 
 def _is_busy(exc: sqlite3.Error) -> bool:
@@ -103,22 +101,24 @@ def migrate(conn: sqlite3.Connection) -> int:
 
 
 class Database:
-    """The write queue, its writer thread, and the read connections of one file."""
+    """The write queue and the connections of one file, driven by one event loop."""
 
-    def __init__(self, path: Path, *, batch_size: int = 256, readers: int = 2,
+    def __init__(self, path: Path, *, batch_size: int = 256,
                  busy_timeout_ms: int = 5000) -> None:
         self.path = path
         self._batch_size = max(1, batch_size)
         self._busy_ms = busy_timeout_ms
-        self._queue: queue.SimpleQueue[_Unit | object] = queue.SimpleQueue()
-        self._writer: threading.Thread | None = None
-        self._readers = ThreadPoolExecutor(max(1, readers), "otpgate-sqlite-read")
-        self._local = threading.local()
-        self._read_conns: list[sqlite3.Connection] = []
-        self._conns_lock = threading.Lock()
+        self._pending: list[_Unit] = []
+        self._handle: asyncio.Handle | None = None
+        self._busy_since: float | None = None
+        self._busy_tries = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._turn: WriterTurn | None = None
         self._closed = False
         self.batch_no = 0
-        """Counts write transactions; writer-thread code may cache per batch with it."""
+        """Counts write transactions; code run in a unit may cache per batch with it."""
 
     @classmethod
     async def open(cls, path: Path, **options: Any) -> Database:
@@ -127,134 +127,148 @@ class Database:
             await asyncio.to_thread(db._start)
         except BaseException as exc:
             db._closed = True
-            db._readers.shutdown(wait=False)
+            db._close_connections()
             if isinstance(exc, sqlite3.Error | OSError):
                 raise StoreError(f"cannot open {path}: {exc}") from exc
             raise
+        db._loop = asyncio.get_running_loop()
         return db
 
     def _start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = connect(self.path, self._busy_ms)
-        try:
-            migrate(conn)
-        except BaseException:
-            conn.close()
-            raise
-        self._writer = threading.Thread(target=self._serve, args=(conn, WriterTurn(self.path)),
-                                        name="otpgate-sqlite-writer", daemon=True)
-        self._writer.start()
+        self._conn = connect(self.path, self._busy_ms)
+        migrate(self._conn)
+        # From here on a busy database never blocks the event loop: batches are retried.
+        self._conn.execute("PRAGMA busy_timeout = 0")
+        self._reader = connect(self.path, self._busy_ms, readonly=True)
+        self._turn = WriterTurn(self.path)
 
     def alive(self) -> bool:
-        return not self._closed and self._writer is not None and self._writer.is_alive()
+        return not self._closed
 
     async def write(self, fn: Work[T], error: ErrorType = StoreError) -> T:
-        """Run ``fn`` in the writer's next transaction; its result or its exception."""
-        if self._closed:
-            raise error("the database is closed")
-        loop = asyncio.get_running_loop()
+        """Run ``fn`` in the next write transaction; its result or its exception."""
+        loop = self._running(error)
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put(_Unit(fn, error, loop, future))
+        self._pending.append(_Unit(fn, error, loop, future))
+        self._schedule()
         return await future
 
     def submit(self, fn: Work[Any], error: ErrorType = StoreError) -> None:
-        """Queue ``fn`` for the writer without waiting for it; failures are logged."""
-        if self._closed:
-            raise error("the database is closed")
-        self._queue.put(_Unit(fn, error, None, None))
+        """Queue ``fn`` for the next write transaction without waiting; failures are
+        logged."""
+        self._running(error)
+        self._pending.append(_Unit(fn, error, None, None))
+        self._schedule()
 
     async def read(self, fn: Work[T], error: ErrorType = StoreError) -> T:
-        """Run ``fn`` on a read connection in a reader thread."""
-        if self._closed:
-            raise error("the database is closed")
-        loop = asyncio.get_running_loop()
+        """Run ``fn`` on the read connection (WAL: readers never wait for the writer)."""
+        self._running(error)
+        assert self._reader is not None
         try:
-            return await loop.run_in_executor(self._readers, self._call_read, fn)
+            return fn(self._reader)
         except sqlite3.Error as exc:
             raise wrap(exc, error) from exc
 
-    def _call_read(self, fn: Work[T]) -> T:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = connect(self.path, self._busy_ms, readonly=True)
-            self._local.conn = conn
-            with self._conns_lock:
-                self._read_conns.append(conn)
-        return fn(conn)
+    def _running(self, error: ErrorType) -> asyncio.AbstractEventLoop:
+        if self._closed or self._loop is None:
+            raise error("the database is closed")
+        return self._loop
 
     async def close(self) -> None:
-        """Finish what is queued, stop the writer, close every connection."""
+        """Commit what is queued, then close every connection."""
         if self._closed:
             return
+        deadline = time.monotonic() + self._busy_ms / 1000
+        while self._pending and time.monotonic() < deadline:
+            self._flush()
+            if self._pending:
+                await asyncio.sleep(0.005)
         self._closed = True
-        if self._writer is not None:
-            self._queue.put(_STOP)
-            await asyncio.to_thread(self._writer.join)
-        await asyncio.to_thread(self._readers.shutdown, True)
-        with self._conns_lock:
-            for conn in self._read_conns:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        self._fail_pending(StoreError("the database was closed"))
+        self._close_connections()
+
+    def _close_connections(self) -> None:
+        for conn in (self._conn, self._reader):
+            if conn is not None:
                 conn.close()
-            self._read_conns.clear()
+        if self._turn is not None:
+            self._turn.close()
 
-    # -- the writer thread ------------------------------------------------------------
+    # -- group commit -------------------------------------------------------------------
 
-    def _serve(self, conn: sqlite3.Connection, turn: WriterTurn) -> None:
+    def _schedule(self, delay: float = 0.0) -> None:
+        """Flush once the loop has run what is ready, so that concurrent callers share a
+        transaction."""
+        if self._handle is None and self._loop is not None:
+            if delay:
+                self._handle = self._loop.call_later(delay, self._flush)
+            else:
+                self._handle = self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._handle = None
+        if not self._pending or self._conn is None or self._turn is None:
+            return
+        if not self._turn.try_acquire():
+            self._wait_for_turn()
+            return
         try:
-            stopping = False
-            while not stopping:
-                first = self._queue.get()
-                if first is _STOP:
-                    break
-                batch = [first]
-                while len(batch) < self._batch_size:
-                    try:
-                        item = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if item is _STOP:
-                        stopping = True
-                        break
-                    batch.append(item)
-                self._run_batch(conn, turn, [u for u in batch if isinstance(u, _Unit)])
+            batch = self._pending[: self._batch_size]
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc):
+                    raise
+                self._wait_for_turn()
+                return
+            del self._pending[: len(batch)]
+            self._busy_since, self._busy_tries = None, 0
+            outcomes = self._commit(self._conn, batch)
+        except sqlite3.Error as exc:  # the database itself fails: fail what waits
+            log.exception("sqlite write failed")
+            self._fail_pending(exc)
+            return
         finally:
-            conn.close()
-            turn.close()
+            self._turn.release()
+        _deliver(batch, outcomes)
+        if self._pending:
+            self._schedule()
 
-    def _run_batch(self, conn: sqlite3.Connection, turn: WriterTurn,
-                   batch: list[_Unit]) -> None:
-        turn.acquire()
+    def _commit(self, conn: sqlite3.Connection,
+                batch: list[_Unit]) -> list[tuple[bool, Any]]:
+        self.batch_no += 1
         try:
-            outcomes = self._commit(conn, batch)
-        except BaseException as exc:  # the writer must outlive any failure
+            outcomes = [_apply(conn, unit) for unit in batch]
+            conn.execute("COMMIT")
+        except Exception as exc:  # a failed COMMIT (or savepoint) fails the whole batch
             log.exception("sqlite write batch of %d failed", len(batch))
             if conn.in_transaction:
                 try:
                     conn.execute("ROLLBACK")
                 except sqlite3.Error:
                     log.exception("rollback after a failed batch failed")
-            outcomes = [(False, _batch_error(exc, u.error)) for u in batch]
-        finally:
-            turn.release()
-        _deliver(batch, outcomes)
+            return [(False, _batch_error(exc, u.error)) for u in batch]
+        return outcomes
 
-    def _commit(self, conn: sqlite3.Connection,
-                batch: list[_Unit]) -> list[tuple[bool, Any]]:
-        for attempt in range(_BUSY_RETRIES):
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                self.batch_no += 1
-                outcomes = [_apply(conn, unit) for unit in batch]
-                conn.execute("COMMIT")
-            except sqlite3.OperationalError as exc:
-                if not _is_busy(exc) or attempt == _BUSY_RETRIES - 1:
-                    raise
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                log.warning("sqlite busy, retrying a batch of %d (%s)", len(batch), exc)
-                time.sleep(0.01 * (attempt + 1))
-                continue
-            return outcomes
-        raise StoreError("unreachable")  # pragma: no cover
+    def _wait_for_turn(self) -> None:
+        """Another process is writing: try again soon, and give up after the timeout."""
+        now = time.monotonic()
+        if self._busy_since is None:
+            self._busy_since = now
+        if (now - self._busy_since) * 1000 >= self._busy_ms:
+            self._busy_since, self._busy_tries = None, 0
+            self._fail_pending(sqlite3.OperationalError("database is locked"))
+            return
+        self._busy_tries += 1
+        self._schedule(min(0.01, 0.0002 * 2 ** min(self._busy_tries, 6)))
+
+    def _fail_pending(self, exc: BaseException) -> None:
+        batch, self._pending = self._pending, []
+        _deliver(batch, [(False, _batch_error(exc, u.error)) for u in batch])
 
 
 def _apply(conn: sqlite3.Connection, unit: _Unit) -> tuple[bool, Any]:
@@ -279,23 +293,13 @@ def _batch_error(exc: BaseException, error: ErrorType) -> BaseException:
 
 
 def _deliver(batch: list[_Unit], outcomes: list[tuple[bool, Any]]) -> None:
-    """Resolve futures with one hop per event loop (not one per unit)."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
+    """Answer every unit's caller (on the loop thread, where they wait)."""
     for unit, (ok, value) in zip(batch, outcomes, strict=True):
-        if unit.loop is None or unit.future is None:
+        future = unit.future
+        if future is None:
             if not ok:
                 log.error("background write failed: %s", value)
             continue
-        by_loop.setdefault(unit.loop, []).append((unit.future, ok, value))
-    for loop, items in by_loop.items():
-        try:
-            loop.call_soon_threadsafe(_resolve, items)
-        except RuntimeError:  # the loop is closed: nobody is waiting any more
-            log.debug("dropping %d answers for a closed event loop", len(items))
-
-
-def _resolve(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
-    for future, ok, value in items:
         if future.done():
             continue
         if ok:

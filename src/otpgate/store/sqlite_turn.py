@@ -31,6 +31,16 @@ class WriterTurn:
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_EX)
 
+    def try_acquire(self) -> bool:
+        """Take the turn if no other process holds it; never waits."""
+        if self._fd is None:
+            return True
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
     def release(self) -> None:
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
