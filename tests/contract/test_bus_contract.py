@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
+import pytest
+
+from otpgate.backends import open_memory, open_sqlite
 from otpgate.bus.base import Subscription
 from otpgate.clock import FrozenClock
 from otpgate.errors import TemporaryDeliveryError
 from otpgate.events import CloudEvent, EventType, Filter
 from otpgate.registry import Backend
-from tests.contract.conftest import Recorder, emitting, event
+from tests.contract.conftest import BACKENDS, Recorder, emitting, event, sqlite_url
 
 OTP = "otp_" + "b" * 22
 
@@ -167,3 +171,31 @@ async def test_a_started_bus_delivers_in_the_background_until_stopped(
     assert arrived.empty()
     assert await bus.pump() == 1
     assert (await arrived.get()).id == second.id
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+async def test_a_saturated_consumer_moves_on_as_slots_free_without_waiting_for_a_poll(
+    tmp_path: Path, clock: FrozenClock, backend_name: str
+) -> None:
+    # A poll interval far longer than the test: only wake-ups can make progress.
+    if backend_name == "memory":
+        opened = await open_memory("memory://", clock, poll_interval=60)
+    else:
+        opened = await open_sqlite(sqlite_url(tmp_path / "slow.db"), clock, poll_interval=60)
+    seen: list[CloudEvent] = []
+
+    async def handler(evt: CloudEvent) -> None:
+        await asyncio.sleep(0)
+        seen.append(evt)
+
+    try:
+        opened.bus.subscribe(Subscription("narrow", Filter(), handler, concurrency=2))
+        await opened.bus.start()
+        batch = [event(EventType.SENT, OTP, clock.now()) for _ in range(40)]
+        await opened.store.transact("r", lambda s: emitting(batch))
+        async with asyncio.timeout(5):
+            while len(seen) < len(batch):
+                await asyncio.sleep(0.005)
+    finally:
+        await opened.close()
+    assert sorted(e.id for e in seen) == sorted(e.id for e in batch)

@@ -251,7 +251,10 @@ class SqliteOutboxBus:
             log.exception("settling %s on %s failed; its lease will run out", item.seq,
                           sub.name)
         finally:
-            self._wake.set()  # a slot is free
+            # Free the slot before waking the consumer: a done-callback would come too late,
+            # and the consumer would find every slot taken and sleep a whole poll interval.
+            self._inflight[sub.name].discard(asyncio.current_task())
+            self._wake.set()
 
     async def stop(self) -> None:
         """Stop claiming; give in-flight handlers ``drain_timeout`` seconds, then abandon
