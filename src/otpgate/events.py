@@ -7,7 +7,9 @@ the way an SNS filter policy would, without opening ``data``.
 from __future__ import annotations
 
 import enum
-import uuid
+import itertools
+import os
+import secrets
 from typing import Any
 
 import msgspec
@@ -56,6 +58,28 @@ class CloudEvent(msgspec.Struct, frozen=True, kw_only=True):
         return attrs
 
 
+class _EventIds:
+    """Unique event ids, cheaply: 64 random bits per process, then a counter.
+
+    Event ids need to be unique per source, not secret; a fresh prefix after ``fork`` keeps
+    processes apart.
+    """
+
+    def __init__(self) -> None:
+        self._pid = -1
+        self._prefix = ""
+        self._counter = itertools.count()
+
+    def __call__(self) -> str:
+        if self._pid != os.getpid():
+            self._pid, self._prefix = os.getpid(), secrets.token_hex(8)
+            self._counter = itertools.count(1)
+        return f"{self._prefix}-{next(self._counter):x}"
+
+
+_next_id = _EventIds()
+
+
 def new(
     type_: EventType,
     subject: str,
@@ -67,7 +91,7 @@ def new(
     driver: str | None = None,
 ) -> CloudEvent:
     return CloudEvent(
-        id=str(uuid.uuid4()),
+        id=_next_id(),
         source=source,
         type=type_.value,
         time=isoformat(now),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -288,3 +289,30 @@ async def test_expired_idempotency_answers_are_purged_as_new_ones_arrive(
         keys = {k for (k,) in conn.execute("SELECT key FROM idempotency")}
     assert "old" not in keys
     assert len(keys) == 64
+
+
+async def test_the_wal_is_checkpointed_in_the_background_and_emptied_on_close(
+    db_file: Path, tmp_path: Path
+) -> None:
+    db = await Database.open(db_file, checkpoint_interval=0.02)
+    wal = db_file.with_name(db_file.name + "-wal")
+
+    def rows_in_main_file() -> int:
+        """Rows readable from the database file alone, without its WAL."""
+        copy = tmp_path / "main-only.db"
+        shutil.copyfile(db_file, copy)
+        with contextlib.closing(sqlite3.connect(copy)) as conn:
+            try:
+                return len(conn.execute("SELECT id FROM api_keys").fetchall())
+            except sqlite3.OperationalError:  # not even the schema is there yet
+                return 0
+
+    try:
+        for n in range(50):
+            await db.write(put_key(db, f"k{n}"))
+        async with asyncio.timeout(5):
+            while rows_in_main_file() < 50:
+                await asyncio.sleep(0.02)
+    finally:
+        await db.close()
+    assert not wal.exists() or wal.stat().st_size == 0

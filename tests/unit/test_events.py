@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import pytest
@@ -26,7 +27,15 @@ def test_a_new_event_carries_the_cloudevents_attributes() -> None:
     assert event.subject == "otp_a"
     assert event.type == "otpgate.otp.requested.v1"
     assert event.time == "2027-01-15T08:00:00.250Z"
-    assert re.fullmatch(r"[0-9a-f-]{36}", event.id)
+    assert re.fullmatch(r"[0-9a-f]{16}-[0-9a-f]+", event.id)
+
+
+def test_event_ids_of_another_process_do_not_collide(monkeypatch: pytest.MonkeyPatch) -> None:
+    here = events.new(EventType.SENT, "otp_a", {}, T0).id
+    real_pid = os.getpid()
+    monkeypatch.setattr(os, "getpid", lambda: real_pid + 1)  # as after a fork
+    there = events.new(EventType.SENT, "otp_a", {}, T0).id
+    assert here.split("-")[0] != there.split("-")[0]
 
 
 def test_every_event_gets_its_own_id() -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -68,6 +69,8 @@ def connect(path: Path, busy_timeout_ms: int, *, readonly: bool = False) -> sqli
                            timeout=busy_timeout_ms / 1000)
     conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
     conn.execute("PRAGMA synchronous = NORMAL")
+    # Checkpoints (which fsync) run on their own thread, never inside a commit.
+    conn.execute("PRAGMA wal_autocheckpoint = 0")
     conn.execute("PRAGMA foreign_keys = ON")
     if readonly:
         conn.execute("PRAGMA query_only = ON")
@@ -104,7 +107,7 @@ class Database:
     """The write queue and the connections of one file, driven by one event loop."""
 
     def __init__(self, path: Path, *, batch_size: int = 256,
-                 busy_timeout_ms: int = 5000) -> None:
+                 busy_timeout_ms: int = 5000, checkpoint_interval: float = 0.5) -> None:
         self.path = path
         self._batch_size = max(1, batch_size)
         self._busy_ms = busy_timeout_ms
@@ -116,6 +119,7 @@ class Database:
         self._conn: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         self._turn: WriterTurn | None = None
+        self._checkpoints = _Checkpointer(path, busy_timeout_ms, checkpoint_interval)
         self._closed = False
         self.batch_no = 0
         """Counts write transactions; code run in a unit may cache per batch with it."""
@@ -142,6 +146,7 @@ class Database:
         self._conn.execute("PRAGMA busy_timeout = 0")
         self._reader = connect(self.path, self._busy_ms, readonly=True)
         self._turn = WriterTurn(self.path)
+        self._checkpoints.start()
 
     def alive(self) -> bool:
         return not self._closed
@@ -189,6 +194,7 @@ class Database:
             self._handle.cancel()
             self._handle = None
         self._fail_pending(StoreError("the database was closed"))
+        await asyncio.to_thread(self._checkpoints.stop)
         self._close_connections()
 
     def _close_connections(self) -> None:
@@ -269,6 +275,43 @@ class Database:
     def _fail_pending(self, exc: BaseException) -> None:
         batch, self._pending = self._pending, []
         _deliver(batch, [(False, _batch_error(exc, u.error)) for u in batch])
+
+
+class _Checkpointer:
+    """Copies the WAL back into the database file every ``interval`` seconds, on a thread
+    of its own, so that no commit ever waits for a checkpoint's fsync."""
+
+    def __init__(self, path: Path, busy_timeout_ms: int, interval: float) -> None:
+        self._path, self._busy_ms, self._interval = path, busy_timeout_ms, interval
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="otpgate-sqlite-checkpoint",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        conn = connect(self._path, self._busy_ms)
+        try:
+            while not self._stopping.wait(self._interval):
+                self._checkpoint(conn, "PASSIVE")
+            self._checkpoint(conn, "TRUNCATE")
+        finally:
+            conn.close()
+
+    @staticmethod
+    def _checkpoint(conn: sqlite3.Connection, mode: str) -> None:
+        try:
+            conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
+        except sqlite3.Error:
+            log.warning("sqlite checkpoint (%s) failed; trying again later", mode,
+                        exc_info=True)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join()
 
 
 def _apply(conn: sqlite3.Connection, unit: _Unit) -> tuple[bool, Any]:
