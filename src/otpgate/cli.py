@@ -23,7 +23,7 @@ from otpgate import apikeys, config
 from otpgate.clock import isoformat
 from otpgate.config import Settings
 from otpgate.errors import OtpgateError, RateLimited
-from otpgate.runtime import Runtime
+from otpgate.runtime import Runtime, check_drivers
 from otpgate.service import OtpRequest
 
 T = TypeVar("T")
@@ -48,6 +48,13 @@ def _with_runtime(settings: Settings, work: Callable[[Runtime], Awaitable[T]]) -
         return asyncio.run(run())
     except RateLimited as exc:
         raise click.ClickException(f"{exc.detail} (retry after {exc.retry_after} s)") from None
+    except OtpgateError as exc:
+        raise click.ClickException(exc.detail) from None
+
+
+def _preflight(settings: Settings) -> None:
+    try:
+        asyncio.run(check_drivers(settings))
     except OtpgateError as exc:
         raise click.ClickException(exc.detail) from None
 
@@ -83,6 +90,7 @@ def serve(host: str, port: int, data_dir: Path, dev: bool, workers: int) -> None
     import uvicorn
 
     settings = _settings(host=host, port=port, data_dir=data_dir, dev=dev, workers=workers)
+    _preflight(settings)
     # The server processes read their settings from the environment, like any other edge.
     os.environ.update({"OTPGATE_HOST": host, "OTPGATE_PORT": str(port),
                        "OTPGATE_DATA_DIR": str(data_dir), "OTPGATE_DEV": str(dev).lower()})
@@ -101,6 +109,7 @@ def serve(host: str, port: int, data_dir: Path, dev: bool, workers: int) -> None
 def worker() -> None:
     """Run the dispatchers and the expiry sweeper without the HTTP API."""
     settings = _settings()
+    _preflight(settings)
 
     async def run(runtime: Runtime) -> None:
         await runtime.start_workers()

@@ -19,6 +19,7 @@ from otpgate.core.messages import Templates
 from otpgate.crypto import Keyring, load_or_create_secret, parse_secret
 from otpgate.dispatch import Dispatcher
 from otpgate.drivers.base import Driver
+from otpgate.drivers.memory_sink import MemoryCaptureSink
 from otpgate.errors import ConfigurationError
 from otpgate.outcomes import FailureWatcher
 from otpgate.service import Gateway
@@ -47,6 +48,14 @@ def _driver_names(urls: dict[str, tuple[str, ...]]) -> dict[str, str]:
     return names
 
 
+async def check_drivers(settings: Settings) -> None:
+    """Open and close every configured driver once, so that a bad driver URL (or the
+    capture driver outside dev mode) stops a server before it starts listening."""
+    ctx = registry.DriverContext(SystemClock(), MemoryCaptureSink(), settings.captures)
+    for url in {u for chain in settings.driver_urls.values() for u in chain}:
+        await registry.open_driver(url, ctx).close()
+
+
 @dataclass(slots=True)
 class Runtime:
     settings: Settings
@@ -54,26 +63,32 @@ class Runtime:
     keyring: Keyring
     backend: registry.Backend
     gateway: Gateway
-    drivers: dict[str, Driver]
+    driver_urls: dict[str, str]
+    """Driver name -> URL; drivers themselves are opened only where codes are sent."""
+    drivers: dict[str, Driver] = field(default_factory=dict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
     async def open(cls, settings: Settings, clock: Clock | None = None) -> Runtime:
         clock = clock or SystemClock()
         keyring = load_keyring(settings)
-        backend = await registry.open_backend(
-            settings.backend_url, clock, poll_interval=settings.poll_interval)
-        try:
-            names = _driver_names(settings.driver_urls)
-            ctx = registry.DriverContext(clock, backend.capture, settings.captures)
-            drivers = {name: registry.open_driver(url, ctx) for url, name in names.items()}
-        except Exception:
-            await backend.close()
-            raise
+        names = _driver_names(settings.driver_urls)
         routes = {ch: tuple(names[u] for u in chain)
                   for ch, chain in settings.driver_urls.items()}
+        backend = await registry.open_backend(
+            settings.backend_url, clock, poll_interval=settings.poll_interval)
         gateway = Gateway(backend.store, clock, keyring, settings.policy, routes)
-        return cls(settings, clock, keyring, backend, gateway, drivers)
+        return cls(settings, clock, keyring, backend, gateway,
+                   {name: url for url, name in names.items()})
+
+    def open_drivers(self) -> dict[str, Driver]:
+        """Open every configured driver (refusing ``capture`` outside dev mode)."""
+        if not self.drivers:
+            ctx = registry.DriverContext(self.clock, self.backend.capture,
+                                         self.settings.captures)
+            self.drivers = {name: registry.open_driver(url, ctx)
+                            for name, url in self.driver_urls.items()}
+        return self.drivers
 
     def dispatchers(self) -> list[Dispatcher]:
         templates = Templates.default()
@@ -81,7 +96,7 @@ class Runtime:
             Dispatcher(store=self.backend.store, driver=driver, driver_name=name,
                        keyring=self.keyring, clock=self.clock, templates=templates,
                        brand=self.settings.brand)
-            for name, driver in self.drivers.items()
+            for name, driver in self.open_drivers().items()
         ]
 
     async def start_workers(self) -> None:
