@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from otpgate.clock import Clock
-from otpgate.core import codes, ids, lifecycle, recipients
+from otpgate.core import codes, endings, ids, lifecycle, recipients
 from otpgate.core.codes import CodeGenerator
 from otpgate.core.lifecycle import Minted, NewCode, Requested, Verdict
 from otpgate.core.otp import Delivery, DeliveryStatus, Otp, Status
@@ -168,7 +168,7 @@ class Gateway:
         if otp.status is Status.PENDING:
             now, policy = self.clock.now(), self.policy
             canceled = await self.store.transact(
-                otp.recipient, lambda s: lifecycle.decide_cancel(s, otp_id, now, policy))
+                otp.recipient, lambda s: endings.decide_cancel(s, otp_id, now, policy))
             if canceled is not None:
                 return canceled
             otp = await self._get(otp_id)
@@ -192,13 +192,13 @@ class Gateway:
         if not set(otp.channels) <= failed:
             return False
         now, policy = self.clock.now(), self.policy
-        return await self.store.transact(otp.recipient, lambda s: lifecycle.decide_fail(
+        return await self.store.transact(otp.recipient, lambda s: endings.decide_fail(
             s, otp_id, send_no, now, policy)) is not None
 
     async def expire(self, recipient_key: str) -> int:
         now, policy = self.clock.now(), self.policy
         return await self.store.transact(
-            recipient_key, lambda s: lifecycle.decide_expire(s, now, policy))
+            recipient_key, lambda s: endings.decide_expire(s, now, policy))
 
     async def expire_due(self, limit: int = 500) -> int:
         """Expire every code whose time is up (publishing ``expired`` events)."""

@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from otpgate import events
-from otpgate.core import codes, ids, lifecycle, recipients
+from otpgate.core import codes, endings, ids, lifecycle, recipients
 from otpgate.core.lifecycle import Change, Minted, NewCode, Outcome, Requested, Verdict
 from otpgate.core.otp import Otp, RecipientState, Status
 from otpgate.core.policy import Policy
@@ -385,7 +385,7 @@ def test_without_count_missing_an_answer_with_no_pending_code_counts_nothing(
 
 def test_a_pending_code_can_be_canceled(flow: Flow) -> None:
     otp = flow.request(T0).otp
-    change = lifecycle.decide_cancel(flow._copy(), otp.id, T0 + 5, flow.policy)
+    change = endings.decide_cancel(flow._copy(), otp.id, T0 + 5, flow.policy)
     flow._apply(change)  # type: ignore[arg-type]
     assert change.result is not None
     assert change.result.status is Status.CANCELED
@@ -398,25 +398,25 @@ def test_a_pending_code_can_be_canceled(flow: Flow) -> None:
 
 
 def test_canceling_what_is_not_pending_changes_nothing(flow: Flow) -> None:
-    assert lifecycle.decide_cancel(None, "otp_x", T0, flow.policy).result is None
+    assert endings.decide_cancel(None, "otp_x", T0, flow.policy).result is None
     otp = flow.request(T0).otp
-    change = lifecycle.decide_cancel(flow._copy(), "otp_" + "B" * 22, T0 + 1, flow.policy)
+    change = endings.decide_cancel(flow._copy(), "otp_" + "B" * 22, T0 + 1, flow.policy)
     assert change.result is None
     assert change.events == []
-    late = lifecycle.decide_cancel(flow._copy(), otp.id, otp.expires_at, flow.policy)
+    late = endings.decide_cancel(flow._copy(), otp.id, otp.expires_at, flow.policy)
     assert late.result is None
     assert [e.type for e in late.events] == [EventType.EXPIRED]
 
 
 def test_decide_expire_kills_only_codes_whose_time_is_up(flow: Flow) -> None:
-    assert lifecycle.decide_expire(None, T0, flow.policy).result == 0
+    assert endings.decide_expire(None, T0, flow.policy).result == 0
     short = flow.request(T0, ttl=60).otp
     long = flow.request(T0, ttl=600, purpose="signup").otp
-    early = lifecycle.decide_expire(flow._copy(), T0 + 59, flow.policy)
+    early = endings.decide_expire(flow._copy(), T0 + 59, flow.policy)
     assert early.result == 0
     assert early.state is None
     assert early.events == []
-    due = lifecycle.decide_expire(flow._copy(), T0 + 60, flow.policy)
+    due = endings.decide_expire(flow._copy(), T0 + 60, flow.policy)
     flow._apply(due)  # type: ignore[arg-type]
     assert due.result == 1
     assert [o.id for o in due.otps] == [short.id]
@@ -435,10 +435,10 @@ def _whole_flow() -> tuple[Flow, list[str]]:
     flow.request(T0 + 40, used[1])
     flow.verify(T0 + 41, used[1], otp_id=first.id)
     flow.request(T0 + 50, used[2], purpose="signup")
-    change = lifecycle.decide_expire(flow._copy(), T0 + 400, flow.policy)
+    change = endings.decide_expire(flow._copy(), T0 + 400, flow.policy)
     flow._apply(change)  # type: ignore[arg-type]
     third = flow.request(T0 + 500, used[3], purpose="reset").otp
-    flow._apply(lifecycle.decide_cancel(flow._copy(), third.id, T0 + 501, flow.policy))  # type: ignore[arg-type]
+    flow._apply(endings.decide_cancel(flow._copy(), third.id, T0 + 501, flow.policy))  # type: ignore[arg-type]
     flow.request(T0 + 600, used[4])
     flow.request(T0 + 600, "246810", purpose="signup")
     used.append("246810")

@@ -94,19 +94,19 @@ def _sends(policy: Policy) -> SlidingLog:
     return SlidingLog(limit=policy.max_sends, window=policy.send_window)
 
 
-def _finish(otp: Otp, status: Status, now: float) -> Otp:
+def finish(otp: Otp, status: Status, now: float) -> Otp:
     otp.status = status
     otp.updated_at = now
     return otp
 
 
-def _sweep(state: RecipientState, policy: Policy, now: float, change: Change[T]) -> None:
+def sweep(state: RecipientState, policy: Policy, now: float, change: Change[T]) -> None:
     """Expire due codes and forget history that has left its window."""
     for purpose, otp in list(state.pending.items()):
         if not otp.is_live(now):
             del state.pending[purpose]
-            change.otps.append(_finish(otp, Status.EXPIRED, now))
-            change.events.append(_event(EventType.EXPIRED, otp, now))
+            change.otps.append(finish(otp, Status.EXPIRED, now))
+            change.events.append(otp_event(EventType.EXPIRED, otp, now))
     state.failures = _failures(policy).prune(state.failures, now)
     for purpose in list(state.sends):
         kept = _sends(policy).prune(state.sends[purpose], now)
@@ -121,7 +121,7 @@ def attempts_left(otp: Otp, state: RecipientState, policy: Policy) -> int:
     return min(otp.attempts_left, _failures(policy).remaining(state.failures))
 
 
-def _event(type_: EventType, otp: Otp, now: float, **extra: object) -> CloudEvent:
+def otp_event(type_: EventType, otp: Otp, now: float, **extra: object) -> CloudEvent:
     data: dict[str, object] = {
         "id": otp.id,
         "to": otp.to_masked,
@@ -168,7 +168,7 @@ def decide_request(
     """Create, coalesce or resend the code for (recipient, purpose)."""
     state = state or RecipientState.empty(req.recipient_key)
     change: Change[Requested] = Change(result=None, state=state)  # type: ignore[arg-type]
-    _sweep(state, policy, now, change)
+    sweep(state, policy, now, change)
     _check_lock(state, policy, now)
     current = state.pending.get(req.purpose)
     if current is not None and now < current.resend_after:
@@ -199,7 +199,7 @@ def decide_request(
     state.pending[req.purpose] = otp
     state.sends[req.purpose] = [*sends, now]
     change.otps.append(otp)
-    change.events.append(_event(EventType.REQUESTED, otp, now, channels=otp.channels,
+    change.events.append(otp_event(EventType.REQUESTED, otp, now, channels=otp.channels,
                                 expires_at=otp.expires_at))
     change.events.extend(_dispatches(otp, req, minted, now))
     change.result = Requested(otp, outcome, attempts_left(otp, state, policy))
@@ -234,7 +234,7 @@ def decide_verify(
     """
     state = state or RecipientState.empty(key)
     change: Change[Verdict] = Change(result=None, state=state)  # type: ignore[arg-type]
-    _sweep(state, policy, now, change)
+    sweep(state, policy, now, change)
     otp = find(state)
     log = _failures(policy)
     if otp is None and not count_missing:
@@ -254,8 +254,8 @@ def decide_verify(
         return change
     if check(otp):
         del state.pending[otp.purpose]
-        change.otps.append(_finish(otp, Status.APPROVED, now))
-        change.events.append(_event(EventType.APPROVED, otp, now))
+        change.otps.append(finish(otp, Status.APPROVED, now))
+        change.events.append(otp_event(EventType.APPROVED, otp, now))
         change.result = Verdict(otp, True, Status.APPROVED, None)
         return change
     otp.failed_attempts += 1
@@ -263,10 +263,10 @@ def decide_verify(
     state.failures = [*state.failures, now]
     left = attempts_left(otp, state, policy)
     change.otps.append(otp)
-    change.events.append(_event(EventType.VERIFICATION_FAILED, otp, now, attempts_left=left))
+    change.events.append(otp_event(EventType.VERIFICATION_FAILED, otp, now, attempts_left=left))
     if otp.attempts_left == 0:
         del state.pending[otp.purpose]
-        _finish(otp, Status.MAX_ATTEMPTS_REACHED, now)
+        finish(otp, Status.MAX_ATTEMPTS_REACHED, now)
     if log.remaining(state.failures) == 0:
         _lock(state, log.retry_after(state.failures, now), now, change)
     change.result = Verdict(otp, False, otp.status, left if otp.status is Status.PENDING
@@ -281,56 +281,6 @@ def _lock(state: RecipientState, retry_after: int, now: float, change: Change[T]
         del state.pending[purpose]
         if live not in change.otps:
             change.otps.append(live)
-        _finish(live, Status.MAX_ATTEMPTS_REACHED, now)
-        change.events.append(_event(EventType.LOCKED, live, now,
+        finish(live, Status.MAX_ATTEMPTS_REACHED, now)
+        change.events.append(otp_event(EventType.LOCKED, live, now,
                                     locked_until=state.locked_until))
-
-
-def decide_cancel(
-    state: RecipientState | None, otp_id: str, now: float, policy: Policy
-) -> Change[Otp | None]:
-    """Cancel the pending code ``otp_id``; ``None`` when it is no longer pending."""
-    if state is None:
-        return Change(result=None)
-    change: Change[Otp | None] = Change(result=None, state=state)
-    _sweep(state, policy, now, change)
-    otp = state.find(otp_id)
-    if otp is not None:
-        del state.pending[otp.purpose]
-        change.otps.append(_finish(otp, Status.CANCELED, now))
-        change.events.append(_event(EventType.CANCELED, otp, now))
-        change.result = otp
-    return change
-
-
-def decide_expire(
-    state: RecipientState | None, now: float, policy: Policy
-) -> Change[int]:
-    """Expire every due code of the recipient; the result is how many died."""
-    if state is None:
-        return Change(result=0)
-    change: Change[int] = Change(result=0, state=state)
-    _sweep(state, policy, now, change)
-    change.result = len(change.otps)
-    if not change.otps:
-        change.state = None
-    return change
-
-
-def decide_fail(
-    state: RecipientState | None, otp_id: str, send_no: int, now: float, policy: Policy
-) -> Change[Otp | None]:
-    """Every channel of send ``send_no`` failed for good: the code can never arrive, so the
-    OTP is ``failed`` (unless a resend or an answer has moved it on already)."""
-    if state is None:
-        return Change(result=None)
-    change: Change[Otp | None] = Change(result=None, state=state)
-    _sweep(state, policy, now, change)
-    otp = state.find(otp_id)
-    if otp is not None and otp.send_count == send_no:
-        del state.pending[otp.purpose]
-        change.otps.append(_finish(otp, Status.FAILED, now))
-        change.result = otp
-    if not change.otps:
-        change.state = None
-    return change
