@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from otpgate.errors import OtpgateError, StoreError
-from otpgate.store.sqlite_schema import MIGRATIONS
+from otpgate.store.sqlite_conn import Checkpointer, connect, is_busy, migrate, wrap
 from otpgate.store.sqlite_turn import WriterTurn
 
 log = logging.getLogger(__name__)
@@ -34,7 +33,6 @@ T = TypeVar("T")
 Work = Callable[[sqlite3.Connection], T]
 ErrorType = type[OtpgateError]
 
-_BUSY_RETRIES = 5
 
 
 @dataclass(slots=True)
@@ -45,62 +43,6 @@ class _Unit:
     future: asyncio.Future[Any] | None
 
 
-
-
-def _is_busy(exc: sqlite3.Error) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is not None:
-        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-    return "locked" in str(exc) or "busy" in str(exc)
-
-
-def wrap(exc: BaseException, error: ErrorType) -> BaseException:
-    """``exc`` itself, or an ``error`` describing it when it is a database error."""
-    if isinstance(exc, sqlite3.Error):
-        wrapped = error(f"sqlite: {exc}")
-        wrapped.__cause__ = exc
-        return wrapped
-    return exc
-
-
-def connect(path: Path, busy_timeout_ms: int, *, readonly: bool = False) -> sqlite3.Connection:
-    """A connection in autocommit mode (transactions are explicit) with our pragmas."""
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
-                           timeout=busy_timeout_ms / 1000)
-    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-    conn.execute("PRAGMA synchronous = NORMAL")
-    # Checkpoints (which fsync) run on their own thread, never inside a commit.
-    conn.execute("PRAGMA wal_autocheckpoint = 0")
-    conn.execute("PRAGMA foreign_keys = ON")
-    if readonly:
-        conn.execute("PRAGMA query_only = ON")
-    return conn
-
-
-def migrate(conn: sqlite3.Connection) -> int:
-    """Bring the schema up to date; safe when several processes open the file at once."""
-    for attempt in range(_BUSY_RETRIES):
-        try:
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("BEGIN IMMEDIATE")
-            break
-        except sqlite3.OperationalError as exc:
-            if not _is_busy(exc) or attempt == _BUSY_RETRIES - 1:
-                raise
-    try:
-        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-        if version > len(MIGRATIONS):
-            raise StoreError(f"database schema {version} is newer than this otpgate "
-                             f"({len(MIGRATIONS)})")
-        for statements in MIGRATIONS[version:]:
-            for statement in statements:
-                conn.execute(statement)
-        conn.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    return len(MIGRATIONS)
 
 
 class Database:
@@ -119,7 +61,7 @@ class Database:
         self._conn: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         self._turn: WriterTurn | None = None
-        self._checkpoints = _Checkpointer(path, busy_timeout_ms, checkpoint_interval)
+        self._checkpoints = Checkpointer(path, busy_timeout_ms, checkpoint_interval)
         self._closed = False
         self.batch_no = 0
         """Counts write transactions; code run in a unit may cache per batch with it."""
@@ -227,7 +169,7 @@ class Database:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
-                if not _is_busy(exc):
+                if not is_busy(exc):
                     raise
                 self._wait_for_turn()
                 return
@@ -275,43 +217,6 @@ class Database:
     def _fail_pending(self, exc: BaseException) -> None:
         batch, self._pending = self._pending, []
         _deliver(batch, [(False, _batch_error(exc, u.error)) for u in batch])
-
-
-class _Checkpointer:
-    """Copies the WAL back into the database file every ``interval`` seconds, on a thread
-    of its own, so that no commit ever waits for a checkpoint's fsync."""
-
-    def __init__(self, path: Path, busy_timeout_ms: int, interval: float) -> None:
-        self._path, self._busy_ms, self._interval = path, busy_timeout_ms, interval
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="otpgate-sqlite-checkpoint",
-                                        daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        conn = connect(self._path, self._busy_ms)
-        try:
-            while not self._stopping.wait(self._interval):
-                self._checkpoint(conn, "PASSIVE")
-            self._checkpoint(conn, "TRUNCATE")
-        finally:
-            conn.close()
-
-    @staticmethod
-    def _checkpoint(conn: sqlite3.Connection, mode: str) -> None:
-        try:
-            conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
-        except sqlite3.Error:
-            log.warning("sqlite checkpoint (%s) failed; trying again later", mode,
-                        exc_info=True)
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join()
 
 
 def _apply(conn: sqlite3.Connection, unit: _Unit) -> tuple[bool, Any]:
