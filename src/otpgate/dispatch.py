@@ -102,7 +102,8 @@ class Dispatcher:
                         "again with the same idempotency key", data.key, self._name)
         if reason := await self._stale(data):
             log.info("send %s to %s not sent: %s", data.key, data.to, reason)
-            await self._settle(data, DeliveryStatus.EXPIRED, claim.attempts - 1, error=reason)
+            await self._settle(data, claim, DeliveryStatus.EXPIRED, claim.attempts - 1,
+                               error=reason)
             return
         try:
             sealed = self._keyring.open(data.sealed, seal_aad(data.otp_id, data.send_no))
@@ -192,7 +193,7 @@ class Dispatcher:
             encoding, parts = segments(message.body)
         outcome = self._event(EventType.SENT, data, provider_id=receipt.provider_id,
                               segments=parts, encoding=str(encoding))
-        await self._settle(data, DeliveryStatus.SENT, claim.attempts, outcome,
+        await self._settle(data, claim, DeliveryStatus.SENT, claim.attempts, outcome,
                            provider_id=receipt.provider_id)
         log.info("sent %s to %s via %s (%s, %d segment(s))", data.key, data.to, self._name,
                  encoding, parts)
@@ -205,7 +206,9 @@ class Dispatcher:
             await self._give_up(event, data, claim, f"gave up after {claim.attempts} "
                                 f"attempts: {reason}", permanent=False)
             return
-        await self._settle(data, DeliveryStatus.QUEUED, claim.attempts, error=reason)
+        if not await self._settle(data, claim, DeliveryStatus.QUEUED, claim.attempts,
+                                  error=reason):
+            return  # another dispatcher holds the send now; its outcome counts
         log.warning("send %s via %s failed for now (attempt %d of %d): %s", data.key,
                     self._name, claim.attempts, self._max_deliveries, reason)
         raise exc from cause
@@ -221,11 +224,13 @@ class Dispatcher:
             EventType.DISPATCH, data.otp_id, {**event.data, "fallbacks": rest},
             self._clock.now(), channel=data.channel, driver=following)
         # The next driver starts its own count of attempts, as the bus does for its event.
-        await self._store.settle_send(Delivery(
+        if not await self._store.settle_send(Delivery(
             otp_id=data.otp_id, send_no=data.send_no, channel=data.channel,
             driver=following, status=DeliveryStatus.QUEUED, attempts=0,
             updated_at=self._clock.now(), error=f"{self._name}: {reason}"[:500],
-        ), [handover])
+        ), [handover], claimed=claim.attempts):
+            self._superseded(data)
+            return
         log.warning("send %s failed on %s, failing over to %s: %s", data.key, self._name,
                     following, reason)
 
@@ -233,7 +238,9 @@ class Dispatcher:
                     permanent: bool) -> None:
         outcome = self._event(EventType.DELIVERY_FAILED, data, reason=reason,
                               permanent=permanent)
-        await self._settle(data, DeliveryStatus.FAILED, claim.attempts, outcome, error=reason)
+        if not await self._settle(data, claim, DeliveryStatus.FAILED, claim.attempts, outcome,
+                                  error=reason):
+            return
         log.error("send %s to %s failed on %s: %s", data.key, data.to or "?", self._name,
                   reason)
 
@@ -243,11 +250,20 @@ class Dispatcher:
         return events.new(type_, data.otp_id, body, self._clock.now(), channel=data.channel,
                           driver=self._name)
 
-    async def _settle(self, data: DispatchData, status: DeliveryStatus, attempts: int,
-                      outcome: CloudEvent | None = None, *, error: str | None = None,
-                      provider_id: str | None = None) -> None:
-        await self._store.settle_send(Delivery(
+    async def _settle(self, data: DispatchData, claim: Claim, status: DeliveryStatus,
+                      attempts: int, outcome: CloudEvent | None = None, *,
+                      error: str | None = None, provider_id: str | None = None) -> bool:
+        """Record the outcome of this claim; False (and nothing recorded) when the claim's
+        lease ran out and another dispatcher took the send over meanwhile."""
+        settled = await self._store.settle_send(Delivery(
             otp_id=data.otp_id, send_no=data.send_no, channel=data.channel, driver=self._name,
             status=status, attempts=max(0, attempts), updated_at=self._clock.now(),
             provider_id=provider_id, error=error,
-        ), [outcome] if outcome is not None else [])
+        ), [outcome] if outcome is not None else [], claimed=claim.attempts)
+        if not settled:
+            self._superseded(data)
+        return settled
+
+    def _superseded(self, data: DispatchData) -> None:
+        log.warning("send %s on %s outlived its lease and was taken over; its outcome here "
+                    "is dropped", data.key, self._name)

@@ -126,11 +126,39 @@ async def test_a_send_is_claimed_then_busy_then_reclaimed_as_unknown_then_done(
     late = await store.claim_send(key, "twilio", now + 30, lease=30)
     assert (late.state, late.attempts, late.unknown_before) == (ClaimState.CLAIMED, 2, True)
 
-    await store.settle_send(Delivery(otp_id=OTP, send_no=1, channel="sms", driver="twilio",
-                                     status=DeliveryStatus.SENT, attempts=2,
-                                     updated_at=now + 31, provider_id="SM1"), [])
+    assert await store.settle_send(Delivery(
+        otp_id=OTP, send_no=1, channel="sms", driver="twilio", status=DeliveryStatus.SENT,
+        attempts=2, updated_at=now + 31, provider_id="SM1"), [], claimed=late.attempts)
     done = await store.claim_send(key, "twilio", now + 999, lease=30)
     assert (done.state, done.attempts) == (ClaimState.DONE, 2)
+
+
+async def test_a_dispatcher_whose_lease_was_taken_over_cannot_overwrite_the_outcome(
+    backend: Backend, clock: FrozenClock
+) -> None:
+    store, now = backend.store, clock.now()
+    key = SendKey(OTP, 1, "sms")
+    seen = Recorder()
+    backend.bus.subscribe(Subscription("failures", Filter(), seen))
+    slow = await store.claim_send(key, "twilio", now, lease=30)
+    fresh = await store.claim_send(key, "twilio", now + 31, lease=30)
+    assert await store.settle_send(Delivery(
+        otp_id=OTP, send_no=1, channel="sms", driver="twilio", status=DeliveryStatus.SENT,
+        attempts=fresh.attempts, updated_at=now + 32, provider_id="SM2"), [],
+        claimed=fresh.attempts)
+
+    late_failure = event(EventType.DELIVERY_FAILED, OTP, now + 40)
+    assert not await store.settle_send(Delivery(
+        otp_id=OTP, send_no=1, channel="sms", driver="twilio", status=DeliveryStatus.FAILED,
+        attempts=slow.attempts, updated_at=now + 40, error="late"), [late_failure],
+        claimed=slow.attempts)
+
+    otp = make_otp(OTP, "r", now)
+    await store.transact("r", lambda s: Change(None, None, [otp]))
+    [row] = await store.deliveries(OTP)
+    assert (row.status, row.provider_id) == (DeliveryStatus.SENT, "SM2")
+    assert await backend.bus.pump() == 0
+    assert seen.ids == []
 
 
 async def test_a_send_held_by_another_driver_is_done_for_this_one(
@@ -148,10 +176,11 @@ async def test_a_send_settled_back_to_queued_is_claimed_again_with_a_known_outco
     backend: Backend, clock: FrozenClock
 ) -> None:
     key, now = SendKey(OTP, 1, "sms"), clock.now()
-    await backend.store.claim_send(key, "twilio", now, lease=30)
+    claim = await backend.store.claim_send(key, "twilio", now, lease=30)
     await backend.store.settle_send(Delivery(
         otp_id=OTP, send_no=1, channel="sms", driver="twilio", status=DeliveryStatus.QUEUED,
-        attempts=1, updated_at=now + 1, error="TemporaryDeliveryError: 503"), [])
+        attempts=1, updated_at=now + 1, error="TemporaryDeliveryError: 503"), [],
+        claimed=claim.attempts)
 
     again = await backend.store.claim_send(key, "twilio", now + 2, lease=30)
 
@@ -164,9 +193,10 @@ async def test_settling_a_send_publishes_its_events_with_it(
     seen = Recorder()
     backend.bus.subscribe(Subscription("sent", Filter.of(type=EventType.SENT.value), seen))
     sent = event(EventType.SENT, OTP, clock.now())
+    claim = await backend.store.claim_send(SendKey(OTP, 1, "sms"), "twilio", clock.now(), 30)
     await backend.store.settle_send(Delivery(
         otp_id=OTP, send_no=1, channel="sms", driver="twilio", status=DeliveryStatus.SENT,
-        attempts=1, updated_at=clock.now()), [sent])
+        attempts=1, updated_at=clock.now()), [sent], claimed=claim.attempts)
 
     assert await backend.bus.pump() == 1
     assert seen.ids == [sent.id]
@@ -179,10 +209,12 @@ async def test_deliveries_show_the_latest_send_of_each_channel_only(
     otp = make_otp(OTP, "r", now, send_count=2)
     await backend.store.transact("r", lambda s: Change(None, None, [otp]))
     for send_no, channel in [(1, "sms"), (2, "sms"), (2, "voice")]:
+        claim = await backend.store.claim_send(SendKey(OTP, send_no, channel), "twilio", now,
+                                               30)
         await backend.store.settle_send(Delivery(
             otp_id=OTP, send_no=send_no, channel=channel, driver="twilio",
             status=DeliveryStatus.SENT, attempts=1, updated_at=now + send_no,
-            provider_id=f"id-{send_no}-{channel}"), [])
+            provider_id=f"id-{send_no}-{channel}"), [], claimed=claim.attempts)
 
     found = await backend.store.deliveries(OTP)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Iterator
@@ -191,6 +192,46 @@ async def test_a_send_held_by_a_dispatcher_that_died_is_retried_once_its_lease_r
     row = await world.delivery(otp_id)
     assert row.status is DeliveryStatus.SENT
     assert row.attempts == 2
+
+
+class StallingDriver(ScriptedDriver):
+    """Stalls its first send until released, then fails it: a provider call outliving the
+    dispatcher's lease."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def send(self, message: Message) -> SendReceipt:
+        self.calls.append(message)
+        if len(self.calls) == 1:
+            self.entered.set()
+            await self.release.wait()
+            raise PermanentDeliveryError("the first call failed, late")
+        return SendReceipt(f"{self.name}_{len(self.calls)}")
+
+
+async def test_a_stalled_dispatcher_taken_over_cannot_undo_its_successors_send(
+    world: World,
+) -> None:
+    world.routes = {"sms": ("fake",)}
+    fake = StallingDriver("fake")
+    dispatcher = world.dispatcher(fake, "fake")
+    otp_id = await world.request()
+    [dispatch] = world.published(EventType.DISPATCH)
+    stalled = asyncio.create_task(dispatcher.handle(dispatch))
+    await fake.entered.wait()
+    world.clock.advance(LEASE + 1)  # the lease runs out; another delivery takes over
+    await dispatcher.handle(dispatch)
+    fake.release.set()
+    await stalled  # its late failure is dropped, not recorded
+    row = await world.delivery(otp_id)
+    assert (row.status, row.provider_id) == (DeliveryStatus.SENT, "fake_2")
+    assert world.published(EventType.DELIVERY_FAILED) == []
+    otp = await world.backend.store.get(otp_id)
+    assert otp is not None
+    assert otp.status is Status.PENDING
 
 
 async def test_a_send_whose_provider_call_went_through_before_the_crash_is_captured_once(

@@ -77,8 +77,12 @@ class Store(Protocol):
         """Claim one send in the ledger before calling a driver (see ``ClaimState``)."""
         ...
 
-    async def settle_send(self, delivery: Delivery, events: Sequence[CloudEvent]) -> None:
-        """Record a send's outcome and publish ``events`` with it, atomically."""
+    async def settle_send(self, delivery: Delivery, events: Sequence[CloudEvent], *,
+                          claimed: int) -> bool:
+        """Record a send's outcome and publish ``events`` with it, atomically — but only
+        while the send is still held by the claim numbered ``claimed`` (a dispatcher whose
+        lease ran out and was taken over must not overwrite its successor). True if it
+        was recorded."""
         ...
 
     async def deliveries(self, otp_id: str) -> list[Delivery]:

@@ -72,11 +72,17 @@ class MemoryStore:
             row.lease_until = now + lease
             return Claim(ClaimState.CLAIMED, row.attempts, unknown)
 
-    async def settle_send(self, delivery: Delivery, events: Sequence[CloudEvent]) -> None:
+    async def settle_send(self, delivery: Delivery, events: Sequence[CloudEvent], *,
+                          claimed: int) -> bool:
         async with self._lock:
             key = SendKey(delivery.otp_id, delivery.send_no, delivery.channel)
+            row = self._ledger.get(key)
+            if row is None or row.status is not DeliveryStatus.SENDING \
+                    or row.attempts != claimed:
+                return False
             self._ledger[key] = copy.deepcopy(delivery)
             self._bus.enqueue(events)
+            return True
 
     async def deliveries(self, otp_id: str) -> list[Delivery]:
         otp = self._otps.get(otp_id)

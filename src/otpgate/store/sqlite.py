@@ -45,6 +45,8 @@ _PUT_LEDGER = (f"INSERT INTO ledger ({_LEDGER}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 
                "attempts = excluded.attempts, updated_at = excluded.updated_at, "
                "provider_id = excluded.provider_id, error = excluded.error, "
                "lease_until = excluded.lease_until")
+_HELD = ("SELECT 1 FROM ledger WHERE otp_id = ? AND send_no = ? AND channel = ? "
+         "AND status = ? AND attempts = ?")
 _KEY = "id, name, secret_hash, created_at, revoked_at"
 _PURGE_EVERY = 64
 
@@ -127,17 +129,24 @@ class SqliteStore:
 
         return await self._db.write(unit)
 
-    async def settle_send(self, delivery: Delivery, events: Sequence[CloudEvent]) -> None:
+    async def settle_send(self, delivery: Delivery, events: Sequence[CloudEvent], *,
+                          claimed: int) -> bool:
         row = _ledger_row(delivery)
+        held = (delivery.otp_id, delivery.send_no, delivery.channel,
+                DeliveryStatus.SENDING.value, claimed)
         queued = [0]
 
-        def unit(conn: sqlite3.Connection) -> None:
+        def unit(conn: sqlite3.Connection) -> bool:
+            if conn.execute(_HELD, held).fetchone() is None:
+                return False
             conn.execute(_PUT_LEDGER, row)
             queued[0] = self._bus.append(conn, events) if events else 0
+            return True
 
-        await self._db.write(unit)
+        settled = await self._db.write(unit)
         if queued[0]:
             self._bus.notify()
+        return settled
 
     async def deliveries(self, otp_id: str) -> list[Delivery]:
         cols = ", ".join(f"l.{c.strip()}" for c in _LEDGER.split(","))
