@@ -25,7 +25,7 @@ from typing import Annotated, Any
 import msgspec
 
 from otpgate import events
-from otpgate.bus.base import Subscription, describe
+from otpgate.bus.base import Handler, Subscription, describe
 from otpgate.clock import Clock
 from otpgate.core.messages import Templates, segments
 from otpgate.core.otp import Delivery, DeliveryStatus, SendKey, Status
@@ -60,6 +60,16 @@ class DispatchData(msgspec.Struct, frozen=True, kw_only=True):
         return SendKey(self.otp_id, self.send_no, self.channel)
 
 
+def subscription_for(driver_name: str, handler: Handler, max_deliveries: int,
+                     lease: float) -> Subscription:
+    """The subscription that carries a driver's dispatch events (the same in every process,
+    whether it sends or only writes them)."""
+    return Subscription(
+        name=f"dispatch.{driver_name}",
+        filter=Filter.of(type=EventType.DISPATCH.value, driver=driver_name),
+        handler=handler, max_deliveries=max_deliveries, lease=lease)
+
+
 class Dispatcher:
     """Sends the dispatch events addressed to one driver (see the module docstring)."""
 
@@ -79,10 +89,7 @@ class Dispatcher:
         """The bus subscription for this driver; its limits also bound the ledger claims."""
         self._max_deliveries = max_deliveries
         self._lease = lease
-        return Subscription(
-            name=f"dispatch.{self._name}",
-            filter=Filter.of(type=EventType.DISPATCH.value, driver=self._name),
-            handler=self.handle, max_deliveries=max_deliveries, lease=lease)
+        return subscription_for(self._name, self.handle, max_deliveries, lease)
 
     async def handle(self, event: CloudEvent) -> None:
         """Send one dispatch event's message; raise only when the bus should retry."""

@@ -17,14 +17,20 @@ from otpgate.clock import Clock, SystemClock
 from otpgate.config import Settings
 from otpgate.core.messages import Templates
 from otpgate.crypto import Keyring, load_or_create_secret, parse_secret
-from otpgate.dispatch import Dispatcher
+from otpgate.dispatch import Dispatcher, subscription_for
 from otpgate.drivers.base import Driver
 from otpgate.drivers.memory_sink import MemoryCaptureSink
-from otpgate.errors import ConfigurationError
+from otpgate.errors import BusError, ConfigurationError
+from otpgate.events import CloudEvent
 from otpgate.outcomes import FailureWatcher
 from otpgate.service import Gateway
 
 log = logging.getLogger(__name__)
+
+
+async def _sent_elsewhere(event: CloudEvent) -> None:
+    """Stands in for a dispatcher in a process that does not consume (it never starts)."""
+    raise BusError(f"event {event.id} reached a process that does not dispatch")
 
 
 def load_keyring(settings: Settings) -> Keyring:
@@ -78,8 +84,19 @@ class Runtime:
         backend = await registry.open_backend(
             settings.backend_url, clock, poll_interval=settings.poll_interval)
         gateway = Gateway(backend.store, clock, keyring, settings.policy, routes)
-        return cls(settings, clock, keyring, backend, gateway,
-                   {name: url for url, name in names.items()})
+        runtime = cls(settings, clock, keyring, backend, gateway,
+                      {name: url for url, name in names.items()})
+        runtime._declare_subscriptions()
+        return runtime
+
+    def _declare_subscriptions(self) -> None:
+        """Make every subscription durable before this process writes anything, so that
+        its events are kept for the processes that send them — even when this one only
+        writes (``otpgate send``) and no sender has run yet."""
+        tries, lease = self.settings.bus_max_deliveries, self.settings.bus_lease
+        for name in self.driver_urls:
+            self.backend.bus.subscribe(subscription_for(name, _sent_elsewhere, tries, lease))
+        self.backend.bus.subscribe(FailureWatcher(self.gateway).subscription(tries, lease))
 
     def open_drivers(self) -> dict[str, Driver]:
         """Open every configured driver (refusing ``capture`` outside dev mode)."""

@@ -90,3 +90,13 @@ def test_a_bad_setting_is_reported_not_raised(env: dict[str, str]) -> None:
     code, out = run({**env, "OTPGATE_POLICY_MAX_ATTEMPTS": "lots"}, "keys", "list")
     assert code == 1
     assert "OTPGATE_POLICY_MAX_ATTEMPTS" in out
+
+
+def test_a_code_sent_before_any_server_ever_ran_is_kept_for_the_dispatcher(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    code, out = run({**env, "OTPGATE_DEV": "true"}, "send", "--to", "+14155550199")
+    assert code == 0, out
+    with sqlite3.connect(tmp_path / "var" / "otpgate.db") as conn:
+        queued = conn.execute("SELECT subscription FROM deliveries").fetchall()
+    assert queued == [("dispatch.capture",)]
