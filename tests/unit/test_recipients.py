@@ -178,3 +178,17 @@ def test_different_recipients_have_different_keys() -> None:
     secret = b"s" * 32
     assert recipients.parse("+14155550123").key(secret) != recipients.parse(
         "+14155550124").key(secret)
+
+
+@pytest.mark.parametrize(("address", "masked"), [
+    ("+14155550123", "+1415•••0123"),
+    ("+447911123456", "+4479•••3456"),
+    ("+3312345678", "+331•••78"),
+    ("+50031234", "+5•••34"),
+    ("+29022345", "+2•••45"),
+])
+def test_a_masked_number_hides_enough_digits_even_when_it_is_short(address: str,
+                                                                   masked: str) -> None:
+    assert recipients.mask(address) == masked
+    shown = sum(ch.isdigit() for ch in masked)
+    assert len(address) - 1 - shown >= 3

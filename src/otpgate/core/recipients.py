@@ -101,10 +101,18 @@ def _parse_email(raw: str) -> Recipient:
 
 
 def mask(address: str) -> str:
-    """``+14155550123`` → ``+1415•••0123``; ``jane@example.com`` → ``j•••@example.com``."""
+    """``+14155550123`` → ``+1415•••0123``; ``jane@example.com`` → ``j•••@example.com``.
+
+    At least three digits stay hidden, and at least five of a number shorter than eleven
+    digits, where showing four at each end would give most of it away.
+    """
     if "@" in address:
         local, _, domain = address.rpartition("@")
         return f"{local[:1]}{MASK}@{domain}"
-    if len(address) <= 8:
-        return address[:2] + MASK + address[-2:]
-    return address[:5] + MASK + address[-4:]
+    plus, digits = ("+", address[1:]) if address.startswith("+") else ("", address)
+    if len(digits) >= 11:
+        head, tail = 4, 4
+    else:
+        tail = 2
+        head = max(0, min(4, len(digits) - tail - 5))
+    return plus + digits[:head] + MASK + digits[len(digits) - tail:]
