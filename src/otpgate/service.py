@@ -120,7 +120,7 @@ class Gateway:
         otp = await self._get(otp_id)
         if otp.status is not Status.PENDING:
             return VerifyAnswer(otp.id, False, otp.status)
-        verdict = await self._verify(otp.recipient, lambda s: s.find(otp_id), code, False)
+        verdict = await self._verify(otp.recipient, lambda s: s.find(otp_id), code, None)
         if verdict.otp is None:  # it died between the read and the transaction
             otp = await self._get(otp_id)
             return VerifyAnswer(otp.id, False, otp.status)
@@ -136,11 +136,11 @@ class Gateway:
         purpose = _purpose(purpose)
         code = codes.check_submitted(code)
         key = rcpt.key(self.keyring.digest_key)
-        verdict = await self._verify(key, lambda s: s.pending.get(purpose), code, True)
+        verdict = await self._verify(key, lambda s: s.pending.get(purpose), code, purpose)
         return self._answer(verdict, self._phantom_id(key, purpose))
 
     async def _verify(self, key: str, find: lifecycle.Finder, code: str,
-                      count_missing: bool) -> Verdict:
+                      missing: str | None) -> Verdict:
         now = self.clock.now()
         policy, digest_key = self.policy, self.keyring.digest_key
 
@@ -148,7 +148,7 @@ class Gateway:
             return codes.matches(digest_key, otp.id, code, otp.digest)
 
         return await self.store.transact(key, lambda s: lifecycle.decide_verify(
-            s, key, find, check, policy, now, count_missing=count_missing))
+            s, key, find, check, policy, now, missing=missing))
 
     @staticmethod
     def _answer(verdict: Verdict, fallback_id: str) -> VerifyAnswer:

@@ -73,7 +73,7 @@ class Flow:
             return state.find(otp_id) if otp_id else state.pending.get(purpose)
 
         change = lifecycle.decide_verify(self._copy(), KEY, find, check, self.policy, now,
-                                         count_missing=otp_id is None)
+                                         missing=None if otp_id else purpose)
         self._apply(change)  # type: ignore[arg-type]
         return change.result
 
@@ -369,7 +369,7 @@ def test_answers_with_no_pending_code_also_kill_the_codes_of_other_purposes() ->
     assert EventType.LOCKED in flow.types()
 
 
-def test_without_count_missing_an_answer_with_no_pending_code_counts_nothing(
+def test_by_id_an_answer_with_no_pending_code_counts_nothing(
     flow: Flow,
 ) -> None:
     flow.verify(T0, "000000")

@@ -382,3 +382,21 @@ async def test_a_recipient_locked_by_probing_another_purpose_cannot_verify_any_c
         "BUG: the recipient is locked (requests get 429) after spending its failure budget "
         "on a purpose with no pending code, yet its pending 'signup' code is still approved"
     )
+
+
+async def test_a_recipient_with_no_code_for_a_purpose_answers_as_one_with_a_code_would(
+    gateway: Gateway,
+) -> None:
+    with_code, without = "+14155550101", "+14155550102"
+    for to in (with_code, without):
+        login = await gateway.request(OtpRequest(to=to, purpose="login"))
+        for _ in range(5):  # the login code dies of wrong answers
+            await gateway.verify(login.otp.id, "000000")
+    await gateway.request(OtpRequest(to=with_code, purpose="reset"))
+
+    pending = await gateway.verify_recipient(with_code, "reset", "000000")
+    missing = await gateway.verify_recipient(without, "reset", "000000")
+
+    assert (pending.valid, pending.status, pending.attempts_left) == (
+        missing.valid, missing.status, missing.attempts_left)
+    assert missing.id.startswith("otp_")

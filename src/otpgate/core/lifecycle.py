@@ -90,6 +90,10 @@ def _failures(policy: Policy) -> SlidingLog:
     return SlidingLog(limit=policy.max_failures, window=policy.failure_window)
 
 
+def _phantoms(policy: Policy) -> SlidingLog:
+    return SlidingLog(limit=policy.max_attempts, window=policy.failure_window)
+
+
 def _sends(policy: Policy) -> SlidingLog:
     return SlidingLog(limit=policy.max_sends, window=policy.send_window)
 
@@ -108,12 +112,13 @@ def sweep(state: RecipientState, policy: Policy, now: float, change: Change[T]) 
             change.otps.append(finish(otp, Status.EXPIRED, now))
             change.events.append(otp_event(EventType.EXPIRED, otp, now))
     state.failures = _failures(policy).prune(state.failures, now)
-    for purpose in list(state.sends):
-        kept = _sends(policy).prune(state.sends[purpose], now)
-        if kept:
-            state.sends[purpose] = kept
-        else:
-            del state.sends[purpose]
+    for history, log in ((state.sends, _sends(policy)), (state.phantoms, _phantoms(policy))):
+        for purpose in list(history):
+            kept = log.prune(history[purpose], now)
+            if kept:
+                history[purpose] = kept
+            else:
+                del history[purpose]
 
 
 def attempts_left(otp: Otp, state: RecipientState, policy: Policy) -> int:
@@ -185,6 +190,7 @@ def decide_request(
     if current is None:
         otp = _new_otp(req, policy, now)
         outcome = Outcome.CREATED
+        state.phantoms.pop(req.purpose, None)
     else:
         otp = current
         otp.send_count += 1
@@ -224,29 +230,36 @@ def decide_verify(
     policy: Policy,
     now: float,
     *,
-    count_missing: bool = True,
+    missing: str | None = None,
 ) -> Change[Verdict]:
     """Count one answer against the pending code ``find`` picks; approve at most once.
 
-    With no pending code the answer is counted as a wrong one against the recipient, so
-    that probing recipients costs the same as guessing codes — unless ``count_missing`` is
-    off (verification by id, where the caller reports the dead code's status instead).
+    With no pending code and ``missing`` naming the purpose asked for (verification by
+    recipient), the answer is counted as a wrong one — against the recipient, and against a
+    stand-in code for that purpose — and answered exactly as a wrong answer to a fresh code
+    would be, so that probing recipients costs the same as guessing codes and tells
+    nothing. Without ``missing`` (verification by id) nothing is counted; the caller
+    reports the dead code's status instead.
     """
     state = state or RecipientState.empty(key)
     change: Change[Verdict] = Change(result=None, state=state)  # type: ignore[arg-type]
     sweep(state, policy, now, change)
     otp = find(state)
     log = _failures(policy)
-    if otp is None and not count_missing:
+    if otp is None and missing is None:
         change.result = Verdict(None, False, Status.PENDING, None)
         if not change.otps:
             change.state = None
         return change
     if otp is None:
+        assert missing is not None
         if log.remaining(state.failures):
             state.failures = [*state.failures, now]
-        left = min(max(0, policy.max_attempts - len(state.failures)),
-                   log.remaining(state.failures))
+        stand_in = _phantoms(policy).prune(state.phantoms.get(missing, []), now)
+        if len(stand_in) < policy.max_attempts:
+            stand_in.append(now)
+        state.phantoms[missing] = stand_in
+        left = min(policy.max_attempts - len(stand_in), log.remaining(state.failures))
         if log.remaining(state.failures) == 0:
             _lock(state, log.retry_after(state.failures, now), now, change)
         status = Status.PENDING if left else Status.MAX_ATTEMPTS_REACHED
@@ -266,6 +279,8 @@ def decide_verify(
     change.events.append(otp_event(EventType.VERIFICATION_FAILED, otp, now, attempts_left=left))
     if otp.attempts_left == 0:
         del state.pending[otp.purpose]
+        # Later answers for this purpose meet a spent stand-in, as they would a dead code.
+        state.phantoms[otp.purpose] = [now] * policy.max_attempts
         finish(otp, Status.MAX_ATTEMPTS_REACHED, now)
     if log.remaining(state.failures) == 0:
         _lock(state, log.retry_after(state.failures, now), now, change)

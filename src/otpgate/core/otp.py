@@ -74,11 +74,13 @@ class RecipientState(msgspec.Struct, kw_only=True):
     pending: dict[str, Otp] = {}
     sends: dict[str, list[float]] = {}
     failures: list[float] = []
+    phantoms: dict[str, list[float]] = {}
+    """Per purpose: wrong answers given while no code was pending (see ``decide_verify``)."""
     locked_until: float = 0.0
 
     @classmethod
     def empty(cls, key: str) -> RecipientState:
-        return cls(key=key, pending={}, sends={}, failures=[])
+        return cls(key=key, pending={}, sends={}, failures=[], phantoms={})
 
     def find(self, otp_id: str) -> Otp | None:
         for otp in self.pending.values():
