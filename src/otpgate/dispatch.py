@@ -25,7 +25,7 @@ from typing import Annotated, Any
 import msgspec
 
 from otpgate import events
-from otpgate.bus.base import Handler, Subscription, describe
+from otpgate.bus.base import Handler, Subscription, delivery_number, describe
 from otpgate.clock import Clock
 from otpgate.core.messages import Templates, segments
 from otpgate.core.otp import Delivery, DeliveryStatus, SendKey, Status
@@ -67,7 +67,13 @@ def subscription_for(driver_name: str, handler: Handler, max_deliveries: int,
     return Subscription(
         name=f"dispatch.{driver_name}",
         filter=Filter.of(type=EventType.DISPATCH.value, driver=driver_name),
-        handler=handler, max_deliveries=max_deliveries, lease=lease)
+        handler=handler, max_deliveries=max_deliveries, lease=lease, redact=without_seal)
+
+
+def without_seal(event: CloudEvent) -> CloudEvent:
+    """The event as a dead letter keeps it: without the sealed code and address."""
+    data = {k: v for k, v in event.data.items() if k != "sealed"}
+    return msgspec.structs.replace(event, data=data)
 
 
 class Dispatcher:
@@ -209,7 +215,7 @@ class Dispatcher:
                      exc: TemporaryDeliveryError, cause: Exception | None = None) -> None:
         """Queue the send again and let the bus retry — unless this was its last delivery."""
         reason = describe(exc)
-        if claim.attempts >= self._max_deliveries:
+        if max(claim.attempts, delivery_number.get()) >= self._max_deliveries:
             await self._give_up(event, data, claim, f"gave up after {claim.attempts} "
                                 f"attempts: {reason}", permanent=False)
             return

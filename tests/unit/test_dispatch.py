@@ -15,7 +15,7 @@ import pytest
 
 from otpgate import events
 from otpgate.backends import open_memory
-from otpgate.bus.base import Subscription
+from otpgate.bus.base import Subscription, delivery_number
 from otpgate.bus.memory import MemoryBus
 from otpgate.clock import FrozenClock
 from otpgate.core.lifecycle import Change
@@ -23,7 +23,7 @@ from otpgate.core.messages import Templates
 from otpgate.core.otp import Delivery, DeliveryStatus, Otp, RecipientState, SendKey, Status
 from otpgate.core.policy import Policy
 from otpgate.crypto import Keyring
-from otpgate.dispatch import Dispatcher
+from otpgate.dispatch import Dispatcher, subscription_for
 from otpgate.drivers.base import Driver, Message, SendReceipt
 from otpgate.drivers.capture import CaptureDriver
 from otpgate.errors import PermanentDeliveryError, TemporaryDeliveryError
@@ -364,6 +364,40 @@ async def test_a_send_failing_on_every_delivery_is_failed_instead_of_dead_letter
     assert failed.data["permanent"] is False
     assert "provider down" in failed.data["reason"]
     assert await world.bus.dead_letters() == []
+
+
+async def test_the_last_delivery_of_the_bus_gives_up_even_when_the_ledger_counts_fewer(
+    world: World,
+) -> None:
+    # Deliveries can be spent without a claim (a busy send, a store hiccup): the bus's own
+    # count decides when the last chance has come.
+    world.routes = {"sms": ("fake",)}
+    fake = ScriptedDriver("fake", TemporaryDeliveryError("provider down"))
+    dispatcher = world.dispatcher(fake, "fake", max_deliveries=3)
+    otp_id = await world.request()
+    [dispatch] = world.published(EventType.DISPATCH)
+    delivery_number.set(3)
+    await dispatcher.handle(dispatch)  # no exception: nothing left for the bus to retry
+    row = await world.delivery(otp_id)
+    assert (row.status, row.attempts) == (DeliveryStatus.FAILED, 1)
+    assert len(world.published(EventType.DELIVERY_FAILED)) == 1
+
+
+async def test_a_dead_lettered_dispatch_event_is_kept_without_its_sealed_payload(
+    world: World,
+) -> None:
+    world.routes = {"sms": ("fake",)}
+    world.dispatcher(ScriptedDriver("fake"), "fake", max_deliveries=1)
+
+    async def broken(event: CloudEvent) -> None:
+        raise RuntimeError("the handler itself is broken")
+
+    world.bus.subscribe(subscription_for("fake", broken, 1, LEASE))
+    await world.request()
+    await world.drain()
+    [dead] = await world.bus.dead_letters()
+    assert "sealed" not in dead.event.data
+    assert dead.event.data["to"] == "+1415•••0123"
 
 
 async def test_a_send_failing_on_every_delivery_fails_over_when_a_fallback_is_left(

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import random
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -22,6 +23,11 @@ from otpgate.errors import TemporaryDeliveryError
 from otpgate.events import CloudEvent, Filter
 
 Handler = Callable[[CloudEvent], Awaitable[None]]
+Redact = Callable[[CloudEvent], CloudEvent]
+
+delivery_number: ContextVar[int] = ContextVar("otpgate_delivery_number", default=1)
+"""Which delivery of its event a handler is running (1 for the first); set by the bus, so
+that a handler can tell its last chance (``>= max_deliveries``) from the others."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +40,18 @@ class Subscription:
     backoff_base: float = 1.0
     backoff_cap: float = 300.0
     concurrency: int = 16
+    redact: Redact | None = None
+    """Applied to an event before it is kept as a dead letter (to drop secrets)."""
+
+
+async def deliver(sub: Subscription, event: CloudEvent, number: int) -> None:
+    """Run ``sub``'s handler on delivery ``number`` of ``event``."""
+    delivery_number.set(number)
+    await sub.handler(event)
+
+
+def dead_letter_event(sub: Subscription, event: CloudEvent) -> CloudEvent:
+    return sub.redact(event) if sub.redact is not None else event
 
 
 class DeadLetter(msgspec.Struct, frozen=True):

@@ -9,7 +9,16 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from otpgate.bus.base import DeadLetter, Subscription, backoff, describe, finish, wait_briefly
+from otpgate.bus.base import (
+    DeadLetter,
+    Subscription,
+    backoff,
+    dead_letter_event,
+    deliver,
+    describe,
+    finish,
+    wait_briefly,
+)
 from otpgate.clock import Clock
 from otpgate.events import CloudEvent
 
@@ -80,7 +89,7 @@ class MemoryBus:
 
     async def _deliver(self, name: str, sub: Subscription, entry: _Entry) -> None:
         try:
-            await sub.handler(entry.event)
+            await deliver(sub, entry.event, entry.deliveries)
         except Exception as exc:  # any failure is retried, then dead-lettered
             self._nack(name, sub, entry, exc)
         else:
@@ -91,7 +100,8 @@ class MemoryBus:
         now = self._clock.now()
         if entry.deliveries >= sub.max_deliveries:
             self._queues[name].remove(entry)
-            self._dead.append(DeadLetter(name, entry.event, describe(exc), entry.deliveries, now))
+            self._dead.append(DeadLetter(name, dead_letter_event(sub, entry.event),
+                                         describe(exc), entry.deliveries, now))
             log.error("dead-lettered %s on %s after %d deliveries: %s",
                       entry.event.id, name, entry.deliveries, describe(exc))
             return

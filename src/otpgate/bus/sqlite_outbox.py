@@ -23,7 +23,16 @@ from dataclasses import dataclass
 import msgspec
 
 from otpgate import events
-from otpgate.bus.base import DeadLetter, Subscription, backoff, describe, finish, wait_briefly
+from otpgate.bus.base import (
+    DeadLetter,
+    Subscription,
+    backoff,
+    dead_letter_event,
+    deliver,
+    describe,
+    finish,
+    wait_briefly,
+)
 from otpgate.clock import Clock
 from otpgate.errors import BusError
 from otpgate.events import CloudEvent, Filter
@@ -176,7 +185,7 @@ class SqliteOutboxBus:
     @staticmethod
     async def _run(sub: Subscription, item: _Leased) -> _Outcome:
         try:
-            await sub.handler(item.event)
+            await deliver(sub, item.event, item.deliveries)
         except Exception as exc:  # any failure is retried, then dead-lettered
             return _Outcome(item, exc)
         return _Outcome(item, None)
@@ -195,7 +204,8 @@ class SqliteOutboxBus:
                     conn.execute(_RETRY, (*mine, retry_at))
                     continue
                 if error is not None:
-                    conn.execute(_DEAD, (*mine, events.encode(item.event), describe(error), now))
+                    kept = dead_letter_event(sub, item.event)
+                    conn.execute(_DEAD, (*mine, events.encode(kept), describe(error), now))
                 conn.execute(_ACK, mine)
                 conn.execute(_GC, (item.seq, item.seq))
 
