@@ -83,3 +83,13 @@ async def test_captures_allowed_outside_dev_mode_need_a_key_and_have_no_inbox_pa
         listed = await c.get("/v1/dev/messages", headers={"authorization": f"Bearer {key}"})
         assert (listed.status_code, listed.json()) == (200, [])
         assert_problem(await c.get("/dev/inbox"), 404, "not-found")
+
+
+async def test_an_unencoded_plus_in_the_recipient_filter_is_read_as_a_plus(
+    client: Client,
+) -> None:
+    await request_code(client, PHONE)
+    await wait_for_messages(client, PHONE)
+    # curl 'localhost:8080/v1/dev/messages?to=+14155550123' sends the plus unencoded.
+    found = (await client.get(f"/v1/dev/messages?to={PHONE}")).json()
+    assert [m["to"] for m in found] == [PHONE]

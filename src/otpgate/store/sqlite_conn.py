@@ -93,7 +93,7 @@ class Checkpointer:
         try:
             while not self._stopping.wait(self._interval):
                 self._checkpoint(conn, "PASSIVE")
-            self._checkpoint(conn, "TRUNCATE")
+            self._checkpoint(conn, "PASSIVE")  # TRUNCATE would make other processes wait
         finally:
             conn.close()
 

@@ -86,7 +86,7 @@ class Database:
         migrate(self._conn)
         # From here on a busy database never blocks the event loop: batches are retried.
         self._conn.execute("PRAGMA busy_timeout = 0")
-        self._reader = connect(self.path, self._busy_ms, readonly=True)
+        self._reader = connect(self.path, 0, readonly=True)
         self._turn = WriterTurn(self.path)
         self._checkpoints.start()
 
@@ -109,13 +109,23 @@ class Database:
         self._schedule()
 
     async def read(self, fn: Work[T], error: ErrorType = StoreError) -> T:
-        """Run ``fn`` on the read connection (WAL: readers never wait for the writer)."""
+        """Run ``fn`` on the read connection. In WAL mode readers do not wait for writers;
+        in the rare moments they are told the file is busy (recovery after a crash), the
+        read is tried again shortly, without blocking the loop, until ``busy_timeout_ms``."""
         self._running(error)
         assert self._reader is not None
-        try:
-            return fn(self._reader)
-        except sqlite3.Error as exc:
-            raise wrap(exc, error) from exc
+        deadline = time.monotonic() + self._busy_ms / 1000
+        pause = 0.0005
+        while True:
+            try:
+                return fn(self._reader)
+            except sqlite3.OperationalError as exc:
+                if not is_busy(exc) or time.monotonic() >= deadline:
+                    raise wrap(exc, error) from exc
+            except sqlite3.Error as exc:
+                raise wrap(exc, error) from exc
+            await asyncio.sleep(pause)
+            pause = min(0.02, pause * 2)
 
     def _running(self, error: ErrorType) -> asyncio.AbstractEventLoop:
         if self._closed or self._loop is None:
