@@ -14,7 +14,7 @@ from otpgate.store.memory import MemoryStore
 async def open_memory(url: str, clock: Clock, **options: Any) -> Backend:
     """``memory://``: everything in this process, gone when it exits."""
     bus = MemoryBus(clock, poll_interval=options.get("poll_interval", 0.05))
-    store = MemoryStore(bus)
+    store = MemoryStore(bus, clock)
 
     async def close() -> None:
         await bus.stop()

@@ -43,6 +43,8 @@ class Settings:
     bus_max_deliveries: int = 8
     poll_interval: float = 0.2
     sweep_interval: float = 5.0
+    retention: float = 7 * 24 * 3600.0
+    """Seconds a finished OTP stays readable (``GET /v1/otp/{id}``) before it is purged."""
     allow_capture: bool = False
     """Allow the capture driver and dev routes outside dev mode (never by default)."""
 
@@ -88,6 +90,7 @@ _SCALARS: dict[str, type] = {
     "workers": int, "secret_key": str, "brand": str, "max_body_bytes": int,
     "log_level": str, "bus_lease": float, "bus_max_deliveries": int,
     "poll_interval": float, "sweep_interval": float, "allow_capture": bool,
+    "retention": float,
 }
 
 

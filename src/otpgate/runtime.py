@@ -27,6 +27,9 @@ from otpgate.service import Gateway
 
 log = logging.getLogger(__name__)
 
+_PURGE_EVERY = 60
+"""Sweeps between two purges (five minutes with the default sweep interval)."""
+
 
 async def _sent_elsewhere(event: CloudEvent) -> None:
     """Stands in for a dispatcher in a process that does not consume (it never starts)."""
@@ -126,11 +129,16 @@ class Runtime:
         self._tasks.append(asyncio.create_task(self._sweep(), name="otpgate-sweeper"))
 
     async def _sweep(self) -> None:
+        """Expire due codes, and now and then forget what retention allows."""
+        rounds = 0
         while True:
             try:
                 await self.gateway.expire_due()
+                if rounds % _PURGE_EVERY == 0:
+                    await self.gateway.purge(self.settings.retention)
             except Exception:
                 log.exception("expiry sweep failed; trying again")
+            rounds += 1
             await asyncio.sleep(self.settings.sweep_interval)
 
     async def close(self) -> None:

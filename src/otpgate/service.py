@@ -207,6 +207,13 @@ class Gateway:
             total += await self.expire(key)
         return total
 
+    async def purge(self, retention: float) -> int:
+        """Forget OTPs finished more than ``retention`` seconds ago, and recipients idle for
+        longer than anything the policy remembers (codes, sends, failures)."""
+        now, policy = self.clock.now(), self.policy
+        horizon = max(policy.max_ttl, policy.send_window, policy.failure_window)
+        return await self.store.purge(now - retention, now - horizon)
+
     async def _get(self, otp_id: str) -> Otp:
         if not isinstance(otp_id, str) or not ids.is_otp_id(otp_id):
             raise NotFound("no OTP with this id")

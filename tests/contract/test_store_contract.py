@@ -17,7 +17,7 @@ from otpgate.errors import RateLimited
 from otpgate.events import EventType, Filter
 from otpgate.registry import Backend
 from otpgate.service import Gateway, OtpRequest
-from otpgate.store.base import ApiKey, ClaimState, Decide, Remembered
+from otpgate.store.base import ApiKey, Claim, ClaimState, Decide, Remembered
 from tests.contract.conftest import Recorder, event, make_otp, with_pending
 
 OTP = "otp_" + "a" * 22
@@ -317,3 +317,34 @@ async def test_the_capture_sink_keeps_one_message_per_key_newest_first(
 async def test_ping_answers_when_the_store_and_bus_are_usable(backend: Backend) -> None:
     await backend.store.ping()
     await backend.bus.ping()
+
+
+async def test_purge_forgets_finished_otps_and_idle_recipients_only(
+    backend: Backend, clock: FrozenClock
+) -> None:
+    store, now = backend.store, clock.now()
+    old_done = make_otp("otp_old_done", "r-old", now, status=Status.APPROVED)
+    old_live = make_otp("otp_old_live", "r-old", now)
+    fresh_done = make_otp("otp_fresh_done", "r-new", now + 500, status=Status.EXPIRED)
+    await store.transact("r-old", lambda s: Change(None, with_pending("r-old", old_live),
+                                                  [old_done, old_live]))
+    claim = await store.claim_send(SendKey("otp_old_done", 1, "sms"), "twilio", now, 30)
+    await store.settle_send(Delivery(
+        otp_id="otp_old_done", send_no=1, channel="sms", driver="twilio",
+        status=DeliveryStatus.SENT, attempts=1, updated_at=now), [], claimed=claim.attempts)
+    clock.advance(400)
+    await store.transact("r-new", lambda s: Change(None, with_pending("r-new", fresh_done),
+                                                  [fresh_done]))
+
+    gone = await store.purge(otps_before=now + 301, recipients_before=now + 200)
+
+    assert gone == 2  # the old finished OTP and the idle recipient
+    assert await store.get("otp_old_done") is None
+    assert await store.claim_send(SendKey("otp_old_done", 1, "sms"), "twilio", now + 999,
+                                  30) == Claim(ClaimState.CLAIMED, 1)
+    assert await store.get("otp_old_live") is not None
+    assert await store.get("otp_fresh_done") is not None
+    seen: list[bool] = []
+    await store.transact("r-old", lambda s: (seen.append(s is None), Change(None))[1])
+    await store.transact("r-new", lambda s: (seen.append(s is None), Change(None))[1])
+    assert seen == [True, False]

@@ -18,7 +18,8 @@ NOW = 1_800_000_000.0
 
 @pytest.fixture
 def store() -> MemoryStore:
-    return MemoryStore(MemoryBus(FrozenClock(NOW)))
+    clock = FrozenClock(NOW)
+    return MemoryStore(MemoryBus(clock), clock)
 
 
 async def test_a_new_key_is_og_key_id_secret_and_only_its_hash_is_stored(

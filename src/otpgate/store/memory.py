@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import msgspec
 
 from otpgate.bus.memory import MemoryBus
+from otpgate.clock import Clock
 from otpgate.core.otp import Delivery, DeliveryStatus, Otp, RecipientState, SendKey, Status
 from otpgate.events import CloudEvent
 from otpgate.store.base import ApiKey, Claim, ClaimState, Decide, Remembered, T
@@ -21,8 +22,10 @@ class MemoryStore:
     """Holds everything in dicts; ``transact`` is atomic under one lock and queues the
     decision's events on the ``MemoryBus`` inside that same section."""
 
-    def __init__(self, bus: MemoryBus) -> None:
+    def __init__(self, bus: MemoryBus, clock: Clock) -> None:
         self._bus = bus
+        self._clock = clock
+        self._touched: dict[str, float] = {}
         self._lock = asyncio.Lock()
         self._states: dict[str, bytes] = {}
         self._otps: dict[str, Otp] = {}
@@ -38,6 +41,7 @@ class MemoryStore:
             change = decide(state)
             if change.state is not None:
                 self._states[key] = msgspec.msgpack.encode(change.state)
+                self._touched[key] = self._clock.now()
             for otp in change.otps:
                 self._otps[otp.id] = copy.deepcopy(otp)
             self._bus.enqueue(change.events)
@@ -83,6 +87,20 @@ class MemoryStore:
             self._ledger[key] = copy.deepcopy(delivery)
             self._bus.enqueue(events)
             return True
+
+    async def purge(self, otps_before: float, recipients_before: float) -> int:
+        async with self._lock:
+            gone = [i for i, o in self._otps.items()
+                    if o.status is not Status.PENDING and o.expires_at < otps_before]
+            for otp_id in gone:
+                del self._otps[otp_id]
+            for send in [k for k in self._ledger if k.otp_id in set(gone)]:
+                del self._ledger[send]
+            idle = [k for k, t in self._touched.items() if t < recipients_before]
+            for key in idle:
+                del self._touched[key]
+                self._states.pop(key, None)
+            return len(gone) + len(idle)
 
     async def deliveries(self, otp_id: str) -> list[Delivery]:
         otp = self._otps.get(otp_id)

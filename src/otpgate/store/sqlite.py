@@ -30,8 +30,9 @@ _otp_of = msgspec.msgpack.Decoder(Otp).decode
 
 _FINAL = frozenset({DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.FAILED,
                     DeliveryStatus.EXPIRED})
-_PUT_STATE = ("INSERT INTO recipients (key, state) VALUES (?, ?) "
-              "ON CONFLICT (key) DO UPDATE SET state = excluded.state")
+_PUT_STATE = ("INSERT INTO recipients (key, state, touched_at) VALUES (?, ?, ?) "
+              "ON CONFLICT (key) DO UPDATE SET state = excluded.state, "
+              "touched_at = excluded.touched_at")
 _PUT_OTP = ("INSERT INTO otps (id, recipient, status, expires_at, send_count, record) "
             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
             "recipient = excluded.recipient, status = excluded.status, "
@@ -45,6 +46,7 @@ _PUT_LEDGER = (f"INSERT INTO ledger ({_LEDGER}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 
                "attempts = excluded.attempts, updated_at = excluded.updated_at, "
                "provider_id = excluded.provider_id, error = excluded.error, "
                "lease_until = excluded.lease_until")
+_PURGE_BATCH = 1000
 _HELD = ("SELECT 1 FROM ledger WHERE otp_id = ? AND send_no = ? AND channel = ? "
          "AND status = ? AND attempts = ?")
 _KEY = "id, name, secret_hash, created_at, revoked_at"
@@ -70,9 +72,10 @@ def _api_key(row: Sequence[Any]) -> ApiKey:
 class SqliteStore:
     """The ``Store`` port over a ``Database``; its outbox is ``bus``."""
 
-    def __init__(self, db: Database, bus: SqliteOutboxBus) -> None:
+    def __init__(self, db: Database, bus: SqliteOutboxBus, clock: Clock) -> None:
         self._db = db
         self._bus = bus
+        self._clock = clock
         self._remembered = 0
 
     async def transact(self, key: str, decide: Decide[T]) -> T:
@@ -82,7 +85,7 @@ class SqliteStore:
             row = conn.execute("SELECT state FROM recipients WHERE key = ?", (key,)).fetchone()
             change = decide(_state_of(row[0]) if row else None)
             if change.state is not None:
-                conn.execute(_PUT_STATE, (key, _encode(change.state)))
+                conn.execute(_PUT_STATE, (key, _encode(change.state), self._clock.now()))
             for otp in change.otps:
                 conn.execute(_PUT_OTP, (otp.id, otp.recipient, otp.status.value,
                                         otp.expires_at, otp.send_count, _encode(otp)))
@@ -147,6 +150,20 @@ class SqliteStore:
         if queued[0]:
             self._bus.notify()
         return settled
+
+    async def purge(self, otps_before: float, recipients_before: float) -> int:
+        def unit(conn: sqlite3.Connection) -> int:
+            gone = [r[0] for r in conn.execute(
+                "SELECT id FROM otps WHERE status <> 'pending' AND expires_at < ? LIMIT ?",
+                (otps_before, _PURGE_BATCH))]
+            conn.executemany("DELETE FROM ledger WHERE otp_id = ?", [(i,) for i in gone])
+            conn.executemany("DELETE FROM otps WHERE id = ?", [(i,) for i in gone])
+            idle = conn.execute(
+                "DELETE FROM recipients WHERE key IN (SELECT key FROM recipients "
+                "WHERE touched_at < ? LIMIT ?)", (recipients_before, _PURGE_BATCH)).rowcount
+            return len(gone) + idle
+
+        return await self._db.write(unit)
 
     async def deliveries(self, otp_id: str) -> list[Delivery]:
         cols = ", ".join(f"l.{c.strip()}" for c in _LEDGER.split(","))
@@ -241,7 +258,7 @@ async def open_sqlite_backend(url: str, clock: Clock, **options: Any) -> Backend
     db = await Database.open(database_path(url), **db_options)
     bus = SqliteOutboxBus(db, clock, poll_interval=float(options.get("poll_interval", 0.2)),
                           drain_timeout=float(options.get("drain_timeout", 5.0)))
-    store = SqliteStore(db, bus)
+    store = SqliteStore(db, bus, clock)
 
     async def close() -> None:
         await bus.stop()

@@ -57,4 +57,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             body TEXT NOT NULL, sent_at REAL NOT NULL)""",
         'CREATE INDEX IF NOT EXISTS captured_to ON captured ("to", n)',
     ),
+    (
+        # retention: when a recipient's state last changed, so that idle ones can go
+        "ALTER TABLE recipients ADD COLUMN touched_at REAL NOT NULL DEFAULT 0",
+        "CREATE INDEX IF NOT EXISTS recipients_touched ON recipients (touched_at)",
+        "CREATE INDEX IF NOT EXISTS otps_final ON otps (expires_at) WHERE status <> 'pending'",
+    ),
 )
