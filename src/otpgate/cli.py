@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import click
 
-from otpgate import apikeys, config
+from otpgate import apikeys, config, registry
 from otpgate.clock import isoformat
 from otpgate.config import Settings
 from otpgate.errors import OtpgateError, RateLimited
@@ -85,17 +85,25 @@ def main(log_level: str) -> None:
               help="Dev mode: no API key needed, messages captured for the dev inbox.")
 @click.option("--workers", envvar="OTPGATE_WORKERS", default=1, show_default=True,
               type=click.IntRange(1, 64), help="Server processes sharing the port.")
-def serve(host: str, port: int, data_dir: Path, dev: bool, workers: int) -> None:
-    """Run the HTTP API together with the dispatchers (embedded mode)."""
+@click.option("--api-only", envvar="OTPGATE_API_ONLY", is_flag=True, default=False,
+              help="Serve the API without dispatchers; run otpgate worker to send.")
+def serve(host: str, port: int, data_dir: Path, dev: bool, workers: int,
+          api_only: bool) -> None:
+    """Run the HTTP API together with the dispatchers (or, with --api-only, without)."""
     import uvicorn
 
-    settings = _settings(host=host, port=port, data_dir=data_dir, dev=dev, workers=workers)
-    _preflight(settings)
+    settings = _settings(host=host, port=port, data_dir=data_dir, dev=dev, workers=workers,
+                         api_only=api_only)
+    if not api_only:
+        _preflight(settings)
     # The server processes read their settings from the environment, like any other edge.
     os.environ.update({"OTPGATE_HOST": host, "OTPGATE_PORT": str(port),
-                       "OTPGATE_DATA_DIR": str(data_dir), "OTPGATE_DEV": str(dev).lower()})
+                       "OTPGATE_DATA_DIR": str(data_dir), "OTPGATE_DEV": str(dev).lower(),
+                       "OTPGATE_API_ONLY": str(api_only).lower()})
     url = f"http://{host}:{port}"
-    click.echo(f"otpgate listening on {url} ({workers} worker(s), store {settings.backend_url})")
+    role = "API only" if api_only else "API and dispatchers"
+    click.echo(f"otpgate listening on {url} ({role}, {workers} worker(s), "
+               f"store {registry.mask(settings.backend_url)})")
     if settings.dev:
         click.secho(
             f"DEV MODE: no API key is required and messages are captured, not sent — "

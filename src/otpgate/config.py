@@ -31,6 +31,8 @@ class Settings:
     drivers: dict[str, tuple[str, ...]] = field(default_factory=dict)
     """Driver URLs per channel, first tried first; empty means the dev capture driver."""
     dev: bool = False
+    api_only: bool = False
+    """Serve the HTTP API without dispatchers; ``otpgate worker`` processes send."""
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = 1
@@ -86,7 +88,8 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings
 
 
 _SCALARS: dict[str, type] = {
-    "data_dir": Path, "store_url": str, "dev": bool, "host": str, "port": int,
+    "data_dir": Path, "store_url": str, "dev": bool, "api_only": bool, "host": str,
+    "port": int,
     "workers": int, "secret_key": str, "brand": str, "max_body_bytes": int,
     "log_level": str, "bus_lease": float, "bus_max_deliveries": int,
     "poll_interval": float, "sweep_interval": float, "allow_capture": bool,

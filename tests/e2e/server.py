@@ -45,17 +45,32 @@ class Server:
         return self.log.read_text(errors="replace")
 
 
-def start(data_dir: Path, log: Path, env: Mapping[str, str] | None = None,
-          dev: bool = True, timeout: float = 30.0) -> Server:
-    port = free_port()
+def _environment(env: Mapping[str, str] | None) -> dict[str, str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("OTPGATE_")}
     full_env.update({"OTPGATE_LOG_LEVEL": "debug", "PYTHONUNBUFFERED": "1"})
     full_env.update(env or {})
-    cmd = [sys.executable, "-m", "otpgate", "serve", "--port", str(port),
-           "--data-dir", str(data_dir), "--dev" if dev else "--no-dev"]
+    return full_env
+
+
+def _spawn(cmd: list[str], log: Path, env: Mapping[str, str] | None) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=full_env,
-                                start_new_session=True)
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                env=_environment(env), start_new_session=True)
+
+
+def start_worker(data_dir: Path, log: Path, env: Mapping[str, str] | None = None) -> Server:
+    """``otpgate worker`` on ``data_dir`` (it serves no HTTP: ``url`` is empty)."""
+    proc = _spawn([sys.executable, "-m", "otpgate", "worker"], log,
+                  {"OTPGATE_DATA_DIR": str(data_dir), **(env or {})})
+    return Server(proc, "", log)
+
+
+def start(data_dir: Path, log: Path, env: Mapping[str, str] | None = None,
+          dev: bool = True, timeout: float = 30.0, extra: tuple[str, ...] = ()) -> Server:
+    port = free_port()
+    cmd = [sys.executable, "-m", "otpgate", "serve", "--port", str(port),
+           "--data-dir", str(data_dir), "--dev" if dev else "--no-dev", *extra]
+    proc = _spawn(cmd, log, env)
     server = Server(proc, f"http://127.0.0.1:{port}", log)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

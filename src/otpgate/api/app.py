@@ -76,7 +76,8 @@ def _lifespan(ctx: ApiContext) -> Any:
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         runtime = await Runtime.open(ctx.settings, ctx.clock)
         try:
-            await runtime.start_workers()
+            if not ctx.settings.api_only:
+                await runtime.start_workers()
             ctx.attach(runtime)
             _announce(ctx.settings)
             yield
