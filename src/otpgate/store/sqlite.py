@@ -47,8 +47,9 @@ _PUT_LEDGER = (f"INSERT INTO ledger ({_LEDGER}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 
                "provider_id = excluded.provider_id, error = excluded.error, "
                "lease_until = excluded.lease_until")
 _PURGE_BATCH = 1000
-_HELD = ("SELECT 1 FROM ledger WHERE otp_id = ? AND send_no = ? AND channel = ? "
-         "AND status = ? AND attempts = ?")
+_SETTLE = ("UPDATE ledger SET driver = ?, status = ?, attempts = ?, updated_at = ?, "
+           "provider_id = ?, error = ?, lease_until = ? "
+           "WHERE otp_id = ? AND send_no = ? AND channel = ? AND status = ? AND attempts = ?")
 _KEY = "id, name, secret_hash, created_at, revoked_at"
 _PURGE_EVERY = 64
 
@@ -57,11 +58,6 @@ def _delivery(row: Sequence[Any]) -> Delivery:
     return Delivery(otp_id=row[0], send_no=row[1], channel=row[2], driver=row[3],
                     status=DeliveryStatus(row[4]), attempts=row[5], updated_at=row[6],
                     provider_id=row[7], error=row[8], lease_until=row[9])
-
-
-def _ledger_row(d: Delivery) -> tuple[Any, ...]:
-    return (d.otp_id, d.send_no, d.channel, d.driver, d.status.value, d.attempts,
-            d.updated_at, d.provider_id, d.error, d.lease_until)
 
 
 def _api_key(row: Sequence[Any]) -> ApiKey:
@@ -134,15 +130,15 @@ class SqliteStore:
 
     async def settle_send(self, delivery: Delivery, events: Sequence[CloudEvent], *,
                           claimed: int) -> bool:
-        row = _ledger_row(delivery)
-        held = (delivery.otp_id, delivery.send_no, delivery.channel,
-                DeliveryStatus.SENDING.value, claimed)
+        d = delivery
+        params = (d.driver, d.status.value, d.attempts, d.updated_at, d.provider_id, d.error,
+                  d.lease_until, d.otp_id, d.send_no, d.channel, DeliveryStatus.SENDING.value,
+                  claimed)
         queued = [0]
 
         def unit(conn: sqlite3.Connection) -> bool:
-            if conn.execute(_HELD, held).fetchone() is None:
-                return False
-            conn.execute(_PUT_LEDGER, row)
+            if conn.execute(_SETTLE, params).rowcount != 1:
+                return False  # no longer held by this claim
             queued[0] = self._bus.append(conn, events) if events else 0
             return True
 
