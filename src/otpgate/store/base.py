@@ -88,8 +88,8 @@ class Store(Protocol):
     async def purge(self, otps_before: float, recipients_before: float) -> int:
         """Forget finished OTPs that expired before ``otps_before`` (with their ledger),
         and recipients whose state last changed before ``recipients_before`` (callers pick
-        a time after which such a state holds nothing live). Returns how many went; at
-        most a bounded number per call."""
+        a time after which such a state holds nothing live; a backend may keep one up to an
+        hour longer). Returns how many went; at most a bounded number per call."""
         ...
 
     async def deliveries(self, otp_id: str) -> list[Delivery]:

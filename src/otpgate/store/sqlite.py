@@ -47,6 +47,8 @@ _PUT_LEDGER = (f"INSERT INTO ledger ({_LEDGER}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 
                "provider_id = excluded.provider_id, error = excluded.error, "
                "lease_until = excluded.lease_until")
 _PURGE_BATCH = 1000
+_TOUCH_GRAIN = 3600.0
+"""How stale a recipient's ``touched_at`` may be; purges wait that much longer."""
 _SETTLE = ("UPDATE ledger SET driver = ?, status = ?, attempts = ?, updated_at = ?, "
            "provider_id = ?, error = ?, lease_until = ? "
            "WHERE otp_id = ? AND send_no = ? AND channel = ? AND status = ? AND attempts = ?")
@@ -78,10 +80,14 @@ class SqliteStore:
         queued = [0]
 
         def unit(conn: sqlite3.Connection) -> T:
-            row = conn.execute("SELECT state FROM recipients WHERE key = ?", (key,)).fetchone()
+            row = conn.execute("SELECT state, touched_at FROM recipients WHERE key = ?",
+                               (key,)).fetchone()
             change = decide(_state_of(row[0]) if row else None)
             if change.state is not None:
-                conn.execute(_PUT_STATE, (key, _encode(change.state), self._clock.now()))
+                now = self._clock.now()
+                # touched_at moves in steps of _TOUCH_GRAIN: its index changes seldom.
+                touched = row[1] if row and now - row[1] < _TOUCH_GRAIN else now
+                conn.execute(_PUT_STATE, (key, _encode(change.state), touched))
             for otp in change.otps:
                 conn.execute(_PUT_OTP, (otp.id, otp.recipient, otp.status.value,
                                         otp.expires_at, otp.send_count, _encode(otp)))
@@ -156,7 +162,8 @@ class SqliteStore:
             conn.executemany("DELETE FROM otps WHERE id = ?", [(i,) for i in gone])
             idle = conn.execute(
                 "DELETE FROM recipients WHERE key IN (SELECT key FROM recipients "
-                "WHERE touched_at < ? LIMIT ?)", (recipients_before, _PURGE_BATCH)).rowcount
+                "WHERE touched_at < ? LIMIT ?)",
+                (recipients_before - _TOUCH_GRAIN, _PURGE_BATCH)).rowcount
             return len(gone) + idle
 
         return await self._db.write(unit)
