@@ -6,7 +6,7 @@ are run together, up to ``batch_size`` of them in one ``BEGIN IMMEDIATE`` … ``
 (group commit), each inside its own ``SAVEPOINT``: a unit that raises is rolled back alone
 and its error goes to its caller only. Batches run on the event loop's own thread — a
 statement takes microseconds, and handing work to a thread costs more than that under the
-GIL — and point reads likewise use a read connection beside the writer (WAL).
+GIL — and point reads use the same connection between batches.
 
 Several processes may open the same file. A batch that finds the database busy never
 blocks the loop: it is tried again a moment later, and fails after ``busy_timeout_ms``.
@@ -59,7 +59,6 @@ class Database:
         self._busy_tries = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._conn: sqlite3.Connection | None = None
-        self._reader: sqlite3.Connection | None = None
         self._turn: WriterTurn | None = None
         self._checkpoints = Checkpointer(path, busy_timeout_ms, checkpoint_interval)
         self._closed = False
@@ -86,7 +85,6 @@ class Database:
         migrate(self._conn)
         # From here on a busy database never blocks the event loop: batches are retried.
         self._conn.execute("PRAGMA busy_timeout = 0")
-        self._reader = connect(self.path, 0, readonly=True)
         self._turn = WriterTurn(self.path)
         self._checkpoints.start()
 
@@ -109,16 +107,18 @@ class Database:
         self._schedule()
 
     async def read(self, fn: Work[T], error: ErrorType = StoreError) -> T:
-        """Run ``fn`` on the read connection. In WAL mode readers do not wait for writers;
-        in the rare moments they are told the file is busy (recovery after a crash), the
-        read is tried again shortly, without blocking the loop, until ``busy_timeout_ms``."""
+        """Run ``fn`` on the connection, between two write batches (it sees every committed
+        write). The write connection serves reads too: its page cache stays warm, where a
+        second connection would reload pages after every write. When the file is busy
+        (recovery after a crash), the read is tried again shortly, without blocking the
+        loop, until ``busy_timeout_ms``."""
         self._running(error)
-        assert self._reader is not None
+        assert self._conn is not None
         deadline = time.monotonic() + self._busy_ms / 1000
         pause = 0.0005
         while True:
             try:
-                return fn(self._reader)
+                return fn(self._conn)
             except sqlite3.OperationalError as exc:
                 if not is_busy(exc) or time.monotonic() >= deadline:
                     raise wrap(exc, error) from exc
@@ -150,9 +150,8 @@ class Database:
         self._close_connections()
 
     def _close_connections(self) -> None:
-        for conn in (self._conn, self._reader):
-            if conn is not None:
-                conn.close()
+        if self._conn is not None:
+            self._conn.close()
         if self._turn is not None:
             self._turn.close()
 
