@@ -21,7 +21,7 @@ from otpgate.core.otp import Delivery, DeliveryStatus, Otp, Status
 from otpgate.core.policy import Policy
 from otpgate.crypto import Keyring, Sealed, seal_aad
 from otpgate.errors import InvalidRequest, NotFound
-from otpgate.store.base import Store
+from otpgate.store.base import Keep, Store
 
 _PURPOSE = re.compile(r"[a-z0-9_.-]{1,64}", re.ASCII)
 _LOCALE = re.compile(r"[a-z]{2,3}(-[A-Z]{2})?", re.ASCII)
@@ -65,7 +65,9 @@ class Gateway:
     """Driver chain per channel, e.g. ``{"sms": ("twilio", "vonage")}``."""
     codegen: CodeGenerator = field(default=codes.generate_code)
 
-    async def request(self, req: OtpRequest) -> Requested:
+    async def request(self, req: OtpRequest, keep: Keep[Requested] | None = None) -> Requested:
+        """Create, coalesce or resend the code for (``req.to``, ``req.purpose``); ``keep``
+        remembers an idempotent answer in the same transaction."""
         rcpt = recipients.parse(req.to, req.country)
         channels = self._channels(rcpt, req)
         purpose = _purpose(req.purpose)
@@ -90,8 +92,7 @@ class Gateway:
         now = self.clock.now()
         policy = self.policy
         return await self.store.transact(
-            new.recipient_key, lambda s: lifecycle.decide_request(s, new, policy, now)
-        )
+            new.recipient_key, lambda s: lifecycle.decide_request(s, new, policy, now), keep)
 
     def _channels(self, rcpt: recipients.Recipient, req: OtpRequest) -> tuple[str, ...]:
         if req.channel is not None and req.channels is not None:

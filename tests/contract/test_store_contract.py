@@ -349,3 +349,30 @@ async def test_purge_forgets_finished_otps_and_idle_recipients_only(
     await store.transact("r-old", lambda s: (seen.append(s is None), Change(None))[1])
     await store.transact("r-new", lambda s: (seen.append(s is None), Change(None))[1])
     assert seen == [True, False]
+
+
+async def test_an_answer_kept_by_a_transaction_is_kept_with_it_or_not_at_all(
+    backend: Backend, clock: FrozenClock
+) -> None:
+    store, now = backend.store, clock.now()
+
+    def keep(result: str) -> tuple[str, Remembered, float]:
+        return f"idem-{result}", Remembered("fp", 202, result.encode(), now), 60.0
+
+    assert await store.transact("r", lambda s: Change("kept"), keep) == "kept"
+
+    def refuse(state: RecipientState | None) -> Change[str]:
+        raise RateLimited("no", retry_after=5)
+
+    with pytest.raises(RateLimited):
+        await store.transact("r", refuse, keep)
+
+    kept = await store.recall("idem-kept", now)
+    assert kept is not None
+    assert kept.body == b"kept"
+    # A first answer stays the answer: a later transaction does not replace it.
+    await store.transact("r", lambda s: Change("kept"),
+                         lambda r: ("idem-kept", Remembered("fp", 202, b"other", now), 60.0))
+    again = await store.recall("idem-kept", now)
+    assert again is not None
+    assert again.body == b"kept"

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 
+from otpgate.core.lifecycle import Requested
 from otpgate.errors import Conflict, InvalidRequest
-from otpgate.store.base import Remembered, Store
+from otpgate.store.base import Keep, Remembered, Store
 
 HEADER = "Idempotency-Key"
 TTL = 24 * 3600.0
@@ -50,8 +52,10 @@ async def recall(store: Store, where: str, print_: str, now: float) -> Remembere
     return None if kept is None else _same_request(kept, print_)
 
 
-async def remember(store: Store, where: str, print_: str, status: int, body: bytes,
-                   now: float) -> Remembered:
-    """Keep a fresh answer; when a concurrent request with the same key won, its answer."""
-    kept = await store.remember(where, Remembered(print_, status, body, now), TTL)
-    return _same_request(kept, print_)
+def keeper(where: str, print_: str, now: float,
+           encode: Callable[[Requested], bytes]) -> Keep[Requested]:
+    """What the store keeps, in the request's own transaction, for this key: the 202."""
+    def keep(result: Requested) -> tuple[str, Remembered, float]:
+        return where, Remembered(print_, 202, encode(result), now), TTL
+
+    return keep

@@ -133,9 +133,12 @@ def handlers(ctx: ApiContext) -> list[HTTPRouteHandler]:
         store = runtime.backend.store
         kept = await idempotency.recall(store, where, print_, ctx.clock.now())
         if kept is None:
-            body = accepted_body(await runtime.gateway.request(_otp_request(data)))
-            kept = await idempotency.remember(store, where, print_, 202, body, ctx.clock.now())
-            if kept.body == body:
+            keep = idempotency.keeper(where, print_, ctx.clock.now(), accepted_body)
+            body = accepted_body(await runtime.gateway.request(_otp_request(data), keep))
+            # The request and its answer were kept together; a concurrent request with
+            # the same key may have been kept first, and then its answer is the answer.
+            kept = await idempotency.recall(store, where, print_, ctx.clock.now())
+            if kept is None or kept.body == body:
                 return _json(body, 202)
         return Response(kept.body, status_code=kept.status, media_type=JSON,
                         headers={REPLAYED: "true"})

@@ -21,6 +21,8 @@ from otpgate.events import CloudEvent
 T = TypeVar("T")
 
 Decide = Callable[[RecipientState | None], Change[T]]
+Keep = Callable[[T], "tuple[str, Remembered, float]"]
+"""From a decision's result: an answer to keep under an idempotency key, and for how long."""
 
 
 class ClaimState(enum.StrEnum):
@@ -60,10 +62,13 @@ class ApiKey(msgspec.Struct, kw_only=True):
 
 
 class Store(Protocol):
-    async def transact(self, key: str, decide: Decide[T]) -> T:
+    async def transact(self, key: str, decide: Decide[T], keep: Keep[T] | None = None) -> T:
         """Apply ``decide`` to recipient ``key`` atomically and return its result.
 
-        Exceptions raised by ``decide`` abort the change: nothing is written.
+        Exceptions raised by ``decide`` abort the change: nothing is written. With ``keep``,
+        the answer it makes of the result is remembered (unless one is already) in the
+        same transaction, so that an accepted request and its idempotent answer are kept
+        together or not at all.
         """
         ...
 

@@ -12,7 +12,7 @@ from otpgate.bus.memory import MemoryBus
 from otpgate.clock import Clock
 from otpgate.core.otp import Delivery, DeliveryStatus, Otp, RecipientState, SendKey, Status
 from otpgate.events import CloudEvent
-from otpgate.store.base import ApiKey, Claim, ClaimState, Decide, Remembered, T
+from otpgate.store.base import ApiKey, Claim, ClaimState, Decide, Keep, Remembered, T
 
 _FINAL = {DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.FAILED,
           DeliveryStatus.EXPIRED}
@@ -33,7 +33,7 @@ class MemoryStore:
         self._idem: dict[str, tuple[Remembered, float]] = {}
         self._keys: dict[str, ApiKey] = {}
 
-    async def transact(self, key: str, decide: Decide[T]) -> T:
+    async def transact(self, key: str, decide: Decide[T], keep: Keep[T] | None = None) -> T:
         async with self._lock:
             raw = self._states.get(key)
             # Decisions mutate what they are given: hand them a copy, as a database would.
@@ -45,6 +45,8 @@ class MemoryStore:
             for otp in change.otps:
                 self._otps[otp.id] = copy.deepcopy(otp)
             self._bus.enqueue(change.events)
+            if keep is not None:
+                self._remember(*keep(change.result))
             return change.result
 
     async def get(self, otp_id: str) -> Otp | None:
@@ -117,11 +119,14 @@ class MemoryStore:
 
     async def remember(self, key: str, answer: Remembered, ttl: float) -> Remembered:
         async with self._lock:
-            hit = self._idem.get(key)
-            if hit is not None and hit[1] > answer.created_at:
-                return hit[0]
-            self._idem[key] = (answer, answer.created_at + ttl)
-            return answer
+            return self._remember(key, answer, ttl)
+
+    def _remember(self, key: str, answer: Remembered, ttl: float) -> Remembered:
+        hit = self._idem.get(key)
+        if hit is not None and hit[1] > answer.created_at:
+            return hit[0]
+        self._idem[key] = (answer, answer.created_at + ttl)
+        return answer
 
     async def put_api_key(self, key: ApiKey) -> None:
         self._keys[key.id] = copy.deepcopy(key)

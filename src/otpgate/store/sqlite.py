@@ -21,7 +21,7 @@ from otpgate.drivers.sqlite_sink import SqliteCaptureSink
 from otpgate.errors import ConfigurationError, StoreError
 from otpgate.events import CloudEvent
 from otpgate.registry import Backend
-from otpgate.store.base import ApiKey, Claim, ClaimState, Decide, Remembered, T
+from otpgate.store.base import ApiKey, Claim, ClaimState, Decide, Keep, Remembered, T
 from otpgate.store.sqlite_db import Database
 
 _encode = msgspec.msgpack.Encoder().encode
@@ -67,6 +67,25 @@ def _api_key(row: Sequence[Any]) -> ApiKey:
                   revoked_at=row[4])
 
 
+def _remember(conn: sqlite3.Connection, key: str, answer: Remembered, ttl: float,
+              purge: bool) -> Remembered:
+    """Keep ``answer`` under ``key`` unless a live one is kept; return the one kept."""
+    now = answer.created_at
+    if purge:
+        conn.execute("DELETE FROM idempotency WHERE key IN (SELECT key FROM "
+                     "idempotency WHERE expires_at <= ? LIMIT 500)", (now,))
+    row = conn.execute(
+        "SELECT fingerprint, status, body, created_at FROM idempotency "
+        "WHERE key = ? AND expires_at > ?", (key, now)).fetchone()
+    if row is not None:
+        return Remembered(row[0], row[1], bytes(row[2]), row[3])
+    conn.execute(
+        "INSERT OR REPLACE INTO idempotency (key, fingerprint, status, body, "
+        "created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+        (key, answer.fingerprint, answer.status, answer.body, now, now + ttl))
+    return answer
+
+
 class SqliteStore:
     """The ``Store`` port over a ``Database``; its outbox is ``bus``."""
 
@@ -76,7 +95,7 @@ class SqliteStore:
         self._clock = clock
         self._remembered = 0
 
-    async def transact(self, key: str, decide: Decide[T]) -> T:
+    async def transact(self, key: str, decide: Decide[T], keep: Keep[T] | None = None) -> T:
         queued = [0]
 
         def unit(conn: sqlite3.Connection) -> T:
@@ -92,6 +111,8 @@ class SqliteStore:
                 conn.execute(_PUT_OTP, (otp.id, otp.recipient, otp.status.value,
                                         otp.expires_at, otp.send_count, _encode(otp)))
             queued[0] = self._bus.append(conn, change.events) if change.events else 0
+            if keep is not None:
+                _remember(conn, *keep(change.result), purge=False)
             return change.result
 
         result = await self._db.write(unit)
@@ -185,24 +206,7 @@ class SqliteStore:
     async def remember(self, key: str, answer: Remembered, ttl: float) -> Remembered:
         self._remembered += 1
         purge = self._remembered % _PURGE_EVERY == 0
-        now = answer.created_at
-
-        def unit(conn: sqlite3.Connection) -> Remembered:
-            if purge:
-                conn.execute("DELETE FROM idempotency WHERE key IN (SELECT key FROM "
-                             "idempotency WHERE expires_at <= ? LIMIT 500)", (now,))
-            row = conn.execute(
-                "SELECT fingerprint, status, body, created_at FROM idempotency "
-                "WHERE key = ? AND expires_at > ?", (key, now)).fetchone()
-            if row is not None:
-                return Remembered(row[0], row[1], bytes(row[2]), row[3])
-            conn.execute(
-                "INSERT OR REPLACE INTO idempotency (key, fingerprint, status, body, "
-                "created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (key, answer.fingerprint, answer.status, answer.body, now, now + ttl))
-            return answer
-
-        return await self._db.write(unit)
+        return await self._db.write(lambda conn: _remember(conn, key, answer, ttl, purge))
 
     async def put_api_key(self, key: ApiKey) -> None:
         row = (key.id, key.name, key.secret_hash, key.created_at, key.revoked_at)
