@@ -66,18 +66,18 @@ class _EventIds:
     """
 
     def __init__(self) -> None:
-        self._pid = -1
-        self._prefix = ""
-        self._counter = itertools.count()
+        self.renew()
+
+    def renew(self) -> None:
+        self._prefix = secrets.token_hex(8)
+        self._counter = itertools.count(1)
 
     def __call__(self) -> str:
-        if self._pid != os.getpid():
-            self._pid, self._prefix = os.getpid(), secrets.token_hex(8)
-            self._counter = itertools.count(1)
         return f"{self._prefix}-{next(self._counter):x}"
 
 
 _next_id = _EventIds()
+os.register_at_fork(after_in_child=_next_id.renew)
 
 
 def new(
