@@ -20,6 +20,7 @@ from otpgate.drivers.base import CapturedMessage
 from otpgate.errors import ConfigurationError, RateLimited, StoreError
 from otpgate.events import CloudEvent, EventType, Filter
 from otpgate.registry import Backend
+from otpgate.store import sqlite_conn
 from otpgate.store.base import ApiKey, Decide, Remembered
 from otpgate.store.sqlite import database_path
 from otpgate.store.sqlite_db import Database
@@ -336,3 +337,25 @@ async def test_a_database_of_the_first_schema_is_upgraded_in_place(
     assert gone == 1  # the old row counts as never touched
     with contextlib.closing(sqlite3.connect(db_file)) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+
+
+async def test_the_wal_stays_bounded_under_writes_that_never_pause(
+    db_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_conn, "REWIND_FRAMES", 200)
+    db = await Database.open(db_file, checkpoint_interval=0.01)
+    wal = db_file.with_name(db_file.name + "-wal")
+    blob = b"x" * 2000
+    peak = 0
+    try:
+        await db.write(lambda c: c.execute("CREATE TABLE filler (n INTEGER, b BLOB)"))
+        for n in range(6000):  # ~12 MB of rows, written back to back
+            await db.write(lambda c, n=n: c.execute("INSERT INTO filler VALUES (?, ?)",
+                                                    (n, blob)))
+            if n % 50 == 0:  # a moment of idleness, as a server has between requests
+                peak = max(peak, wal.stat().st_size)
+                await asyncio.sleep(0.001)
+    finally:
+        await db.close()
+    # Unbounded, the WAL would hold every page written: over 12 MB.
+    assert peak < 8 * 1024 * 1024, peak

@@ -10,12 +10,16 @@ from pathlib import Path
 
 from otpgate.errors import OtpgateError, StoreError
 from otpgate.store.sqlite_schema import MIGRATIONS
+from otpgate.store.sqlite_turn import WriterTurn
 
 log = logging.getLogger(__name__)
 
 ErrorType = type[OtpgateError]
 
 _BUSY_RETRIES = 5
+JOURNAL_LIMIT_BYTES = 16 * 1024 * 1024
+REWIND_FRAMES = 4000
+"""WAL frames (pages) after which a checkpoint pauses writers to let the WAL rewind."""
 
 
 def is_busy(exc: sqlite3.Error) -> bool:
@@ -40,8 +44,10 @@ def connect(path: Path, busy_timeout_ms: int, *, readonly: bool = False) -> sqli
                            timeout=busy_timeout_ms / 1000)
     conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
     conn.execute("PRAGMA synchronous = NORMAL")
-    # Checkpoints (which fsync) run on their own thread, never inside a commit.
+    # Checkpoints (which fsync) run on their own thread, never inside a commit; a WAL that
+    # grew large is cut back to this size once it is rewound.
     conn.execute("PRAGMA wal_autocheckpoint = 0")
+    conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_LIMIT_BYTES}")
     conn.execute("PRAGMA foreign_keys = ON")
     if readonly:
         conn.execute("PRAGMA query_only = ON")
@@ -76,7 +82,13 @@ def migrate(conn: sqlite3.Connection) -> int:
 
 class Checkpointer:
     """Copies the WAL back into the database file every ``interval`` seconds, on a thread
-    of its own, so that no commit ever waits for a checkpoint's fsync."""
+    of its own, so that no commit ever waits for a checkpoint's fsync.
+
+    Under steady writes a passive checkpoint never catches up with the last frame, and
+    SQLite rewinds the WAL only when one has: so once the WAL passes ``REWIND_FRAMES``,
+    the checkpointer takes the writers' turn (they retry meanwhile, without blocking their
+    event loops) for one full checkpoint, and the next write starts the WAL afresh.
+    """
 
     def __init__(self, path: Path, busy_timeout_ms: int, interval: float) -> None:
         self._path, self._busy_ms, self._interval = path, busy_timeout_ms, interval
@@ -90,20 +102,31 @@ class Checkpointer:
 
     def _run(self) -> None:
         conn = connect(self._path, self._busy_ms)
+        turn = WriterTurn(self._path)
         try:
             while not self._stopping.wait(self._interval):
-                self._checkpoint(conn, "PASSIVE")
+                frames = self._checkpoint(conn, "PASSIVE")
+                if frames > REWIND_FRAMES:
+                    turn.acquire()
+                    try:
+                        self._checkpoint(conn, "RESTART")
+                    finally:
+                        turn.release()
             self._checkpoint(conn, "PASSIVE")  # TRUNCATE would make other processes wait
         finally:
             conn.close()
+            turn.close()
 
     @staticmethod
-    def _checkpoint(conn: sqlite3.Connection, mode: str) -> None:
+    def _checkpoint(conn: sqlite3.Connection, mode: str) -> int:
+        """Run a checkpoint; return the WAL's size in frames."""
         try:
-            conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
+            _, frames, _ = conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
         except sqlite3.Error:
             log.warning("sqlite checkpoint (%s) failed; trying again later", mode,
                         exc_info=True)
+            return 0
+        return int(frames)
 
     def stop(self) -> None:
         self._stopping.set()
