@@ -18,6 +18,7 @@ Neither events nor logs carry the code, the full address or the sealed payload.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from typing import Annotated, Any
@@ -37,6 +38,8 @@ from otpgate.store.base import Claim, ClaimState, Store
 
 log = logging.getLogger(__name__)
 
+_CALL_SHARE_OF_LEASE = 0.8
+"""A driver call may take this share of the lease; the rest is for recording it."""
 DEFAULT_MAX_DELIVERIES = 8
 DEFAULT_LEASE = 30.0
 
@@ -188,11 +191,17 @@ class Dispatcher:
         try:
             if data.channel not in self._driver.channels:
                 raise PermanentDeliveryError(f"{self._name} cannot send on {data.channel}")
-            receipt = await self._driver.send(message)
+            # Answer within the lease, or another delivery would send the message again
+            # while this call is still out: past the limit the outcome is unknown.
+            async with asyncio.timeout(self._lease * _CALL_SHARE_OF_LEASE):
+                receipt = await self._driver.send(message)
         except PermanentDeliveryError as exc:
             await self._give_up(event, data, claim, describe(exc), permanent=True)
         except TemporaryDeliveryError as exc:
             await self._retry(event, data, claim, exc)
+        except TimeoutError:
+            await self._retry(event, data, claim, TemporaryDeliveryError(
+                f"{self._name} did not answer within the lease; the outcome is unknown"))
         except Exception as exc:  # an unexpected driver failure is temporary
             wrapped = TemporaryDeliveryError(describe(exc))
             await self._retry(event, data, claim, wrapped, cause=exc)

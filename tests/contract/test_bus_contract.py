@@ -199,3 +199,30 @@ async def test_a_saturated_consumer_moves_on_as_slots_free_without_waiting_for_a
     finally:
         await opened.close()
     assert sorted(e.id for e in seen) == sorted(e.id for e in batch)
+
+
+async def test_an_event_whose_last_delivery_never_answers_is_dead_lettered_not_redelivered(
+    backend: Backend, clock: FrozenClock
+) -> None:
+    hung: list[CloudEvent] = []
+
+    async def hang(evt: CloudEvent) -> None:
+        hung.append(evt)
+        await asyncio.Event().wait()  # never answers
+
+    bus = backend.bus
+    bus.subscribe(Subscription("hangs", Filter(), hang, max_deliveries=2, lease=10))
+    first = event(EventType.SENT, OTP, clock.now())
+    await backend.store.transact("r", lambda s: emitting([first]))
+    for _ in range(2):  # two deliveries, each left hanging until its lease runs out
+        pumping = asyncio.ensure_future(bus.pump())
+        await asyncio.sleep(0.01)
+        pumping.cancel()
+        clock.advance(11)
+    assert len(hung) == 2
+    assert await bus.pump() == 0
+    assert len(hung) == 2
+    [dead] = await bus.dead_letters("hangs")
+    assert dead.event.id == first.id
+    assert dead.deliveries == 2
+    assert "lease" in dead.error

@@ -234,6 +234,33 @@ async def test_a_stalled_dispatcher_taken_over_cannot_undo_its_successors_send(
     assert otp.status is Status.PENDING
 
 
+class SilentDriver(ScriptedDriver):
+    """A provider that never answers."""
+
+    async def send(self, message: Message) -> SendReceipt:
+        self.calls.append(message)
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+async def test_a_provider_that_does_not_answer_within_the_lease_is_a_temporary_failure(
+    world: World,
+) -> None:
+    world.routes = {"sms": ("slow",)}
+    silent = SilentDriver("slow")
+    dispatcher = Dispatcher(store=world.backend.store, driver=silent, driver_name="slow",
+                            keyring=world.keyring, clock=world.clock,
+                            templates=Templates.default(), brand="Acme")
+    world.bus.subscribe(dispatcher.subscription(max_deliveries=3, lease=0.05))
+    otp_id = await world.request()
+    [dispatch] = world.published(EventType.DISPATCH)
+    with pytest.raises(TemporaryDeliveryError, match="did not answer within the lease"):
+        await dispatcher.handle(dispatch)
+    row = await world.delivery(otp_id)
+    assert (row.status, row.attempts) == (DeliveryStatus.QUEUED, 1)
+    assert len(silent.calls) == 1
+
+
 async def test_a_send_whose_provider_call_went_through_before_the_crash_is_captured_once(
     world: World,
 ) -> None:

@@ -78,10 +78,17 @@ class MemoryBus:
     def _lease(self, name: str, sub: Subscription, limit: int) -> list[_Entry]:
         now = self._clock.now()
         batch: list[_Entry] = []
-        for entry in self._queues[name]:
+        for entry in list(self._queues[name]):
             if len(batch) >= min(limit, sub.concurrency):
                 break
-            if entry.available_at <= now and entry.lease_until <= now:
+            spent = entry.deliveries >= sub.max_deliveries
+            if spent and 0 < entry.lease_until <= now:  # its last delivery never answered
+                self._queues[name].remove(entry)
+                self._dead.append(DeadLetter(name, dead_letter_event(sub, entry.event),
+                                             "the lease of the last delivery ran out",
+                                             entry.deliveries, now))
+                continue
+            if not spent and entry.available_at <= now and entry.lease_until <= now:
                 entry.lease_until = now + sub.lease
                 entry.deliveries += 1
                 batch.append(entry)

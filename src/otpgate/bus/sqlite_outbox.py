@@ -48,8 +48,17 @@ UPDATE deliveries SET lease_until = ?1, lease_owner = ?2, deliveries = deliverie
 WHERE subscription = ?3 AND seq IN (
     SELECT seq FROM deliveries
     WHERE subscription = ?3 AND available_at <= ?4 AND lease_until <= ?4
+      AND deliveries < ?6
     ORDER BY seq LIMIT ?5)
 RETURNING seq, deliveries"""
+_SPENT = """
+SELECT d.seq, d.deliveries, o.event FROM deliveries d JOIN outbox o ON o.seq = d.seq
+WHERE d.subscription = ?1 AND d.deliveries >= ?2 AND d.lease_until > 0
+  AND d.lease_until <= ?3 AND d.available_at <= ?3
+LIMIT 100"""
+_DROP = "DELETE FROM deliveries WHERE subscription = ? AND seq = ?"
+_BURY = ("INSERT INTO dead_letters (subscription, seq, event, error, deliveries, failed_at) "
+         "VALUES (?, ?, ?, ?, ?, ?)")
 _ENQUEUE = "INSERT INTO deliveries (subscription, seq, available_at) VALUES (?, ?, ?)"
 _ACK = ("DELETE FROM deliveries "
         "WHERE subscription = ?1 AND seq = ?2 AND lease_owner = ?3 AND deliveries = ?4")
@@ -167,9 +176,10 @@ class SqliteOutboxBus:
         if limit <= 0:
             return []
         now = self._clock.now()
-        params = (now + sub.lease, self._owner, sub.name, now, limit)
+        params = (now + sub.lease, self._owner, sub.name, now, limit, sub.max_deliveries)
 
         def claim(conn: sqlite3.Connection) -> list[_Leased]:
+            self._bury_spent(conn, sub, now)
             rows = conn.execute(_CLAIM, params).fetchall()
             if not rows:
                 return []
@@ -181,6 +191,19 @@ class SqliteOutboxBus:
                           key=lambda item: item.seq)
 
         return await self._db.write(claim, BusError)
+
+    @staticmethod
+    def _bury_spent(conn: sqlite3.Connection, sub: Subscription, now: float) -> None:
+        """Dead-letter events whose last delivery ran out of lease without an answer (its
+        consumer hung or died): they are not delivered again and again."""
+        for seq, count, raw in conn.execute(_SPENT, (sub.name, sub.max_deliveries, now)):
+            kept = dead_letter_event(sub, events.decode(raw))
+            conn.execute(_BURY, (sub.name, seq, events.encode(kept),
+                                 "the lease of the last delivery ran out", count, now))
+            conn.execute(_DROP, (sub.name, seq))
+            conn.execute(_GC, (seq, seq))
+            log.error("dead-lettered %s on %s: its last delivery never answered",
+                      kept.id, sub.name)
 
     @staticmethod
     async def _run(sub: Subscription, item: _Leased) -> _Outcome:
