@@ -162,7 +162,8 @@ class Gateway:
         """A stable id to answer with when no code is pending, shaped like a real one."""
         mac = hmac.new(self.keyring.digest_key, f"phantom\x00{key}\x00{purpose}".encode(),
                        hashlib.sha256).digest()
-        return "otp_" + base64.urlsafe_b64encode(mac).decode()[:22]
+        # 16 bytes, encoded as ids.new_otp_id encodes its 16 random bytes.
+        return "otp_" + base64.urlsafe_b64encode(mac[:16]).decode().rstrip("=")
 
     async def cancel(self, otp_id: str) -> Otp:
         otp = await self._get(otp_id)

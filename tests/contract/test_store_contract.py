@@ -324,10 +324,13 @@ async def test_purge_forgets_finished_otps_and_idle_recipients_only(
 ) -> None:
     store, now = backend.store, clock.now()
     old_done = make_otp("otp_old_done", "r-old", now, status=Status.APPROVED)
-    old_live = make_otp("otp_old_live", "r-old", now)
+    old_live = make_otp("otp_old_live", "r-live", now)
     fresh_done = make_otp("otp_fresh_done", "r-new", now + 4000, status=Status.EXPIRED)
-    await store.transact("r-old", lambda s: Change(None, with_pending("r-old", old_live),
-                                                  [old_done, old_live]))
+    await store.transact("r-old", lambda s: Change(None, RecipientState.empty("r-old"),
+                                                  [old_done]))
+    # Idle as long, but holding a pending code (one the sweeper has not reached): kept.
+    await store.transact("r-live", lambda s: Change(None, with_pending("r-live", old_live),
+                                                   [old_live]))
     claim = await store.claim_send(SendKey("otp_old_done", 1, "sms"), "twilio", now, 30)
     await store.settle_send(Delivery(
         otp_id="otp_old_done", send_no=1, channel="sms", driver="twilio",
@@ -348,7 +351,8 @@ async def test_purge_forgets_finished_otps_and_idle_recipients_only(
     seen: list[bool] = []
     await store.transact("r-old", lambda s: (seen.append(s is None), Change(None))[1])
     await store.transact("r-new", lambda s: (seen.append(s is None), Change(None))[1])
-    assert seen == [True, False]
+    await store.transact("r-live", lambda s: (seen.append(s is None), Change(None))[1])
+    assert seen == [True, False, False]
 
 
 async def test_an_answer_kept_by_a_transaction_is_kept_with_it_or_not_at_all(

@@ -400,3 +400,19 @@ async def test_a_recipient_with_no_code_for_a_purpose_answers_as_one_with_a_code
     assert (pending.valid, pending.status, pending.attempts_left) == (
         missing.valid, missing.status, missing.attempts_left)
     assert missing.id.startswith("otp_")
+
+
+async def test_the_stand_in_id_of_a_missing_code_is_shaped_like_a_real_id(
+    gateway: Gateway,
+) -> None:
+    real = (await gateway.request(OtpRequest(to="+14155550101"))).otp.id
+    stand_in = (await gateway.verify_recipient("+14155550102", None, "000000")).id
+    assert len(stand_in) == len(real)
+    # 16 bytes in base64url end in one of four characters; a longer digest would not.
+    assert stand_in[-1] in "AQgw"
+
+
+async def test_case_variants_of_an_address_share_one_send_limit(gateway: Gateway) -> None:
+    first = await gateway.request(OtpRequest(to="jane.doe@example.com"))
+    again = await gateway.request(OtpRequest(to="JANE.DOE@example.com"))
+    assert again.otp.id == first.otp.id  # coalesced: the same recipient

@@ -47,7 +47,10 @@ class Recipient:
 
     def key(self, secret: bytes) -> str:
         """A keyed digest that identifies the recipient in the store without revealing it."""
-        mac = hmac.new(secret, b"otpgate.recipient.v1\x00" + self.address.encode(),
+        # Mailboxes ignore the case of the local part in practice: JANE@ and jane@ are
+        # one recipient for limits and lockouts, though each is written to as given.
+        identity = self.address.lower() if self.kind is Kind.EMAIL else self.address
+        mac = hmac.new(secret, b"otpgate.recipient.v1\x00" + identity.encode(),
                        hashlib.sha256)
         return mac.hexdigest()[:40]
 

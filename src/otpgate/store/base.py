@@ -94,7 +94,8 @@ class Store(Protocol):
         """Forget finished OTPs that expired before ``otps_before`` (with their ledger),
         and recipients whose state last changed before ``recipients_before`` (callers pick
         a time after which such a state holds nothing live; a backend may keep one up to an
-        hour longer). Returns how many went; at most a bounded number per call."""
+        hour longer, and keeps every recipient with a pending code), and idempotent answers
+        past their time. Returns how many went; at most a bounded number per call."""
         ...
 
     async def deliveries(self, otp_id: str) -> list[Delivery]:

@@ -98,11 +98,17 @@ class MemoryStore:
                 del self._otps[otp_id]
             for send in [k for k in self._ledger if k.otp_id in set(gone)]:
                 del self._ledger[send]
-            idle = [k for k, t in self._touched.items() if t < recipients_before]
+            live = {o.recipient for o in self._otps.values() if o.status is Status.PENDING}
+            idle = [k for k, t in self._touched.items()
+                    if t < recipients_before and k not in live]
             for key in idle:
                 del self._touched[key]
                 self._states.pop(key, None)
-            return len(gone) + len(idle)
+            now = self._clock.now()
+            answers = [k for k, (_, until) in self._idem.items() if until <= now]
+            for key in answers:
+                del self._idem[key]
+            return len(gone) + len(idle) + len(answers)
 
     async def deliveries(self, otp_id: str) -> list[Delivery]:
         otp = self._otps.get(otp_id)

@@ -183,9 +183,13 @@ class SqliteStore:
             conn.executemany("DELETE FROM otps WHERE id = ?", [(i,) for i in gone])
             idle = conn.execute(
                 "DELETE FROM recipients WHERE key IN (SELECT key FROM recipients "
-                "WHERE touched_at < ? LIMIT ?)",
+                "WHERE touched_at < ? AND key NOT IN "
+                "(SELECT recipient FROM otps WHERE status = 'pending') LIMIT ?)",
                 (recipients_before - _TOUCH_GRAIN, _PURGE_BATCH)).rowcount
-            return len(gone) + idle
+            answers = conn.execute(
+                "DELETE FROM idempotency WHERE key IN (SELECT key FROM idempotency "
+                "WHERE expires_at <= ? LIMIT ?)", (self._clock.now(), _PURGE_BATCH)).rowcount
+            return len(gone) + idle + answers
 
         return await self._db.write(unit)
 

@@ -170,7 +170,13 @@ class Database:
         self._handle = None
         if not self._pending or self._conn is None or self._turn is None:
             return
-        if not self._turn.try_acquire():
+        try:
+            turn = self._turn.try_acquire()
+        except OSError as exc:  # no file locks here (a network file system?): fail, loudly
+            log.exception("cannot take the writer's turn on %s", self.path)
+            self._fail_pending(exc)
+            return
+        if not turn:
             self._wait_for_turn()
             return
         try:
@@ -185,7 +191,7 @@ class Database:
             del self._pending[: len(batch)]
             self._busy_since, self._busy_tries = None, 0
             outcomes = self._commit(self._conn, batch)
-        except sqlite3.Error as exc:  # the database itself fails: fail what waits
+        except Exception as exc:  # the database itself fails: fail what waits
             log.exception("sqlite write failed")
             self._fail_pending(exc)
             return
