@@ -273,23 +273,22 @@ async def test_closing_stops_the_writer_and_refuses_later_writes(db: Database) -
         await db.write(lambda c: None)
 
 
-async def test_expired_idempotency_answers_are_purged_as_new_ones_arrive(
+async def test_expired_idempotency_answers_are_purged(
     db_file: Path, clock: FrozenClock
 ) -> None:
     backend = await open_at(db_file, clock)
     try:
         old = Remembered("fp", 202, b"{}", clock.now())
-        await backend.store.remember("old", old, ttl=60)
+        await backend.store.transact("r", lambda s: Change(None), lambda _: ("old", old, 60.0))
         clock.advance(61)
-        for n in range(64):
-            await backend.store.remember(f"new-{n}", Remembered("fp", 202, b"{}", clock.now()),
-                                         ttl=60)
+        new = Remembered("fp", 202, b"{}", clock.now())
+        await backend.store.transact("r", lambda s: Change(None), lambda _: ("new", new, 60.0))
+        await backend.store.purge(otps_before=0, recipients_before=0)
     finally:
         await backend.close()
     with sqlite3.connect(db_file) as conn:
         keys = {k for (k,) in conn.execute("SELECT key FROM idempotency")}
-    assert "old" not in keys
-    assert len(keys) == 64
+    assert keys == {"new"}
 
 
 async def test_the_wal_is_checkpointed_in_the_background_and_emptied_on_close(

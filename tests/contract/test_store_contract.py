@@ -17,7 +17,7 @@ from otpgate.errors import RateLimited
 from otpgate.events import EventType, Filter
 from otpgate.registry import Backend
 from otpgate.service import Gateway, OtpRequest
-from otpgate.store.base import ApiKey, Claim, ClaimState, Decide, Remembered
+from otpgate.store.base import ApiKey, Claim, ClaimState, Decide, Keep, Remembered
 from tests.contract.conftest import Recorder, event, make_otp, with_pending
 
 OTP = "otp_" + "a" * 22
@@ -223,21 +223,24 @@ async def test_deliveries_show_the_latest_send_of_each_channel_only(
     assert await backend.store.deliveries("otp_unknown") == []
 
 
-async def test_remember_keeps_the_first_answer_until_it_expires(
+async def test_a_kept_answer_is_recalled_until_it_expires_then_replaced(
     backend: Backend, clock: FrozenClock
 ) -> None:
     store, now = backend.store, clock.now()
+
+    def keeping(answer: Remembered) -> Keep[None]:
+        return lambda _: ("idem", answer, 60.0)
+
     first = Remembered("fp-1", 202, b'{"id": 1}', now)
     assert await store.recall("idem", now) is None
-
-    assert await store.remember("idem", first, ttl=60) == first
+    await store.transact("r", lambda s: Change(None), keeping(first))
     second = Remembered("fp-2", 202, b'{"id": 2}', now + 1)
-    assert await store.remember("idem", second, ttl=60) == first
+    await store.transact("r", lambda s: Change(None), keeping(second))
     assert await store.recall("idem", now + 59) == first
 
     assert await store.recall("idem", now + 60) is None
     third = Remembered("fp-3", 202, b'{"id": 3}', now + 60)
-    assert await store.remember("idem", third, ttl=60) == third
+    await store.transact("r", lambda s: Change(None), keeping(third))
     assert await store.recall("idem", now + 61) == third
 
 

@@ -50,10 +50,6 @@ class Authenticator:
         self._cache[slot] = (key, now + self._ttl)
         return key
 
-    def forget(self) -> None:
-        """Drop every cached lookup (e.g. after revoking a key in this process)."""
-        self._cache.clear()
-
 
 def bearer(authorization: str | None) -> str:
     """The credentials of a ``Bearer`` header; ``Unauthorized`` when missing or not ASCII."""

@@ -123,10 +123,6 @@ class MemoryStore:
             return None
         return hit[0]
 
-    async def remember(self, key: str, answer: Remembered, ttl: float) -> Remembered:
-        async with self._lock:
-            return self._remember(key, answer, ttl)
-
     def _remember(self, key: str, answer: Remembered, ttl: float) -> Remembered:
         hit = self._idem.get(key)
         if hit is not None and hit[1] > answer.created_at:

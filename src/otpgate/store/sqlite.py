@@ -53,7 +53,6 @@ _SETTLE = ("UPDATE ledger SET driver = ?, status = ?, attempts = ?, updated_at =
            "provider_id = ?, error = ?, lease_until = ? "
            "WHERE otp_id = ? AND send_no = ? AND channel = ? AND status = ? AND attempts = ?")
 _KEY = "id, name, secret_hash, created_at, revoked_at"
-_PURGE_EVERY = 64
 
 
 def _delivery(row: Sequence[Any]) -> Delivery:
@@ -67,13 +66,10 @@ def _api_key(row: Sequence[Any]) -> ApiKey:
                   revoked_at=row[4])
 
 
-def _remember(conn: sqlite3.Connection, key: str, answer: Remembered, ttl: float,
-              purge: bool) -> Remembered:
-    """Keep ``answer`` under ``key`` unless a live one is kept; return the one kept."""
+def _remember(conn: sqlite3.Connection, key: str, answer: Remembered, ttl: float) -> Remembered:
+    """Keep ``answer`` under ``key`` unless a live one is kept; return the one kept.
+    (Expired answers go in ``purge``.)"""
     now = answer.created_at
-    if purge:
-        conn.execute("DELETE FROM idempotency WHERE key IN (SELECT key FROM "
-                     "idempotency WHERE expires_at <= ? LIMIT 500)", (now,))
     row = conn.execute(
         "SELECT fingerprint, status, body, created_at FROM idempotency "
         "WHERE key = ? AND expires_at > ?", (key, now)).fetchone()
@@ -93,7 +89,6 @@ class SqliteStore:
         self._db = db
         self._bus = bus
         self._clock = clock
-        self._remembered = 0
 
     async def transact(self, key: str, decide: Decide[T], keep: Keep[T] | None = None) -> T:
         queued = [0]
@@ -112,7 +107,7 @@ class SqliteStore:
                                         otp.expires_at, otp.send_count, _encode(otp)))
             queued[0] = self._bus.append(conn, change.events) if change.events else 0
             if keep is not None:
-                _remember(conn, *keep(change.result), purge=False)
+                _remember(conn, *keep(change.result))
             return change.result
 
         result = await self._db.write(unit)
@@ -206,11 +201,6 @@ class SqliteStore:
             "SELECT fingerprint, status, body, created_at FROM idempotency "
             "WHERE key = ? AND expires_at > ?", (key, now)).fetchone())
         return Remembered(row[0], row[1], bytes(row[2]), row[3]) if row else None
-
-    async def remember(self, key: str, answer: Remembered, ttl: float) -> Remembered:
-        self._remembered += 1
-        purge = self._remembered % _PURGE_EVERY == 0
-        return await self._db.write(lambda conn: _remember(conn, key, answer, ttl, purge))
 
     async def put_api_key(self, key: ApiKey) -> None:
         row = (key.id, key.name, key.secret_hash, key.created_at, key.revoked_at)
