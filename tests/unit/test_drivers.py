@@ -7,8 +7,8 @@ import pytest
 
 from otpgate import registry
 from otpgate.clock import FrozenClock
-from otpgate.drivers.base import Driver, Message
-from otpgate.drivers.capture import CaptureDriver, captured_id
+from otpgate.drivers.base import Driver, Message, stable_id
+from otpgate.drivers.capture import CaptureDriver
 from otpgate.drivers.memory_sink import MemoryCaptureSink
 from otpgate.errors import ConfigurationError, PermanentDeliveryError
 
@@ -79,7 +79,7 @@ async def test_capture_keeps_a_repeated_send_once_and_answers_with_the_same_id()
     first = await driver.send(message())
     again = await driver.send(message())
     resend = await driver.send(message(send_no=2))
-    assert first.provider_id == again.provider_id == captured_id(message().idempotency_key)
+    assert first.provider_id == again.provider_id == stable_id("cap", message().idempotency_key)
     assert resend.provider_id != first.provider_id
     assert [m.id for m in await ctx.capture.list(TO)] == [resend.provider_id,
                                                           first.provider_id]

@@ -8,9 +8,13 @@ or raises ``TemporaryDeliveryError`` (worth retrying, maybe elsewhere) or
 
 from __future__ import annotations
 
+import hashlib
 from typing import Protocol
+from urllib.parse import parse_qs, urlsplit
 
 import msgspec
+
+from otpgate.errors import ConfigurationError
 
 
 class Message(msgspec.Struct, frozen=True, kw_only=True):
@@ -69,3 +73,21 @@ class CaptureSink(Protocol):
     async def list(self, to: str | None = None, limit: int = 100) -> list[CapturedMessage]:
         """Newest first, optionally only those sent to ``to``."""
         ...
+
+
+def url_options(url: str, scheme: str, allowed: frozenset[str], usage: str) -> dict[str, str]:
+    """The query options of a host-less driver URL such as ``capture://?latency_ms=5``
+    (the last value of each); ``ConfigurationError`` naming ``usage`` otherwise."""
+    parts = urlsplit(url)
+    if parts.scheme != scheme or parts.netloc or parts.path not in ("", "/"):
+        raise ConfigurationError(f"the {scheme} driver's URL is {usage}")
+    options = parse_qs(parts.query, keep_blank_values=True)
+    if unknown := set(options) - allowed:
+        raise ConfigurationError(f"{scheme}:// does not know the options {sorted(unknown)}")
+    return {name: values[-1] for name, values in options.items()}
+
+
+def stable_id(prefix: str, idempotency_key: str) -> str:
+    """The same message id for the same send, as a provider honouring idempotency keys
+    would answer."""
+    return f"{prefix}_" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:24]

@@ -14,12 +14,18 @@ A repeated send (same idempotency key) is kept once and answers with the same id
 from __future__ import annotations
 
 import asyncio
-import hashlib
-from urllib.parse import parse_qs, urlsplit
 
 from otpgate.clock import Clock
 from otpgate.core.messages import segments
-from otpgate.drivers.base import CapturedMessage, CaptureSink, Driver, Message, SendReceipt
+from otpgate.drivers.base import (
+    CapturedMessage,
+    CaptureSink,
+    Driver,
+    Message,
+    SendReceipt,
+    stable_id,
+    url_options,
+)
 from otpgate.errors import ConfigurationError, PermanentDeliveryError
 from otpgate.registry import DriverContext
 
@@ -42,7 +48,7 @@ class CaptureDriver:
             raise PermanentDeliveryError(f"capture cannot send on channel {message.channel!r}")
         if self._latency_ms:
             await asyncio.sleep(self._latency_ms / 1000)
-        message_id = captured_id(message.idempotency_key)
+        message_id = stable_id("cap", message.idempotency_key)
         await self._sink.add(CapturedMessage(
             id=message_id, otp_id=message.otp_id, to=message.to, channel=message.channel,
             body=message.body, subject=message.subject, sent_at=self._clock.now(),
@@ -57,24 +63,15 @@ class CaptureDriver:
         return None
 
 
-def captured_id(idempotency_key: str) -> str:
-    """The same id for the same send, as a provider honouring idempotency keys answers."""
-    return "cap_" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:24]
-
-
 def from_url(url: str, ctx: DriverContext) -> Driver:
     """``capture://[?latency_ms=N]``; ``ConfigurationError`` unless captures are allowed."""
     if not ctx.allow_capture:
         raise ConfigurationError(
             "the capture driver keeps messages instead of sending them; it runs only in dev "
             "mode or with OTPGATE_ALLOW_CAPTURE=true")
-    parts = urlsplit(url)
-    if parts.scheme != "capture" or parts.netloc or parts.path not in ("", "/"):
-        raise ConfigurationError("the capture driver's URL is capture://[?latency_ms=N]")
-    options = parse_qs(parts.query, keep_blank_values=True)
-    if unknown := set(options) - {"latency_ms"}:
-        raise ConfigurationError(f"capture:// does not know the options {sorted(unknown)}")
-    latency = options.get("latency_ms", ["0"])[-1]
+    options = url_options(url, "capture", frozenset({"latency_ms"}),
+                          "capture://[?latency_ms=N]")
+    latency = options.get("latency_ms", "0")
     if not latency.isascii() or not latency.isdigit():
         raise ConfigurationError("capture:// latency_ms must be a whole number of milliseconds")
     return CaptureDriver(ctx.capture, ctx.clock, int(latency))

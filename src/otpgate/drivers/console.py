@@ -10,14 +10,12 @@ and the text's length — never the code, the body or the full address::
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from typing import TextIO
-from urllib.parse import parse_qs, urlsplit
 
 from otpgate.core.messages import segments
 from otpgate.core.recipients import mask
-from otpgate.drivers.base import Driver, Message, SendReceipt
+from otpgate.drivers.base import Driver, Message, SendReceipt, stable_id, url_options
 from otpgate.errors import ConfigurationError
 from otpgate.registry import DriverContext
 
@@ -46,8 +44,8 @@ class ConsoleDriver:
         print(f"otpgate console: {message.channel} to {mask(message.to)} "
               f"otp={message.otp_id} send={message.send_no} chars={len(message.body)} "
               f"segments={parts}", file=self._out(), flush=True)
-        digest = hashlib.sha256(message.idempotency_key.encode()).hexdigest()[:24]
-        return SendReceipt(provider_id=f"con_{digest}", segments=parts)
+        return SendReceipt(provider_id=stable_id("con", message.idempotency_key),
+                           segments=parts)
 
     def url(self, privacy: bool = True) -> str:
         return "console://" if self._stream == "stdout" else f"console://?stream={self._stream}"
@@ -58,10 +56,6 @@ class ConsoleDriver:
 
 def from_url(url: str, ctx: DriverContext) -> Driver:
     """``console://[?stream=stdout|stderr]``."""
-    parts = urlsplit(url)
-    if parts.scheme != "console" or parts.netloc or parts.path not in ("", "/"):
-        raise ConfigurationError("the console driver's URL is console://[?stream=stderr]")
-    options = parse_qs(parts.query, keep_blank_values=True)
-    if unknown := set(options) - {"stream"}:
-        raise ConfigurationError(f"console:// does not know the options {sorted(unknown)}")
-    return ConsoleDriver(options.get("stream", ["stdout"])[-1])
+    options = url_options(url, "console", frozenset({"stream"}),
+                          "console://[?stream=stderr]")
+    return ConsoleDriver(options.get("stream", "stdout"))
