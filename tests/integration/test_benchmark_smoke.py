@@ -1,14 +1,12 @@
 """The load generator counts requests and statuses right, against a real server process.
 
 Speed is never asserted here: only that what was sent is what the report says. The server is
-``otpgate serve --dev`` when the app is importable, else uvicorn serving the stand-in below,
-which answers the benchmarked routes the same way (and, under ``/flaky``, a known mix of
-statuses). Running this file as a script serves the stand-in: ``python this.py PORT``.
+``otpgate serve --dev``; a small stand-in app below answers ``/flaky`` with a known mix of
+statuses, for counting. Running this file as a script serves it: ``python this.py PORT``.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -32,12 +30,9 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 # -- the stand-in app -----------------------------------------------------------------------
 
-_issued: set[str] = set()
-
-
 async def standin_app(scope: Scope, receive: Receive, send: Send) -> None:
-    """``/healthz`` 200; ``POST /v1/otp`` 202 with a new id; verify 200 for an issued id,
-    404 otherwise; ``GET /flaky/{n}``: 429 when n % 5 == 0, else 200."""
+    """``/healthz`` 200 (to know it is up); ``GET /flaky/{n}``: 429 when n % 5 == 0, else
+    200; anything else 404."""
     if scope["type"] == "lifespan":
         while (await receive())["type"] != "lifespan.shutdown":
             await send({"type": "lifespan.startup.complete"})
@@ -46,19 +41,11 @@ async def standin_app(scope: Scope, receive: Receive, send: Send) -> None:
     more = True
     while more:
         more = (await receive()).get("more_body", False)
-    path, method = scope["path"], scope["method"]
+    path = scope["path"]
     status: int = 404
     body: dict[str, object] = {"type": "not-found"}
     if path == "/healthz":
         status, body = 200, {"status": "ok"}
-    elif method == "POST" and path == "/v1/otp":
-        otp_id = f"otp_{len(_issued):08d}"
-        _issued.add(otp_id)
-        status, body = 202, {"id": otp_id, "status": "pending"}
-    elif method == "POST" and path.startswith("/v1/otp/") and path.endswith("/verify"):
-        otp_id = path.split("/")[3]
-        if otp_id in _issued:
-            status, body = 200, {"id": otp_id, "valid": False, "status": "pending"}
     elif path.startswith("/flaky/"):
         status = 429 if int(path.rsplit("/", 1)[1]) % 5 == 0 else 200
         body = {"n": path}
@@ -90,23 +77,14 @@ def _healthy(port: int) -> bool:
 @dataclass
 class Server:
     url: str
-    real: bool
-
-
-def _real_app_available() -> bool:
-    return importlib.util.find_spec("otpgate.api.app") is not None
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     port = _free_port()
     workdir = tmp_path_factory.mktemp("bench-smoke")
-    real = _real_app_available()
-    if real:
-        cmd = [sys.executable, "-m", "otpgate", "serve", "--dev", "--port", str(port),
-               "--data-dir", str(workdir / "data")]
-    else:
-        cmd = [sys.executable, __file__, str(port)]
+    cmd = [sys.executable, "-m", "otpgate", "serve", "--dev", "--port", str(port),
+           "--data-dir", str(workdir / "data")]
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTPGATE_")}
     env["OTPGATE_LOG_LEVEL"] = "warning"
     log = workdir / "server.log"
@@ -119,7 +97,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"server did not start:\n{log.read_text(errors='replace')}")
             time.sleep(0.05)
-        yield Server(f"http://127.0.0.1:{port}", real)
+        yield Server(f"http://127.0.0.1:{port}")
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
