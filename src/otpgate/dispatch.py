@@ -32,18 +32,12 @@ from otpgate.core.messages import Templates, segments
 from otpgate.core.otp import Delivery, DeliveryStatus, SendKey, Status
 from otpgate.crypto import Keyring, seal_aad
 from otpgate.drivers.base import Driver, Message, SendReceipt
-from otpgate.errors import (
-    PermanentDeliveryError,
-    SealError,
-    StoreError,
-    TemporaryDeliveryError,
-)
+from otpgate.errors import PermanentDeliveryError, SealError, TemporaryDeliveryError
 from otpgate.events import CloudEvent, EventType, Filter
 from otpgate.store.base import Claim, ClaimState, Store
 
 log = logging.getLogger(__name__)
 
-_SETTLE_PAUSES = (0.05, 0.2, 1.0, None)
 _CALL_SHARE_OF_LEASE = 0.8
 """A driver call may take this share of the lease; the rest is for recording it."""
 DEFAULT_MAX_DELIVERIES = 8
@@ -287,18 +281,10 @@ class Dispatcher:
             otp_id=data.otp_id, send_no=data.send_no, channel=data.channel, driver=self._name,
             status=status, attempts=max(0, attempts), updated_at=self._clock.now(),
             provider_id=provider_id, error=error)
-        outcomes = [outcome] if outcome is not None else []
-        # A known outcome lost to a passing store error would be sent again: try harder.
-        for pause in _SETTLE_PAUSES:
-            try:
-                settled = await self._store.settle_send(delivery, outcomes,
-                                                        claimed=claim.attempts)
-                break
-            except StoreError:
-                if pause is None:
-                    raise
-                log.warning("recording send %s failed; trying again", data.key)
-                await asyncio.sleep(pause)
+        # The store already waits out a busy database; an error past that leaves the outcome
+        # unrecorded, hence unknown, and the send may go out again.
+        settled = await self._store.settle_send(
+            delivery, [outcome] if outcome is not None else [], claimed=claim.attempts)
         if not settled:
             self._superseded(data)
         return settled
