@@ -75,12 +75,22 @@ class World:
         assert isinstance(self.backend.bus, MemoryBus)
         return self.backend.bus
 
-    def dispatcher(self, driver: Driver, name: str, max_deliveries: int = 8) -> Dispatcher:
+    def dispatcher(self, driver: Driver, name: str, max_deliveries: int = 8,
+                   lease: float = LEASE) -> Dispatcher:
         dispatcher = Dispatcher(store=self.backend.store, driver=driver, driver_name=name,
                                 keyring=self.keyring, clock=self.clock,
                                 templates=Templates.default(), brand="Acme")
-        self.bus.subscribe(dispatcher.subscription(max_deliveries=max_deliveries, lease=LEASE))
+        self.bus.subscribe(dispatcher.subscription(max_deliveries=max_deliveries, lease=lease))
         return dispatcher
+
+    async def one_send(self, driver: ScriptedDriver, max_deliveries: int = 8,
+                       lease: float = LEASE) -> tuple[Dispatcher, str, CloudEvent]:
+        """One SMS code routed to ``driver``: its dispatcher, the OTP id and the event."""
+        self.routes = {"sms": (driver.name,)}
+        dispatcher = self.dispatcher(driver, driver.name, max_deliveries, lease)
+        otp_id = await self.request()
+        [dispatch] = self.published(EventType.DISPATCH)
+        return dispatcher, otp_id, dispatch
 
     def capture(self) -> CaptureDriver:
         return CaptureDriver(self.backend.capture, self.clock)
@@ -155,11 +165,8 @@ async def test_an_email_gets_its_subject_and_is_sent_to_the_full_address(world: 
 
 
 async def test_handling_the_same_dispatch_event_twice_sends_it_once(world: World) -> None:
-    world.routes = {"sms": ("fake",)}
     fake = ScriptedDriver("fake")
-    dispatcher = world.dispatcher(fake, "fake")
-    otp_id = await world.request()
-    [dispatch] = world.published(EventType.DISPATCH)
+    dispatcher, otp_id, dispatch = await world.one_send(fake)
     await dispatcher.handle(dispatch)
     await dispatcher.handle(dispatch)
     await world.drain()
@@ -171,11 +178,8 @@ async def test_handling_the_same_dispatch_event_twice_sends_it_once(world: World
 async def test_a_send_held_by_a_dispatcher_that_died_is_retried_once_its_lease_runs_out(
     world: World,
 ) -> None:
-    world.routes = {"sms": ("fake",)}
     fake = ScriptedDriver("fake")
-    dispatcher = world.dispatcher(fake, "fake")
-    otp_id = await world.request()
-    [dispatch] = world.published(EventType.DISPATCH)
+    dispatcher, otp_id, dispatch = await world.one_send(fake)
     key = SendKey(otp_id, 1, "sms")
     # A first dispatcher claims the send, then crashes before it settles anything.
     crashed = await world.backend.store.claim_send(key, "fake", world.clock.now(), LEASE)
@@ -215,11 +219,8 @@ class StallingDriver(ScriptedDriver):
 async def test_a_stalled_dispatcher_taken_over_cannot_undo_its_successors_send(
     world: World,
 ) -> None:
-    world.routes = {"sms": ("fake",)}
     fake = StallingDriver("fake")
-    dispatcher = world.dispatcher(fake, "fake")
-    otp_id = await world.request()
-    [dispatch] = world.published(EventType.DISPATCH)
+    dispatcher, otp_id, dispatch = await world.one_send(fake)
     stalled = asyncio.create_task(dispatcher.handle(dispatch))
     await fake.entered.wait()
     world.clock.advance(LEASE + 1)  # the lease runs out; another delivery takes over
@@ -246,14 +247,8 @@ class SilentDriver(ScriptedDriver):
 async def test_a_provider_that_does_not_answer_within_the_lease_is_a_temporary_failure(
     world: World,
 ) -> None:
-    world.routes = {"sms": ("slow",)}
     silent = SilentDriver("slow")
-    dispatcher = Dispatcher(store=world.backend.store, driver=silent, driver_name="slow",
-                            keyring=world.keyring, clock=world.clock,
-                            templates=Templates.default(), brand="Acme")
-    world.bus.subscribe(dispatcher.subscription(max_deliveries=3, lease=0.05))
-    otp_id = await world.request()
-    [dispatch] = world.published(EventType.DISPATCH)
+    dispatcher, otp_id, dispatch = await world.one_send(silent, max_deliveries=3, lease=0.05)
     with pytest.raises(TemporaryDeliveryError, match="did not answer within the lease"):
         await dispatcher.handle(dispatch)
     row = await world.delivery(otp_id)
@@ -398,11 +393,8 @@ async def test_the_last_delivery_of_the_bus_gives_up_even_when_the_ledger_counts
 ) -> None:
     # Deliveries can be spent without a claim (a busy send, a store hiccup): the bus's own
     # count decides when the last chance has come.
-    world.routes = {"sms": ("fake",)}
     fake = ScriptedDriver("fake", TemporaryDeliveryError("provider down"))
-    dispatcher = world.dispatcher(fake, "fake", max_deliveries=3)
-    otp_id = await world.request()
-    [dispatch] = world.published(EventType.DISPATCH)
+    dispatcher, otp_id, dispatch = await world.one_send(fake, max_deliveries=3)
     delivery_number.set(3)
     await dispatcher.handle(dispatch)  # no exception: nothing left for the bus to retry
     row = await world.delivery(otp_id)
@@ -511,11 +503,8 @@ async def test_a_tampered_sealed_payload_fails_the_send_without_retry_or_failove
 async def test_a_malformed_dispatch_event_is_recorded_as_failed_rather_than_retried(
     world: World, caplog: pytest.LogCaptureFixture,
 ) -> None:
-    world.routes = {"sms": ("fake",)}
     fake = ScriptedDriver("fake")
-    dispatcher = world.dispatcher(fake, "fake")
-    otp_id = await world.request()
-    [dispatch] = world.published(EventType.DISPATCH)
+    dispatcher, otp_id, dispatch = await world.one_send(fake)
     broken = msgspec.structs.replace(dispatch, data={**dispatch.data, "expires_at": "soon"})
     await dispatcher.handle(broken)
     assert fake.calls == []
