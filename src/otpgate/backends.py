@@ -1,29 +1,80 @@
-"""Openers for the backends the registry names: each returns a ``registry.Backend``."""
+"""Backends by URL: each store paired with the bus its outbox feeds and its capture sink.
+
+``open_backend(url, clock, options)`` finds the opener through ``otpgate.registry``;
+openers import their modules lazily, so a backend's dependencies load only when a URL
+names it. Adding a backend is one opener here and one line in the registry.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
-from otpgate.bus.memory import MemoryBus
+from otpgate import registry
+from otpgate.bus.base import Bus
+from otpgate.capture.base import CaptureSink
 from otpgate.clock import Clock
-from otpgate.drivers.memory_sink import MemoryCaptureSink
-from otpgate.registry import Backend
-from otpgate.store.memory import MemoryStore
+from otpgate.store.base import Store
+
+
+@dataclass(slots=True)
+class Backend:
+    """A store, the bus its outbox feeds, and where captured messages go."""
+
+    store: Store
+    bus: Bus
+    capture: CaptureSink
+    close: Callable[[], Awaitable[None]]
+    embedded: bool = False
+    """Everything in this machine's memory or files (no server shared with others)."""
+
+
+async def open_backend(url: str, clock: Clock, **options: Any) -> Backend:
+    """Open the backend ``url`` names; ``options`` are backend-specific tuning."""
+    opener = registry.load(registry.BACKENDS, url, "backend")
+    backend: Backend = await opener(url, clock, **options)
+    return backend
 
 
 async def open_memory(url: str, clock: Clock, **options: Any) -> Backend:
     """``memory://``: everything in this process, gone when it exits."""
+    from otpgate.bus.memory import MemoryBus
+    from otpgate.capture.memory import MemoryCaptureSink
+    from otpgate.store.memory import MemoryStore
+
     bus = MemoryBus(clock, poll_interval=options.get("poll_interval", 0.05))
     store = MemoryStore(bus, clock)
 
     async def close() -> None:
         await bus.stop()
 
-    return Backend(store=store, bus=bus, capture=MemoryCaptureSink(), close=close)
+    return Backend(store=store, bus=bus, capture=MemoryCaptureSink(), close=close,
+                   embedded=True)
 
 
 async def open_sqlite(url: str, clock: Clock, **options: Any) -> Backend:
-    """``sqlite:///path/to/otpgate.db``: one file, WAL, the outbox in the same database."""
-    from otpgate.store.sqlite import open_sqlite_backend
+    """``sqlite:///path/to/otpgate.db``: one file, WAL, the outbox in the same database.
 
-    return await open_sqlite_backend(url, clock, **options)
+    Options: ``poll_interval`` (s, how often to look for other processes' events),
+    ``batch_size`` (units per group commit), ``busy_timeout_ms``, ``drain_timeout`` (s, for
+    in-flight handlers on stop).
+    """
+    from otpgate.bus.sqlite_outbox import SqliteOutboxBus
+    from otpgate.capture.sqlite import SqliteCaptureSink
+    from otpgate.sqlite.db import Database
+    from otpgate.store.sqlite import SqliteStore, database_path
+
+    db_options = {k: int(options[k]) for k in ("batch_size", "busy_timeout_ms")
+                  if k in options}
+    db = await Database.open(database_path(url), **db_options)
+    bus = SqliteOutboxBus(db, clock, poll_interval=float(options.get("poll_interval", 0.2)),
+                          drain_timeout=float(options.get("drain_timeout", 5.0)))
+    store = SqliteStore(db, bus, clock)
+
+    async def close() -> None:
+        await bus.stop()
+        await db.close()
+
+    return Backend(store=store, bus=bus, capture=SqliteCaptureSink(db), close=close,
+                   embedded=True)

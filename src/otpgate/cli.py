@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import click
 
-from otpgate import apikeys, config, registry
+from otpgate import apikeys, config, urls
 from otpgate.clock import isoformat
 from otpgate.config import Settings
 from otpgate.errors import OtpgateError, RateLimited
@@ -90,27 +90,43 @@ def main(log_level: str) -> None:
 def serve(host: str, port: int, data_dir: Path, dev: bool, workers: int,
           api_only: bool) -> None:
     """Run the HTTP API together with the dispatchers (or, with --api-only, without)."""
-    import uvicorn
-
     settings = _settings(host=host, port=port, data_dir=data_dir, dev=dev, workers=workers,
                          api_only=api_only)
     if not api_only:
         _preflight(settings)
-    # The server processes read their settings from the environment, like any other edge.
-    os.environ.update({"OTPGATE_HOST": host, "OTPGATE_PORT": str(port),
-                       "OTPGATE_DATA_DIR": str(data_dir), "OTPGATE_DEV": str(dev).lower(),
-                       "OTPGATE_API_ONLY": str(api_only).lower()})
     url = f"http://{host}:{port}"
     role = "API only" if api_only else "API and dispatchers"
     click.echo(f"otpgate listening on {url} ({role}, {workers} worker(s), "
-               f"store {registry.mask(settings.backend_url)})")
+               f"store {urls.mask(settings.store_url)})")
     if settings.dev:
         click.secho(
             f"DEV MODE: no API key is required and messages are captured, not sent — "
             f"see {url}/dev/inbox", fg="yellow", bold=True)
-    uvicorn.run("otpgate.api.app:from_env", factory=True, host=host, port=port,
-                workers=workers, log_level=settings.log_level, access_log=False,
-                lifespan="on", server_header=False, date_header=False)
+    _run_server(settings)
+
+
+def _run_server(settings: Settings) -> None:
+    """uvicorn over the app for ``settings``: each server process gets them as an
+    argument (encoded), never through the environment."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    from otpgate.api.app import from_encoded
+
+    server = settings.server
+    app = functools.partial(from_encoded, settings.encode())
+    uv = uvicorn.Config(app, factory=True, host=server.host, port=server.port,
+                        workers=server.workers, log_level=server.log_level,
+                        access_log=False, lifespan="on", server_header=False,
+                        date_header=False)
+    if server.workers > 1:
+        Multiprocess(uv, sockets=[uv.bind_socket()]).run()
+        return
+    one = uvicorn.Server(uv)
+    with contextlib.suppress(KeyboardInterrupt):
+        one.run()
+    if not one.started:
+        sys.exit(3)  # uvicorn's start-up failure
 
 
 @main.command()
@@ -125,7 +141,8 @@ def worker() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        click.echo(f"otpgate worker running on {settings.backend_url}; Ctrl-C stops it")
+        click.echo(f"otpgate worker running on {urls.mask(settings.store_url)}; "
+                   "Ctrl-C stops it")
         await stop.wait()
 
     _with_runtime(settings, run)
@@ -141,7 +158,7 @@ def send(to: str, channel: str | None, purpose: str | None, locale: str | None,
          country: str | None) -> None:
     """Request a code for a recipient; a running serve or worker sends it."""
     async def run(runtime: Runtime) -> dict[str, object]:
-        result = await runtime.gateway.request(OtpRequest(
+        result = await runtime.service.request(OtpRequest(
             to=to, channel=channel, purpose=purpose, locale=locale, country=country))
         otp = result.otp
         return {"id": otp.id, "status": otp.status.value, "to": otp.to_masked,
@@ -164,9 +181,9 @@ def verify(otp_id: str | None, to: str | None, purpose: str | None, code: str) -
 
     async def run(runtime: Runtime) -> dict[str, object]:
         if otp_id is not None:
-            answer = await runtime.gateway.verify(otp_id, code)
+            answer = await runtime.service.verify(otp_id, code)
         else:
-            answer = await runtime.gateway.verify_recipient(str(to), purpose, code)
+            answer = await runtime.service.verify_recipient(str(to), purpose, code)
         body: dict[str, object] = {"id": answer.id, "valid": answer.valid,
                                    "status": answer.status.value}
         if answer.attempts_left is not None:

@@ -1,7 +1,11 @@
 """Settings, read once at the edge from ``OTPGATE_*`` variables and an optional TOML file.
 
 Environment variables win over the file (``OTPGATE_CONFIG=path/to/otpgate.toml``), which
-wins over the defaults. Nothing below the edge reads the environment.
+wins over the defaults. Both are decoded alike, with msgspec, into typed sections
+(``server``, ``store``, ``bus``, ``policy``, ``drivers``); a TOML file may write a section as
+a table (``[server] port = 9000``) or use the flat names the variables use (``port =
+9000``). Secrets (``Secret``, and driver and store URLs as ``SecretUrl``) never show in a
+``repr``. Nothing below the edge reads the environment.
 """
 
 from __future__ import annotations
@@ -10,53 +14,85 @@ import dataclasses
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from otpgate.core.policy import Policy
 from otpgate.errors import ConfigurationError
+from otpgate.urls import mask
 
 DEV_DRIVERS: dict[str, tuple[str, ...]] = {"sms": ("capture://",), "email": ("capture://",)}
-_POLICY_FIELDS = {f.name for f in dataclasses.fields(Policy)}
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """Everything otpgate is told; built by ``from_env`` and passed down."""
+class Secret(str):
+    """A secret string: usable as the string it is, masked in every ``repr``."""
 
-    data_dir: Path = Path("var")
-    store_url: str | None = None
-    """Backend URL: ``sqlite:///var/otpgate.db`` (default), ``memory://``, ``redis://…``."""
-    drivers: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    """Driver URLs per channel, first tried first; empty means the dev capture driver."""
-    dev: bool = False
-    api_only: bool = False
-    """Serve the HTTP API without dispatchers; ``otpgate worker`` processes send."""
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+
+class SecretUrl(str):
+    """A URL that may carry credentials: its ``repr`` shows it masked."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"SecretUrl({mask(str(self))!r})"
+
+
+class ServerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = 1
-    secret_key: str | None = None
-    brand: str = "otpgate"
-    policy: Policy = field(default_factory=Policy)
+    api_only: bool = False
+    """Serve the HTTP API without dispatchers; ``otpgate worker`` processes send."""
     max_body_bytes: int = 16 * 1024
     log_level: str = "info"
-    bus_lease: float = 30.0
-    bus_max_deliveries: int = 8
+
+
+class StoreSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    url: SecretUrl | None = None
+    """Backend URL: ``sqlite:///var/otpgate.db`` (default), ``memory://``, ``redis://…``."""
+
+
+class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    lease: float = 30.0
+    max_deliveries: int = 8
     poll_interval: float = 0.2
     sweep_interval: float = 5.0
-    retention: float = 7 * 24 * 3600.0
-    """Seconds a finished OTP stays readable (``GET /v1/otp/{id}``) before it is purged."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Everything otpgate is told; built by ``from_env`` and passed down."""
+
+    data_dir: Path = Path("var")
+    dev: bool = False
     allow_capture: bool = False
     """Allow the capture driver and dev routes outside dev mode (never by default)."""
+    secret_key: Secret | None = None
+    brand: str = "otpgate"
+    retention: float = 7 * 24 * 3600.0
+    """Seconds a finished OTP stays readable (``GET /v1/otp/{id}``) before it is purged."""
+    server: ServerSettings = msgspec.field(default_factory=ServerSettings)
+    store: StoreSettings = msgspec.field(default_factory=StoreSettings)
+    bus: BusSettings = msgspec.field(default_factory=BusSettings)
+    policy: Policy = msgspec.field(default_factory=Policy)
+    drivers: dict[str, tuple[SecretUrl, ...]] = {}
+    """Driver URLs per channel, first tried first; empty means the dev capture driver."""
 
     @property
-    def backend_url(self) -> str:
-        return self.store_url or f"sqlite:///{self.data_dir / 'otpgate.db'}"
+    def store_url(self) -> str:
+        """The backend's URL (the embedded database in ``data_dir`` unless one is set)."""
+        return self.store.url or f"sqlite:///{self.data_dir / 'otpgate.db'}"
 
     @property
     def driver_urls(self) -> dict[str, tuple[str, ...]]:
-        return self.drivers or DEV_DRIVERS
+        urls = {channel: tuple(str(u) for u in chain) for channel, chain in self.drivers.items()}
+        return urls or DEV_DRIVERS
 
     @property
     def captures(self) -> bool:
@@ -64,68 +100,142 @@ class Settings:
         return self.dev or self.allow_capture
 
     def replace(self, **changes: Any) -> Settings:
-        return dataclasses.replace(self, **changes)
+        """These settings with ``changes``, given by flat name (``port=9000``,
+        ``store_url=…``) or by section (``server={...}``)."""
+        return build({**to_values(self), **changes})
+
+    def encode(self) -> bytes:
+        """JSON that ``decode`` turns back into these settings (for child processes)."""
+        return msgspec.json.encode(self, enc_hook=_encode_hook)
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Settings:
+        return _convert(msgspec.json.decode(raw))
+
+
+FLAT: dict[str, tuple[str | None, str]] = {
+    "host": ("server", "host"), "port": ("server", "port"),
+    "workers": ("server", "workers"), "api_only": ("server", "api_only"),
+    "max_body_bytes": ("server", "max_body_bytes"), "log_level": ("server", "log_level"),
+    "store_url": ("store", "url"),
+    "bus_lease": ("bus", "lease"), "bus_max_deliveries": ("bus", "max_deliveries"),
+    "poll_interval": ("bus", "poll_interval"), "sweep_interval": ("bus", "sweep_interval"),
+    "data_dir": (None, "data_dir"), "dev": (None, "dev"),
+    "allow_capture": (None, "allow_capture"), "secret_key": (None, "secret_key"),
+    "brand": (None, "brand"), "retention": (None, "retention"),
+}
+"""Flat setting names (``OTPGATE_<NAME>``, or top-level keys in TOML) → (section, field)."""
+_SECTIONS = {"server": ServerSettings, "store": StoreSettings, "bus": BusSettings}
 
 
 def from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Settings from ``env`` (default ``os.environ``), its TOML file, then ``overrides``
-    (command-line flags) on top."""
+    (command-line flags, by flat name) on top."""
     env = os.environ if env is None else env
     values: dict[str, Any] = {}
     if path := env.get("OTPGATE_CONFIG"):
-        values.update(_from_toml(Path(path)))
-    for name, value in _from_vars(env).items():
-        if name in {"policy", "drivers"}:
-            values[name] = {**values.get(name, {}), **value}
+        values = _merge(values, _from_toml(Path(path)))
+    values = _merge(values, _from_vars(env))
+    return build(_merge(values, _nest({k: v for k, v in overrides.items() if v is not None})))
+
+
+def build(values: Mapping[str, Any]) -> Settings:
+    """Settings from flat names and sections alike (as ``from_env`` reads them); values
+    may be given as plain data or as the typed values themselves (``Path``, ``Policy``)."""
+    plain = msgspec.to_builtins(dict(values), enc_hook=_encode_hook)
+    return _convert(_nest(plain))
+
+
+def to_values(settings: Settings) -> dict[str, Any]:
+    """The settings as sections of plain values (``build`` of this gives them back)."""
+    values: dict[str, Any] = msgspec.to_builtins(settings, enc_hook=_encode_hook)
+    return values
+
+
+def _nest(values: Mapping[str, Any]) -> dict[str, Any]:
+    nested: dict[str, Any] = {}
+    for name, value in values.items():
+        section, key = FLAT.get(name, (None, name))
+        if section is None:
+            if isinstance(value, Mapping) and isinstance(nested.get(key), dict):
+                nested[key] = {**nested[key], **value}
+            else:
+                nested[key] = value
         else:
-            values[name] = value
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    policy = values.pop("policy", {})
+            nested.setdefault(section, {})[key] = value
+    return nested
+
+
+def _merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for name, value in _nest(top).items():
+        if isinstance(value, Mapping) and isinstance(merged.get(name), Mapping):
+            merged[name] = {**merged[name], **value}
+        else:
+            merged[name] = value
+    return merged
+
+
+def _decode_hook(kind: type, value: Any) -> Any:
+    if kind in (Secret, SecretUrl, Path) and isinstance(value, str):
+        return kind(value)
+    raise NotImplementedError(f"cannot read {kind.__name__} from {type(value).__name__}")
+
+
+def _encode_hook(value: Any) -> Any:
+    if isinstance(value, Path | Secret | SecretUrl):
+        return str(value)
+    raise NotImplementedError(f"cannot write {type(value).__name__}")
+
+
+def _convert(values: Mapping[str, Any]) -> Settings:
     try:
-        return Settings(policy=Policy(**policy), **values)
-    except TypeError as exc:
-        raise ConfigurationError(f"unknown setting: {exc}") from None
+        return msgspec.convert(values, Settings, dec_hook=_decode_hook)
+    except msgspec.ValidationError as exc:
+        raise ConfigurationError(f"bad setting: {exc}") from None
 
 
-_SCALARS: dict[str, type] = {
-    "data_dir": Path, "store_url": str, "dev": bool, "api_only": bool, "host": str,
-    "port": int,
-    "workers": int, "secret_key": str, "brand": str, "max_body_bytes": int,
-    "log_level": str, "bus_lease": float, "bus_max_deliveries": int,
-    "poll_interval": float, "sweep_interval": float, "allow_capture": bool,
-    "retention": float,
-}
+def _kind(name: str) -> Any:
+    """The type of the setting a flat name stands for."""
+    section, key = FLAT[name]
+    owner: Any = Settings if section is None else _SECTIONS[section]
+    return {f.name: f.type for f in msgspec.structs.fields(owner)}[key]
 
 
-def _convert(name: str, kind: type, raw: Any) -> Any:
-    if kind is bool and isinstance(raw, str):
+def _scalar(name: str, kind: Any, raw: str) -> Any:
+    """A variable's text as the setting's type (booleans take the usual spellings)."""
+    if kind is bool:
         lowered = raw.strip().lower()
         if lowered not in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
             raise ConfigurationError(f"{name} must be true or false, not {raw!r}")
         return lowered in {"1", "true", "yes", "on"}
-    try:
-        return kind(raw)
-    except (TypeError, ValueError):
-        raise ConfigurationError(f"{name} must be a {kind.__name__}, not {raw!r}") from None
+    if kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            raise ConfigurationError(
+                f"{name} must be a {kind.__name__}, not {raw!r}") from None
+    return raw
 
 
 def _from_vars(env: Mapping[str, str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
-    for name, kind in _SCALARS.items():
+    for name in FLAT:
         if (raw := env.get(f"OTPGATE_{name.upper()}")) is not None:
-            values[name] = _convert(name, kind, raw)
+            kind = _kind(name)
+            values[name] = _scalar(name, bool if kind is bool else int if kind is int
+                                   else float if kind is float else str, raw)
     drivers = {
-        key[len("OTPGATE_DRIVERS_"):].lower(): tuple(s for u in raw.split(",") if (s := u.strip()))
+        key[len("OTPGATE_DRIVERS_"):].lower(): [s for u in raw.split(",") if (s := u.strip())]
         for key, raw in env.items() if key.startswith("OTPGATE_DRIVERS_")
     }
     if drivers:
         values["drivers"] = drivers
     policy = {
-        key[len("OTPGATE_POLICY_"):].lower(): _convert(key, int, raw)
+        key[len("OTPGATE_POLICY_"):].lower(): _scalar(key, int, raw)
         for key, raw in env.items() if key.startswith("OTPGATE_POLICY_")
     }
-    if unknown := set(policy) - _POLICY_FIELDS:
-        raise ConfigurationError(f"unknown policy settings: {sorted(unknown)}")
+    _check_policy(policy)
     if policy:
         values["policy"] = policy
     return values
@@ -136,14 +246,14 @@ def _from_toml(path: Path) -> dict[str, Any]:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigurationError(f"cannot read {path}: {exc}") from None
-    values: dict[str, Any] = {}
-    for name, raw in data.items():
-        if name == "drivers":
-            values["drivers"] = {ch: tuple(urls) for ch, urls in raw.items()}
-        elif name == "policy":
-            values["policy"] = dict(raw)
-        elif name in _SCALARS:
-            values[name] = _convert(name, _SCALARS[name], raw)
-        else:
-            raise ConfigurationError(f"unknown setting {name!r} in {path}")
-    return values
+    known = set(FLAT) | {"policy", "drivers", *_SECTIONS}
+    if unknown := sorted(set(data) - known):
+        raise ConfigurationError(f"unknown setting {unknown[0]!r} in {path}")
+    if isinstance(data.get("policy"), dict):
+        _check_policy(data["policy"])
+    return data
+
+
+def _check_policy(values: Mapping[str, Any]) -> None:
+    if unknown := set(values) - {f.name for f in dataclasses.fields(Policy)}:
+        raise ConfigurationError(f"unknown policy settings: {sorted(unknown)}")

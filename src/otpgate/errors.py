@@ -7,6 +7,7 @@ OtpgateError
  │    └── InvalidRecipient         not an E.164 number nor an e-mail address
  ├── NotFound                      no OTP with that id (404)
  ├── Unauthorized                  missing or unknown API key (401)
+ ├── Forbidden                     a key or a signature that may not do this (403)
  ├── Conflict                      an Idempotency-Key reused with another body (422)
  ├── RateLimited(retry_after)      a send limit or lockout (429)
  ├── StoreError                    the store could not be reached or is corrupt
@@ -14,7 +15,9 @@ OtpgateError
  ├── SealError                     a sealed payload was tampered with or the key is wrong
  └── DeliveryError                 a driver could not deliver
       ├── TemporaryDeliveryError   try again later (with backoff), maybe on another driver
-      └── PermanentDeliveryError   never retry this message on this driver
+      │    └── UnknownOutcomeError  no answer: the provider may have accepted the message
+      ├── PermanentDeliveryError   never retry this message on this driver (the number)
+      └── BrokenDriverError        the driver is misconfigured (credentials): not the number
 ```
 
 Each error carries a stable ``slug`` used as the problem+json ``type``.
@@ -60,6 +63,10 @@ class NotFound(OtpgateError):
 
 class Unauthorized(OtpgateError):
     slug = "unauthorized"
+
+
+class Forbidden(OtpgateError):
+    slug = "forbidden"
 
 
 class Conflict(OtpgateError):
@@ -110,3 +117,18 @@ class TemporaryDeliveryError(DeliveryError):
 
 class PermanentDeliveryError(DeliveryError):
     slug = "delivery-permanent"
+
+
+class UnknownOutcomeError(TemporaryDeliveryError):
+    """The provider did not answer (a timeout after the request was written): it may have
+    accepted the message. Retried with the same idempotency key, so a duplicate is the
+    same code."""
+
+    slug = "delivery-unknown"
+
+
+class BrokenDriverError(DeliveryError):
+    """The provider refused the driver itself (bad credentials, a suspended account): the
+    driver is at fault, not the recipient. The send moves on to the next driver."""
+
+    slug = "driver-broken"

@@ -10,20 +10,22 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
-from otpgate import registry
+from otpgate import backends, urls
+from otpgate.backends import Backend
+from otpgate.bus.base import Limits
+from otpgate.capture.memory import MemoryCaptureSink
 from otpgate.clock import Clock, SystemClock
 from otpgate.config import Settings
 from otpgate.core.messages import Templates
 from otpgate.crypto import Keyring, load_or_create_secret, parse_secret
 from otpgate.dispatch import Dispatcher, subscription_for
-from otpgate.drivers.base import Driver
-from otpgate.drivers.memory_sink import MemoryCaptureSink
-from otpgate.errors import BusError, ConfigurationError
-from otpgate.events import CloudEvent
-from otpgate.outcomes import FailureWatcher
-from otpgate.service import Gateway
+from otpgate.drivers import open_driver
+from otpgate.drivers.base import Driver, DriverContext, driver_name
+from otpgate.errors import ConfigurationError
+from otpgate.housekeeping import FailureWatcher, Housekeeping
+from otpgate.routing import StaticRouter
+from otpgate.service import OtpService
 
 log = logging.getLogger(__name__)
 
@@ -31,38 +33,42 @@ _PURGE_EVERY = 60
 """Sweeps between two purges (five minutes with the default sweep interval)."""
 
 
-async def _sent_elsewhere(event: CloudEvent) -> None:
-    """Stands in for a dispatcher in a process that does not consume (it never starts)."""
-    raise BusError(f"event {event.id} reached a process that does not dispatch")
-
-
-def load_keyring(settings: Settings) -> Keyring:
+def load_keyring(settings: Settings, embedded: bool) -> Keyring:
     if settings.secret_key:
         return Keyring.from_secret(parse_secret(settings.secret_key))
-    if not settings.backend_url.startswith(("sqlite:", "memory:")):
+    if not embedded:
         raise ConfigurationError("OTPGATE_SECRET_KEY is required outside embedded mode")
     return Keyring.from_secret(load_or_create_secret(settings.data_dir / "secret.key"))
 
 
-def _driver_names(urls: dict[str, tuple[str, ...]]) -> dict[str, str]:
-    """A name per distinct driver URL: its scheme, numbered when a scheme repeats."""
-    names: dict[str, str] = {}
-    for chain in urls.values():
+def name_drivers(chains: dict[str, tuple[str, ...]]) -> tuple[dict[str, str],
+                                                               dict[str, tuple[str, ...]]]:
+    """Driver name → URL, and the chain of names per channel. A URL's name is its
+    ``name=`` (default: its scheme); one name for two URLs is a configuration error."""
+    by_name: dict[str, str] = {}
+    routes: dict[str, tuple[str, ...]] = {}
+    for channel, chain in chains.items():
+        names = []
         for url in chain:
-            if url in names:
-                continue
-            scheme = urlsplit(url).scheme
-            taken = sum(1 for n in names.values() if n.split("-")[0] == scheme)
-            names[url] = scheme if taken == 0 else f"{scheme}-{taken + 1}"
-    return names
+            name = driver_name(urls.parse(url))
+            if by_name.setdefault(name, url) != url:
+                raise ConfigurationError(
+                    f"two drivers are named {name!r} ({urls.mask(by_name[name])} and "
+                    f"{urls.mask(url)}); give one a name= of its own")
+            names.append(name)
+        if len(set(names)) != len(names):
+            raise ConfigurationError(f"the {channel} route names a driver twice")
+        routes[channel] = tuple(names)
+    return by_name, routes
 
 
 async def check_drivers(settings: Settings) -> None:
     """Open and close every configured driver once, so that a bad driver URL (or the
     capture driver outside dev mode) stops a server before it starts listening."""
-    ctx = registry.DriverContext(SystemClock(), MemoryCaptureSink(), settings.captures)
-    for url in {u for chain in settings.driver_urls.values() for u in chain}:
-        await registry.open_driver(url, ctx).close()
+    by_name, _ = name_drivers(settings.driver_urls)
+    ctx = DriverContext(SystemClock(), MemoryCaptureSink(), settings.captures)
+    for url in by_name.values():
+        await open_driver(url, ctx).close()
 
 
 @dataclass(slots=True)
@@ -70,8 +76,9 @@ class Runtime:
     settings: Settings
     clock: Clock
     keyring: Keyring
-    backend: registry.Backend
-    gateway: Gateway
+    backend: Backend
+    service: OtpService
+    housekeeping: Housekeeping
     driver_urls: dict[str, str]
     """Driver name -> URL; drivers themselves are opened only where codes are sent."""
     drivers: dict[str, Driver] = field(default_factory=dict)
@@ -80,52 +87,61 @@ class Runtime:
     @classmethod
     async def open(cls, settings: Settings, clock: Clock | None = None) -> Runtime:
         clock = clock or SystemClock()
-        keyring = load_keyring(settings)
-        names = _driver_names(settings.driver_urls)
-        routes = {ch: tuple(names[u] for u in chain)
-                  for ch, chain in settings.driver_urls.items()}
-        backend = await registry.open_backend(
-            settings.backend_url, clock, poll_interval=settings.poll_interval)
-        gateway = Gateway(backend.store, clock, keyring, settings.policy, routes)
-        runtime = cls(settings, clock, keyring, backend, gateway,
-                      {name: url for url, name in names.items()})
-        runtime._declare_subscriptions()
+        by_name, routes = name_drivers(settings.driver_urls)
+        backend = await backends.open_backend(
+            settings.store_url, clock, poll_interval=settings.bus.poll_interval)
+        try:
+            keyring = load_keyring(settings, backend.embedded)
+            router = StaticRouter(routes)
+            service = OtpService(backend.store, clock, keyring, settings.policy, router)
+            runtime = cls(settings, clock, keyring, backend, service,
+                          Housekeeping(backend.store, clock, settings.policy), by_name)
+            await runtime._declare_subscriptions()
+        except BaseException:
+            await backend.close()
+            raise
         return runtime
 
-    def _declare_subscriptions(self) -> None:
+    async def _declare_subscriptions(self) -> None:
         """Make every subscription durable before this process writes anything, so that
         its events are kept for the processes that send them — even when this one only
         writes (``otpgate send``) and no sender has run yet."""
-        tries, lease = self.settings.bus_max_deliveries, self.settings.bus_lease
         for name in self.driver_urls:
-            self.backend.bus.subscribe(subscription_for(name, _sent_elsewhere, tries, lease))
-        self.backend.bus.subscribe(FailureWatcher(self.gateway).subscription(tries, lease))
+            await self.backend.bus.declare(subscription_for(name))
+        await self.backend.bus.declare(FailureWatcher.subscription)
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(max_deliveries=self.settings.bus.max_deliveries,
+                      lease=self.settings.bus.lease)
 
     def open_drivers(self) -> dict[str, Driver]:
         """Open every configured driver (refusing ``capture`` outside dev mode)."""
         if not self.drivers:
-            ctx = registry.DriverContext(self.clock, self.backend.capture,
-                                         self.settings.captures)
-            self.drivers = {name: registry.open_driver(url, ctx)
+            ctx = DriverContext(self.clock, self.backend.capture, self.settings.captures)
+            self.drivers = {name: open_driver(url, ctx)
                             for name, url in self.driver_urls.items()}
         return self.drivers
 
     def dispatchers(self) -> list[Dispatcher]:
         templates = Templates.default()
+        bus = self.settings.bus
         return [
-            Dispatcher(store=self.backend.store, driver=driver, driver_name=name,
-                       keyring=self.keyring, clock=self.clock, templates=templates,
-                       brand=self.settings.brand)
-            for name, driver in self.open_drivers().items()
+            Dispatcher(store=self.backend.store, driver=driver, keyring=self.keyring,
+                       clock=self.clock, templates=templates, brand=self.settings.brand,
+                       max_deliveries=bus.max_deliveries, lease=bus.lease)
+            for driver in self.open_drivers().values()
         ]
 
     async def start_workers(self) -> None:
-        """Subscribe a dispatcher per driver, start consuming, and sweep expired codes."""
-        tries, lease = self.settings.bus_max_deliveries, self.settings.bus_lease
+        """Consume with a dispatcher per driver, start the bus, and sweep expired codes."""
+        bus = self.backend.bus
         for dispatcher in self.dispatchers():
-            self.backend.bus.subscribe(dispatcher.subscription(tries, lease))
-        self.backend.bus.subscribe(FailureWatcher(self.gateway).subscription(tries, lease))
-        await self.backend.bus.start()
+            bus.consume(dispatcher.subscription().name, dispatcher.handle,
+                        dispatcher.limits())
+        watcher = FailureWatcher(self.housekeeping)
+        bus.consume(watcher.subscription.name, watcher.handle, self.limits)
+        await bus.start()
         self._tasks.append(asyncio.create_task(self._sweep(), name="otpgate-sweeper"))
 
     async def _sweep(self) -> None:
@@ -133,13 +149,13 @@ class Runtime:
         rounds = 0
         while True:
             try:
-                await self.gateway.expire_due()
+                await self.housekeeping.expire_due()
                 if rounds % _PURGE_EVERY == 0:
-                    await self.gateway.purge(self.settings.retention)
+                    await self.housekeeping.purge(self.settings.retention)
             except Exception:
                 log.exception("expiry sweep failed; trying again")
             rounds += 1
-            await asyncio.sleep(self.settings.sweep_interval)
+            await asyncio.sleep(self.settings.bus.sweep_interval)
 
     async def close(self) -> None:
         for task in self._tasks:

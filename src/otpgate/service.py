@@ -1,7 +1,8 @@
 """The application service: request, verify, cancel and inspect OTPs over the ports.
 
-Input is validated here (once, for the HTTP API and the CLI alike); the rules themselves
-live in ``otpgate.core.lifecycle`` and run inside the store's atomic section.
+Input is validated by the pure parser of ``otpgate.core.intake``; the rules themselves
+live in ``otpgate.core.lifecycle`` and run inside the store's atomic section. What happens
+without a caller — expiry, purges, failing undeliverable codes — is ``housekeeping``.
 """
 
 from __future__ import annotations
@@ -9,40 +10,22 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from otpgate import housekeeping
 from otpgate.clock import Clock
 from otpgate.core import codes, endings, ids, lifecycle, recipients
 from otpgate.core.codes import CodeGenerator
+from otpgate.core.intake import OtpRequest, parse_purpose, parse_request
 from otpgate.core.lifecycle import Minted, NewCode, Requested, Verdict
-from otpgate.core.otp import Delivery, DeliveryStatus, Otp, Status
+from otpgate.core.otp import Delivery, Otp, Status
 from otpgate.core.policy import Policy
 from otpgate.crypto import Keyring, Sealed, seal_aad
-from otpgate.errors import InvalidRequest, NotFound
-from otpgate.store.base import Keep, Store
+from otpgate.errors import NotFound
+from otpgate.routing import Router
+from otpgate.store.base import Decide, Keep, Kept, Store
 
-_PURPOSE = re.compile(r"[a-z0-9_.-]{1,64}", re.ASCII)
-_LOCALE = re.compile(r"[a-z]{2,3}(-[A-Z]{2})?", re.ASCII)
-_REFERENCE = re.compile(r"[\x20-\x7e]{1,128}", re.ASCII)
-PHONE_CHANNELS = frozenset({"sms", "voice", "whatsapp"})
-EMAIL_CHANNELS = frozenset({"email"})
-
-
-@dataclass(frozen=True, slots=True)
-class OtpRequest:
-    """A request for a code, as received (not yet validated)."""
-
-    to: str
-    channel: str | None = None
-    channels: Sequence[str] | None = None
-    purpose: str | None = None
-    locale: str | None = None
-    code_length: int | None = None
-    ttl_seconds: int | None = None
-    reference: str | None = None
-    country: str | None = None
+__all__ = ["OtpRequest", "OtpService", "VerifyAnswer"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,29 +37,32 @@ class VerifyAnswer:
 
 
 @dataclass(slots=True)
-class Gateway:
+class OtpService:
     """Request, verify and cancel codes. Holds no state of its own."""
 
     store: Store
     clock: Clock
     keyring: Keyring
     policy: Policy
-    routes: dict[str, tuple[str, ...]]
-    """Driver chain per channel, e.g. ``{"sms": ("twilio", "vonage")}``."""
+    router: Router
     codegen: CodeGenerator = field(default=codes.generate_code)
 
-    async def request(self, req: OtpRequest, keep: Keep[Requested] | None = None) -> Requested:
-        """Create, coalesce or resend the code for (``req.to``, ``req.purpose``); ``keep``
-        remembers an idempotent answer in the same transaction."""
-        rcpt = recipients.parse(req.to, req.country)
-        channels = self._channels(rcpt, req)
-        purpose = _purpose(req.purpose)
-        length = self.policy.default_code_length if req.code_length is None else req.code_length
-        codes.check_length(length)
-        ttl = self.policy.ttl(req.ttl_seconds)
-        locale = _locale(req.locale)
-        reference = _reference(req.reference)
-        code = self.codegen(length)
+    async def request(self, req: OtpRequest) -> Requested:
+        """Create, coalesce or resend the code for (``req.to``, ``req.purpose``)."""
+        new, decide = self._request(req)
+        return await self.store.transact(new.recipient_key, decide)
+
+    async def request_kept(self, req: OtpRequest, keep: Keep[Requested]) -> Kept[Requested]:
+        """``request`` under an idempotency slot: the answer is kept with the decision, or
+        the answer kept earlier comes back and nothing is decided."""
+        new, decide = self._request(req)
+        return await self.store.transact_kept(new.recipient_key, decide, keep)
+
+    def _request(self, req: OtpRequest) -> tuple[NewCode, Decide[Requested]]:
+        parsed = parse_request(req, self.policy, self.router.channels())
+        rcpt = parsed.recipient
+        drivers = {c: self.router.route(rcpt, c) for c in parsed.channels}
+        code = self.codegen(parsed.code_length)
         keyring = self.keyring
 
         def mint(otp_id: str, send_no: int) -> Minted:
@@ -84,36 +70,13 @@ class Gateway:
             return Minted(codes.digest(keyring.digest_key, otp_id, code), sealed)
 
         new = NewCode(
-            recipient_key=rcpt.key(keyring.digest_key), to_masked=rcpt.masked, purpose=purpose,
-            channels=channels, drivers={c: self.routes[c] for c in channels},
-            code_length=length, locale=locale, ttl=ttl, reference=reference,
-            fresh_id=ids.new_otp_id(), mint=mint,
+            recipient_key=rcpt.key(keyring.digest_key), to_masked=rcpt.masked,
+            purpose=parsed.purpose, channels=parsed.channels, drivers=drivers,
+            code_length=parsed.code_length, locale=parsed.locale, ttl=parsed.ttl,
+            reference=parsed.reference, fresh_id=ids.new_otp_id(), mint=mint,
         )
-        now = self.clock.now()
-        policy = self.policy
-        return await self.store.transact(
-            new.recipient_key, lambda s: lifecycle.decide_request(s, new, policy, now), keep)
-
-    def _channels(self, rcpt: recipients.Recipient, req: OtpRequest) -> tuple[str, ...]:
-        if req.channel is not None and req.channels is not None:
-            raise InvalidRequest("give channel or channels, not both", "channels")
-        if req.channels is not None and (
-                isinstance(req.channels, str)
-                or not all(isinstance(c, str) for c in req.channels)):
-            raise InvalidRequest("channels must be a list of channel names", "channels")
-        wanted = list(req.channels) if req.channels is not None else [
-            req.channel if req.channel is not None else rcpt.default_channel()]
-        if not wanted or len(wanted) > 4 or len(set(wanted)) != len(wanted):
-            raise InvalidRequest("channels must list 1 to 4 distinct channels", "channels")
-        fits = PHONE_CHANNELS if rcpt.kind is recipients.Kind.PHONE else EMAIL_CHANNELS
-        for channel in wanted:
-            if not isinstance(channel, str) or channel not in fits:
-                raise InvalidRequest(
-                    f"channel {channel!r} cannot reach a {rcpt.kind.value} recipient", "channel")
-            if channel not in self.routes:
-                raise InvalidRequest(f"no driver is configured for channel {channel!r}",
-                                     "channel")
-        return tuple(wanted)
+        now, policy = self.clock.now(), self.policy
+        return new, lambda s: lifecycle.decide_request(s, new, policy, now)
 
     async def verify(self, otp_id: str, code: str) -> VerifyAnswer:
         """Check ``code`` against the OTP ``otp_id``; ``NotFound`` for an unknown id."""
@@ -134,7 +97,7 @@ class Gateway:
         pending the answer looks exactly like a wrong code's, so recipients cannot be
         enumerated."""
         rcpt = recipients.parse(to, country)
-        purpose = _purpose(purpose)
+        purpose = parse_purpose(purpose)
         code = codes.check_submitted(code)
         key = rcpt.key(self.keyring.digest_key)
         verdict = await self._verify(key, lambda s: s.pending.get(purpose), code, purpose)
@@ -177,44 +140,13 @@ class Gateway:
         return otp
 
     async def status(self, otp_id: str) -> tuple[Otp, list[Delivery]]:
+        """The OTP (expired now if its time is up) and its latest send's ledger entries."""
         otp = await self._get(otp_id)
         if otp.status is Status.PENDING and not otp.is_live(self.clock.now()):
-            await self.expire(otp.recipient)
+            await housekeeping.expire(self.store, otp.recipient, self.clock.now(),
+                                      self.policy)
             otp = await self._get(otp_id)
         return otp, await self.store.deliveries(otp_id)
-
-    async def fail_if_undeliverable(self, otp_id: str, send_no: int) -> bool:
-        """Mark the OTP ``failed`` when every channel of its send ``send_no`` failed for
-        good; True if it did."""
-        otp = await self.store.get(otp_id)
-        if otp is None or otp.status is not Status.PENDING or otp.send_count != send_no:
-            return False
-        failed = {d.channel for d in await self.store.deliveries(otp_id)
-                  if d.send_no == send_no and d.status is DeliveryStatus.FAILED}
-        if not set(otp.channels) <= failed:
-            return False
-        now, policy = self.clock.now(), self.policy
-        return await self.store.transact(otp.recipient, lambda s: endings.decide_fail(
-            s, otp_id, send_no, now, policy)) is not None
-
-    async def expire(self, recipient_key: str) -> int:
-        now, policy = self.clock.now(), self.policy
-        return await self.store.transact(
-            recipient_key, lambda s: endings.decide_expire(s, now, policy))
-
-    async def expire_due(self, limit: int = 500) -> int:
-        """Expire every code whose time is up (publishing ``expired`` events)."""
-        total = 0
-        for key in await self.store.due(self.clock.now(), limit):
-            total += await self.expire(key)
-        return total
-
-    async def purge(self, retention: float) -> int:
-        """Forget OTPs finished more than ``retention`` seconds ago, and recipients idle for
-        longer than anything the policy remembers (codes, sends, failures)."""
-        now, policy = self.clock.now(), self.policy
-        horizon = max(policy.max_ttl, policy.send_window, policy.failure_window)
-        return await self.store.purge(now - retention, now - horizon)
 
     async def _get(self, otp_id: str) -> Otp:
         if not isinstance(otp_id, str) or not ids.is_otp_id(otp_id):
@@ -223,27 +155,3 @@ class Gateway:
         if otp is None:
             raise NotFound("no OTP with this id")
         return otp
-
-
-
-def _purpose(value: str | None) -> str:
-    if value is None:
-        return "default"
-    if not isinstance(value, str) or not _PURPOSE.fullmatch(value):
-        raise InvalidRequest("purpose must match [a-z0-9_.-]{1,64}", "purpose")
-    return value
-
-
-def _locale(value: str | None) -> str:
-    if value is None:
-        return "en"
-    if not isinstance(value, str) or not _LOCALE.fullmatch(value):
-        raise InvalidRequest("locale must look like 'en' or 'pt-BR'", "locale")
-    return value
-
-
-def _reference(value: str | None) -> str | None:
-    if value is not None and (not isinstance(value, str) or not _REFERENCE.fullmatch(value)):
-        raise InvalidRequest("reference must be 1 to 128 printable ASCII characters",
-                             "reference")
-    return value

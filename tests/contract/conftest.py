@@ -1,31 +1,70 @@
-"""Fixtures of the contract suites: every test runs once per backend."""
+"""Fixtures of the contract suites: every test runs once per backend in ``BACKENDS``.
+
+A backend joins the suites by one entry there. One that needs a server the machine lacks
+is skipped — except in CI (``CI`` set), where a missing server fails the run instead of
+silently testing less.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from otpgate import events
-from otpgate.backends import open_memory, open_sqlite
+from otpgate.backends import Backend, open_memory, open_sqlite
+from otpgate.bus.base import Bus, Handler, Limits, Subscription
 from otpgate.clock import FrozenClock
 from otpgate.core.lifecycle import Change
 from otpgate.core.otp import Otp, RecipientState, Status
-from otpgate.events import CloudEvent, EventType
-from otpgate.registry import Backend
+from otpgate.events import CloudEvent, EventType, Filter
 
-BACKENDS = ("memory", "sqlite")
+Opener = Callable[[Path, FrozenClock, float], Awaitable[Backend]]
+"""(database path, clock, poll interval) → an open backend."""
 
 
 def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path}"
 
 
-async def open_named(name: str, path: Path, clock: FrozenClock) -> Backend:
-    if name == "memory":
-        return await open_memory("memory://", clock, poll_interval=0.01)
-    return await open_sqlite(sqlite_url(path), clock, poll_interval=0.01)
+@dataclass(frozen=True)
+class BackendCase:
+    """How the suites open one backend; ``available`` says whether its server is here
+    (a reason when it is not)."""
+
+    name: str
+    open: Opener
+    available: Callable[[], str | None] = lambda: None
+
+
+BACKENDS: list[BackendCase] = [
+    BackendCase("memory", lambda path, clock, poll: open_memory("memory://", clock,
+                                                                poll_interval=poll)),
+    BackendCase("sqlite", lambda path, clock, poll: open_sqlite(sqlite_url(path), clock,
+                                                                poll_interval=poll)),
+]
+BACKEND_NAMES = [case.name for case in BACKENDS]
+_BY_NAME = {case.name: case for case in BACKENDS}
+
+
+async def open_named(name: str, path: Path, clock: FrozenClock,
+                     poll_interval: float = 0.01) -> Backend:
+    """Open the backend ``name`` (skipped, or failed in CI, when its server is absent)."""
+    require(_BY_NAME[name])
+    return await _BY_NAME[name].open(path, clock, poll_interval)
+
+
+def require(case: BackendCase) -> None:
+    """Skip (or, in CI, fail) when ``case``'s server is not here."""
+    if (missing := case.available()) is None:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{case.name} backend unavailable in CI: {missing}")
+    pytest.skip(f"{case.name} backend unavailable: {missing}")
 
 
 @pytest.fixture
@@ -33,7 +72,7 @@ def clock() -> FrozenClock:
     return FrozenClock()
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=BACKEND_NAMES)
 async def backend(
     request: pytest.FixtureRequest, tmp_path: Path, clock: FrozenClock
 ) -> AsyncIterator[Backend]:
@@ -42,6 +81,13 @@ async def backend(
         yield opened
     finally:
         await opened.close()
+
+
+async def subscribe(bus: Bus, name: str, filter_: Filter, handler: Handler,
+                    **limits: Any) -> None:
+    """Declare ``name`` and consume it with ``handler`` here (``limits`` as ``Limits``)."""
+    await bus.declare(Subscription(name, filter_))
+    bus.consume(name, handler, Limits(**limits))
 
 
 def make_otp(otp_id: str, recipient: str, now: float, *, ttl: float = 300,

@@ -7,13 +7,19 @@ from pathlib import Path
 
 import pytest
 
-from otpgate.backends import open_memory, open_sqlite
-from otpgate.bus.base import Subscription
+from otpgate.backends import Backend
+from otpgate.bus.base import Limits, Subscription
 from otpgate.clock import FrozenClock
-from otpgate.errors import TemporaryDeliveryError
+from otpgate.errors import BusError, TemporaryDeliveryError
 from otpgate.events import CloudEvent, EventType, Filter
-from otpgate.registry import Backend
-from tests.contract.conftest import BACKENDS, Recorder, emitting, event, sqlite_url
+from tests.contract.conftest import (
+    BACKEND_NAMES,
+    Recorder,
+    emitting,
+    event,
+    open_named,
+    subscribe,
+)
 
 OTP = "otp_" + "b" * 22
 
@@ -24,9 +30,9 @@ async def test_events_reach_the_subscriptions_whose_filter_matches_only(
     twilio, vonage, approved = Recorder(), Recorder(), Recorder()
     dispatch = EventType.DISPATCH.value
     bus = backend.bus
-    bus.subscribe(Subscription("twilio", Filter.of(type=dispatch, driver="twilio"), twilio))
-    bus.subscribe(Subscription("vonage", Filter.of(type=dispatch, driver="vonage"), vonage))
-    bus.subscribe(Subscription("approved", Filter.of(type=EventType.APPROVED.value), approved))
+    await subscribe(bus, "twilio", Filter.of(type=dispatch, driver="twilio"), twilio)
+    await subscribe(bus, "vonage", Filter.of(type=dispatch, driver="vonage"), vonage)
+    await subscribe(bus, "approved", Filter.of(type=EventType.APPROVED.value), approved)
     now = clock.now()
     to_twilio = event(EventType.DISPATCH, OTP, now, driver="twilio", channel="sms")
     to_vonage = event(EventType.DISPATCH, OTP, now, driver="vonage", channel="sms")
@@ -46,7 +52,7 @@ async def test_events_published_outside_a_transaction_are_delivered_too(
     backend: Backend, clock: FrozenClock
 ) -> None:
     seen = Recorder()
-    backend.bus.subscribe(Subscription("all", Filter(), seen))
+    await subscribe(backend.bus, "all", Filter(), seen)
     published = [event(EventType.EXPIRED, OTP, clock.now()) for _ in range(3)]
 
     await backend.bus.publish(published)
@@ -61,7 +67,7 @@ async def test_a_subscription_only_receives_events_published_after_it_exists(
     early = event(EventType.SENT, OTP, clock.now())
     await backend.store.transact("r", lambda s: emitting([early]))
     seen = Recorder()
-    backend.bus.subscribe(Subscription("late", Filter(), seen))
+    await subscribe(backend.bus, "late", Filter(), seen)
     later = event(EventType.SENT, OTP, clock.now())
     await backend.store.transact("r", lambda s: emitting([later]))
 
@@ -80,7 +86,7 @@ async def test_a_failing_handler_is_retried_after_backoff_then_dead_lettered(
         raise TemporaryDeliveryError("provider down", retry_after=10)
 
     bus = backend.bus
-    bus.subscribe(Subscription("flaky", Filter(), flaky, max_deliveries=3))
+    await subscribe(bus, "flaky", Filter(), flaky, max_deliveries=3)
     failing = event(EventType.DISPATCH, OTP, clock.now(), driver="twilio")
     await backend.store.transact("r", lambda s: emitting([failing]))
 
@@ -107,7 +113,7 @@ async def test_an_acknowledged_event_is_not_delivered_again(
     backend: Backend, clock: FrozenClock
 ) -> None:
     seen = Recorder()
-    backend.bus.subscribe(Subscription("once", Filter(), seen, lease=5))
+    await subscribe(backend.bus, "once", Filter(), seen, lease=5)
     await backend.store.transact("r", lambda s: emitting([event(EventType.SENT, OTP, 0)]))
 
     assert await backend.bus.pump() == 1
@@ -129,7 +135,7 @@ async def test_an_event_whose_handler_never_finished_is_delivered_again_after_it
             await never.wait()
 
     bus = backend.bus
-    bus.subscribe(Subscription("leased", Filter(), handler, lease=30))
+    await subscribe(bus, "leased", Filter(), handler, lease=30)
     stuck = event(EventType.DISPATCH, OTP, clock.now())
     await backend.store.transact("r", lambda s: emitting([stuck]))
     hung = asyncio.create_task(bus.pump())
@@ -156,7 +162,7 @@ async def test_a_started_bus_delivers_in_the_background_until_stopped(
         await arrived.put(evt)
 
     bus = backend.bus
-    bus.subscribe(Subscription("bg", Filter(), handler))
+    await subscribe(bus, "bg", Filter(), handler)
     await bus.start()
     await bus.start()  # idempotent
     first = event(EventType.SENT, OTP, clock.now())
@@ -173,15 +179,12 @@ async def test_a_started_bus_delivers_in_the_background_until_stopped(
     assert (await arrived.get()).id == second.id
 
 
-@pytest.mark.parametrize("backend_name", BACKENDS)
+@pytest.mark.parametrize("backend_name", BACKEND_NAMES)
 async def test_a_saturated_consumer_moves_on_as_slots_free_without_waiting_for_a_poll(
     tmp_path: Path, clock: FrozenClock, backend_name: str
 ) -> None:
     # A poll interval far longer than the test: only wake-ups can make progress.
-    if backend_name == "memory":
-        opened = await open_memory("memory://", clock, poll_interval=60)
-    else:
-        opened = await open_sqlite(sqlite_url(tmp_path / "slow.db"), clock, poll_interval=60)
+    opened = await open_named(backend_name, tmp_path / "slow.db", clock, poll_interval=60)
     seen: list[CloudEvent] = []
 
     async def handler(evt: CloudEvent) -> None:
@@ -189,7 +192,7 @@ async def test_a_saturated_consumer_moves_on_as_slots_free_without_waiting_for_a
         seen.append(evt)
 
     try:
-        opened.bus.subscribe(Subscription("narrow", Filter(), handler, concurrency=2))
+        await subscribe(opened.bus, "narrow", Filter(), handler, concurrency=2)
         await opened.bus.start()
         batch = [event(EventType.SENT, OTP, clock.now()) for _ in range(40)]
         await opened.store.transact("r", lambda s: emitting(batch))
@@ -211,7 +214,7 @@ async def test_an_event_whose_last_delivery_never_answers_is_dead_lettered_not_r
         await asyncio.Event().wait()  # never answers
 
     bus = backend.bus
-    bus.subscribe(Subscription("hangs", Filter(), hang, max_deliveries=2, lease=10))
+    await subscribe(bus, "hangs", Filter(), hang, max_deliveries=2, lease=10)
     first = event(EventType.SENT, OTP, clock.now())
     await backend.store.transact("r", lambda s: emitting([first]))
     for _ in range(2):  # two deliveries, each left hanging until its lease runs out
@@ -226,3 +229,23 @@ async def test_an_event_whose_last_delivery_never_answers_is_dead_lettered_not_r
     assert dead.event.id == first.id
     assert dead.deliveries == 2
     assert "lease" in dead.error
+
+
+async def test_a_subscription_must_be_declared_before_it_is_consumed(backend: Backend) -> None:
+    async def handler(evt: CloudEvent) -> None:
+        return None
+
+    with pytest.raises(BusError, match="declared"):
+        backend.bus.consume("nowhere", handler, Limits())
+
+
+async def test_a_declared_subscription_keeps_events_for_a_consumer_that_comes_later(
+    backend: Backend, clock: FrozenClock
+) -> None:
+    await backend.bus.declare(Subscription("later", Filter.of(type=EventType.SENT.value)))
+    kept = event(EventType.SENT, OTP, clock.now())
+    await backend.store.transact("r", lambda s: emitting([kept]))
+    seen = Recorder()
+    backend.bus.consume("later", seen, Limits())
+    assert await backend.bus.pump() == 1
+    assert seen.ids == [kept.id]

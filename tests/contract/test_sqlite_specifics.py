@@ -12,20 +12,18 @@ from pathlib import Path
 
 import pytest
 
-from otpgate.backends import open_sqlite
-from otpgate.bus.base import Subscription
+from otpgate.backends import Backend, open_sqlite
+from otpgate.capture.base import CapturedMessage
 from otpgate.clock import FrozenClock
 from otpgate.core.lifecycle import Change
-from otpgate.drivers.base import CapturedMessage
 from otpgate.errors import ConfigurationError, RateLimited, StoreError
 from otpgate.events import CloudEvent, EventType, Filter
-from otpgate.registry import Backend
-from otpgate.store import sqlite_conn
-from otpgate.store.base import ApiKey, Decide, Remembered
+from otpgate.sqlite import conn as sqlite_conn
+from otpgate.sqlite.db import Database
+from otpgate.sqlite.schema import MIGRATIONS
+from otpgate.store.base import ApiKey, Decide, Keep, Remembered
 from otpgate.store.sqlite import database_path
-from otpgate.store.sqlite_db import Database
-from otpgate.store.sqlite_schema import MIGRATIONS
-from tests.contract.conftest import Recorder, emitting, event, make_otp, sqlite_url
+from tests.contract.conftest import Recorder, emitting, event, make_otp, sqlite_url, subscribe
 
 OTP = "otp_" + "c" * 22
 
@@ -171,7 +169,7 @@ async def test_two_processes_on_one_file_both_write_and_one_consumes(
     consumer, producer = await open_at(db_file, clock), await open_at(db_file, clock)
     try:
         seen = Recorder()
-        consumer.bus.subscribe(Subscription("dispatch", Filter.of(driver="twilio"), seen))
+        await subscribe(consumer.bus, "dispatch", Filter.of(driver="twilio"), seen)
         await consumer.bus.start()  # the subscription is durable once started
         await consumer.bus.stop()
         mine = event(EventType.DISPATCH, OTP, clock.now(), driver="twilio")
@@ -205,7 +203,7 @@ async def test_leases_left_by_a_crashed_process_run_out_and_another_delivers_the
         await never.wait()
 
     crashed = await open_at(db_file, clock)
-    crashed.bus.subscribe(Subscription("dispatch", Filter(), hangs, lease=30))
+    await subscribe(crashed.bus, "dispatch", Filter(), hangs, lease=30)
     lost = event(EventType.DISPATCH, OTP, clock.now(), driver="twilio")
     await crashed.store.transact("r", lambda s: emitting([lost]))
     frozen = asyncio.create_task(crashed.bus.pump())
@@ -214,7 +212,7 @@ async def test_leases_left_by_a_crashed_process_run_out_and_another_delivers_the
     survivor = await open_at(db_file, clock)
     try:
         seen = Recorder()
-        survivor.bus.subscribe(Subscription("dispatch", Filter(), seen, lease=30))
+        await subscribe(survivor.bus, "dispatch", Filter(), seen, lease=30)
         assert await survivor.bus.pump() == 0, "a live lease of another process was taken"
         clock.advance(31)
         assert await survivor.bus.pump() == 1
@@ -246,8 +244,8 @@ async def test_a_stale_consumer_cannot_settle_a_lease_another_has_taken(
 
     slow, fast = await open_at(db_file, clock), await open_at(db_file, clock)
     try:
-        slow.bus.subscribe(Subscription("s", Filter(), slow_then_ok, lease=30))
-        fast.bus.subscribe(Subscription("s", Filter(), fails, lease=30, backoff_cap=1))
+        await subscribe(slow.bus, "s", Filter(), slow_then_ok, lease=30)
+        await subscribe(fast.bus, "s", Filter(), fails, lease=30, backoff_cap=1)
         await slow.store.transact("r", lambda s: emitting([event(EventType.SENT, OTP, 0)]))
         late = asyncio.create_task(slow.bus.pump())
         await asyncio.wait_for(started.wait(), 5)
@@ -279,10 +277,12 @@ async def test_expired_idempotency_answers_are_purged(
     backend = await open_at(db_file, clock)
     try:
         old = Remembered("fp", 202, b"{}", clock.now())
-        await backend.store.transact("r", lambda s: Change(None), lambda _: ("old", old, 60.0))
+        await backend.store.transact_kept("r", lambda s: Change(None),
+                                          Keep(slot="old", ttl=60.0, answer=lambda _: old))
         clock.advance(61)
         new = Remembered("fp", 202, b"{}", clock.now())
-        await backend.store.transact("r", lambda s: Change(None), lambda _: ("new", new, 60.0))
+        await backend.store.transact_kept("r", lambda s: Change(None),
+                                          Keep(slot="new", ttl=60.0, answer=lambda _: new))
         await backend.store.purge(otps_before=0, recipients_before=0)
     finally:
         await backend.close()

@@ -6,19 +6,19 @@ import asyncio
 
 import pytest
 
-from otpgate.bus.base import Subscription
+from otpgate.backends import Backend
+from otpgate.capture.base import CapturedMessage
 from otpgate.clock import FrozenClock
 from otpgate.core.lifecycle import Change
 from otpgate.core.otp import Delivery, DeliveryStatus, RecipientState, SendKey, Status
 from otpgate.core.policy import Policy
 from otpgate.crypto import Keyring
-from otpgate.drivers.base import CapturedMessage
 from otpgate.errors import RateLimited
-from otpgate.events import EventType, Filter
-from otpgate.registry import Backend
-from otpgate.service import Gateway, OtpRequest
+from otpgate.events import CloudEvent, EventType, Filter
+from otpgate.routing import StaticRouter
+from otpgate.service import OtpRequest, OtpService
 from otpgate.store.base import ApiKey, Claim, ClaimState, Decide, Keep, Remembered
-from tests.contract.conftest import Recorder, event, make_otp, with_pending
+from tests.contract.conftest import Recorder, event, make_otp, subscribe, with_pending
 
 OTP = "otp_" + "a" * 22
 
@@ -27,7 +27,7 @@ async def test_a_change_writes_its_state_records_and_events_together(
     backend: Backend, clock: FrozenClock
 ) -> None:
     seen = Recorder()
-    backend.bus.subscribe(Subscription("all", Filter(), seen))
+    await subscribe(backend.bus, "all", Filter(), seen)
     otp = make_otp(OTP, "rcpt-1", clock.now())
     requested = event(EventType.REQUESTED, OTP, clock.now())
 
@@ -48,7 +48,7 @@ async def test_a_decision_that_raises_writes_nothing_at_all(
     backend: Backend, clock: FrozenClock
 ) -> None:
     seen = Recorder()
-    backend.bus.subscribe(Subscription("all", Filter(), seen))
+    await subscribe(backend.bus, "all", Filter(), seen)
     otp = make_otp(OTP, "rcpt-1", clock.now())
 
     def decide(state: RecipientState | None) -> Change[None]:
@@ -118,18 +118,18 @@ async def test_a_send_is_claimed_then_busy_then_reclaimed_as_unknown_then_done(
     store, now = backend.store, clock.now()
     key = SendKey(OTP, 1, "sms")
 
-    first = await store.claim_send(key, "twilio", now, lease=30)
+    first = await store.claim(key, "twilio", now, lease=30)
     assert (first.state, first.attempts, first.unknown_before) == (ClaimState.CLAIMED, 1, False)
-    busy = await store.claim_send(key, "twilio", now + 29, lease=30)
+    busy = await store.claim(key, "twilio", now + 29, lease=30)
     assert (busy.state, busy.attempts) == (ClaimState.BUSY, 1)
 
-    late = await store.claim_send(key, "twilio", now + 30, lease=30)
+    late = await store.claim(key, "twilio", now + 30, lease=30)
     assert (late.state, late.attempts, late.unknown_before) == (ClaimState.CLAIMED, 2, True)
 
-    assert await store.settle_send(Delivery(
+    assert await store.settle(Delivery(
         otp_id=OTP, send_no=1, channel="sms", driver="twilio", status=DeliveryStatus.SENT,
         attempts=2, updated_at=now + 31, provider_id="SM1"), [], claimed=late.attempts)
-    done = await store.claim_send(key, "twilio", now + 999, lease=30)
+    done = await store.claim(key, "twilio", now + 999, lease=30)
     assert (done.state, done.attempts) == (ClaimState.DONE, 2)
 
 
@@ -139,16 +139,16 @@ async def test_a_dispatcher_whose_lease_was_taken_over_cannot_overwrite_the_outc
     store, now = backend.store, clock.now()
     key = SendKey(OTP, 1, "sms")
     seen = Recorder()
-    backend.bus.subscribe(Subscription("failures", Filter(), seen))
-    slow = await store.claim_send(key, "twilio", now, lease=30)
-    fresh = await store.claim_send(key, "twilio", now + 31, lease=30)
-    assert await store.settle_send(Delivery(
+    await subscribe(backend.bus, "failures", Filter(), seen)
+    slow = await store.claim(key, "twilio", now, lease=30)
+    fresh = await store.claim(key, "twilio", now + 31, lease=30)
+    assert await store.settle(Delivery(
         otp_id=OTP, send_no=1, channel="sms", driver="twilio", status=DeliveryStatus.SENT,
         attempts=fresh.attempts, updated_at=now + 32, provider_id="SM2"), [],
         claimed=fresh.attempts)
 
     late_failure = event(EventType.DELIVERY_FAILED, OTP, now + 40)
-    assert not await store.settle_send(Delivery(
+    assert not await store.settle(Delivery(
         otp_id=OTP, send_no=1, channel="sms", driver="twilio", status=DeliveryStatus.FAILED,
         attempts=slow.attempts, updated_at=now + 40, error="late"), [late_failure],
         claimed=slow.attempts)
@@ -165,9 +165,9 @@ async def test_a_send_held_by_another_driver_is_done_for_this_one(
     backend: Backend, clock: FrozenClock
 ) -> None:
     key = SendKey(OTP, 1, "sms")
-    await backend.store.claim_send(key, "twilio", clock.now(), lease=30)
+    await backend.store.claim(key, "twilio", clock.now(), lease=30)
 
-    other = await backend.store.claim_send(key, "vonage", clock.now() + 60, lease=30)
+    other = await backend.store.claim(key, "vonage", clock.now() + 60, lease=30)
 
     assert other.state is ClaimState.DONE
 
@@ -176,13 +176,13 @@ async def test_a_send_settled_back_to_queued_is_claimed_again_with_a_known_outco
     backend: Backend, clock: FrozenClock
 ) -> None:
     key, now = SendKey(OTP, 1, "sms"), clock.now()
-    claim = await backend.store.claim_send(key, "twilio", now, lease=30)
-    await backend.store.settle_send(Delivery(
+    claim = await backend.store.claim(key, "twilio", now, lease=30)
+    await backend.store.settle(Delivery(
         otp_id=OTP, send_no=1, channel="sms", driver="twilio", status=DeliveryStatus.QUEUED,
         attempts=1, updated_at=now + 1, error="TemporaryDeliveryError: 503"), [],
         claimed=claim.attempts)
 
-    again = await backend.store.claim_send(key, "twilio", now + 2, lease=30)
+    again = await backend.store.claim(key, "twilio", now + 2, lease=30)
 
     assert (again.state, again.attempts, again.unknown_before) == (ClaimState.CLAIMED, 2, False)
 
@@ -191,10 +191,10 @@ async def test_settling_a_send_publishes_its_events_with_it(
     backend: Backend, clock: FrozenClock
 ) -> None:
     seen = Recorder()
-    backend.bus.subscribe(Subscription("sent", Filter.of(type=EventType.SENT.value), seen))
+    await subscribe(backend.bus, "sent", Filter.of(type=EventType.SENT.value), seen)
     sent = event(EventType.SENT, OTP, clock.now())
-    claim = await backend.store.claim_send(SendKey(OTP, 1, "sms"), "twilio", clock.now(), 30)
-    await backend.store.settle_send(Delivery(
+    claim = await backend.store.claim(SendKey(OTP, 1, "sms"), "twilio", clock.now(), 30)
+    await backend.store.settle(Delivery(
         otp_id=OTP, send_no=1, channel="sms", driver="twilio", status=DeliveryStatus.SENT,
         attempts=1, updated_at=clock.now()), [sent], claimed=claim.attempts)
 
@@ -209,9 +209,9 @@ async def test_deliveries_show_the_latest_send_of_each_channel_only(
     otp = make_otp(OTP, "r", now, send_count=2)
     await backend.store.transact("r", lambda s: Change(None, None, [otp]))
     for send_no, channel in [(1, "sms"), (2, "sms"), (2, "voice")]:
-        claim = await backend.store.claim_send(SendKey(OTP, send_no, channel), "twilio", now,
+        claim = await backend.store.claim(SendKey(OTP, send_no, channel), "twilio", now,
                                                30)
-        await backend.store.settle_send(Delivery(
+        await backend.store.settle(Delivery(
             otp_id=OTP, send_no=send_no, channel=channel, driver="twilio",
             status=DeliveryStatus.SENT, attempts=1, updated_at=now + send_no,
             provider_id=f"id-{send_no}-{channel}"), [], claimed=claim.attempts)
@@ -229,18 +229,22 @@ async def test_a_kept_answer_is_recalled_until_it_expires_then_replaced(
     store, now = backend.store, clock.now()
 
     def keeping(answer: Remembered) -> Keep[None]:
-        return lambda _: ("idem", answer, 60.0)
+        return Keep(slot="idem", ttl=60.0, answer=lambda _: answer)
 
     first = Remembered("fp-1", 202, b'{"id": 1}', now)
     assert await store.recall("idem", now) is None
-    await store.transact("r", lambda s: Change(None), keeping(first))
+    made = await store.transact_kept("r", lambda s: Change(None), keeping(first))
+    assert (made.answer, made.replayed) == (first, False)
+    clock.advance(1)
     second = Remembered("fp-2", 202, b'{"id": 2}', now + 1)
-    await store.transact("r", lambda s: Change(None), keeping(second))
+    replayed = await store.transact_kept("r", lambda s: Change(None), keeping(second))
+    assert (replayed.answer, replayed.replayed) == (first, True)
     assert await store.recall("idem", now + 59) == first
 
     assert await store.recall("idem", now + 60) is None
+    clock.advance(59)
     third = Remembered("fp-3", 202, b'{"id": 3}', now + 60)
-    await store.transact("r", lambda s: Change(None), keeping(third))
+    await store.transact_kept("r", lambda s: Change(None), keeping(third))
     assert await store.recall("idem", now + 61) == third
 
 
@@ -284,8 +288,8 @@ async def test_fifty_concurrent_changes_to_one_recipient_lose_nothing(
 async def test_of_fifty_concurrent_right_answers_exactly_one_is_approved(
     backend: Backend, clock: FrozenClock
 ) -> None:
-    gateway = Gateway(backend.store, clock, Keyring.from_secret(b"s" * 32), Policy(),
-                      {"sms": ("capture",)}, codegen=lambda n: "123456"[:n])
+    gateway = OtpService(backend.store, clock, Keyring.from_secret(b"s" * 32), Policy(),
+                         StaticRouter({"sms": ("capture",)}), codegen=lambda n: "123456"[:n])
     requested = await gateway.request(OtpRequest(to="+14155550123"))
     otp_id = requested.otp.id
 
@@ -334,8 +338,8 @@ async def test_purge_forgets_finished_otps_and_idle_recipients_only(
     # Idle as long, but holding a pending code (one the sweeper has not reached): kept.
     await store.transact("r-live", lambda s: Change(None, with_pending("r-live", old_live),
                                                    [old_live]))
-    claim = await store.claim_send(SendKey("otp_old_done", 1, "sms"), "twilio", now, 30)
-    await store.settle_send(Delivery(
+    claim = await store.claim(SendKey("otp_old_done", 1, "sms"), "twilio", now, 30)
+    await store.settle(Delivery(
         otp_id="otp_old_done", send_no=1, channel="sms", driver="twilio",
         status=DeliveryStatus.SENT, attempts=1, updated_at=now), [], claimed=claim.attempts)
     clock.advance(4000)
@@ -347,8 +351,8 @@ async def test_purge_forgets_finished_otps_and_idle_recipients_only(
 
     assert gone == 2  # the old finished OTP and the idle recipient
     assert await store.get("otp_old_done") is None
-    assert await store.claim_send(SendKey("otp_old_done", 1, "sms"), "twilio", now + 999,
-                                  30) == Claim(ClaimState.CLAIMED, 1)
+    assert await store.claim(SendKey("otp_old_done", 1, "sms"), "twilio", now + 999,
+                                  30) == Claim(state=ClaimState.CLAIMED, attempts=1)
     assert await store.get("otp_old_live") is not None
     assert await store.get("otp_fresh_done") is not None
     seen: list[bool] = []
@@ -363,23 +367,137 @@ async def test_an_answer_kept_by_a_transaction_is_kept_with_it_or_not_at_all(
 ) -> None:
     store, now = backend.store, clock.now()
 
-    def keep(result: str) -> tuple[str, Remembered, float]:
-        return f"idem-{result}", Remembered("fp", 202, result.encode(), now), 60.0
+    def keep(slot: str) -> Keep[str]:
+        return Keep(slot=slot, ttl=60.0,
+                    answer=lambda result: Remembered("fp", 202, result.encode(), now))
 
-    assert await store.transact("r", lambda s: Change("kept"), keep) == "kept"
+    made = await store.transact_kept("r", lambda s: Change("kept"), keep("idem-kept"))
+    assert (made.result, made.replayed, made.answer.body) == ("kept", False, b"kept")
 
     def refuse(state: RecipientState | None) -> Change[str]:
         raise RateLimited("no", retry_after=5)
 
     with pytest.raises(RateLimited):
-        await store.transact("r", refuse, keep)
+        await store.transact_kept("r", refuse, keep("idem-refused"))
+    assert await store.recall("idem-refused", now) is None
 
     kept = await store.recall("idem-kept", now)
     assert kept is not None
     assert kept.body == b"kept"
-    # A first answer stays the answer: a later transaction does not replace it.
-    await store.transact("r", lambda s: Change("kept"),
-                         lambda r: ("idem-kept", Remembered("fp", 202, b"other", now), 60.0))
-    again = await store.recall("idem-kept", now)
-    assert again is not None
-    assert again.body == b"kept"
+    # A first answer stays the answer: a later request with its key decides nothing.
+    decided: list[bool] = []
+
+    def again_decide(state: RecipientState | None) -> Change[str]:
+        decided.append(True)
+        return Change("other")
+
+    again = await store.transact_kept("r", again_decide, keep("idem-kept"))
+    assert (again.replayed, again.result, again.answer.body) == (True, None, b"kept")
+    assert decided == []
+    assert (await store.recall("idem-kept", now)) == kept
+
+
+async def test_a_claim_says_whether_its_otp_is_still_pending_and_which_send_is_latest(
+    backend: Backend, clock: FrozenClock
+) -> None:
+    now = clock.now()
+    gone = await backend.store.claim(SendKey("otp_gone", 1, "sms"), "twilio", now, 30)
+    assert (gone.state, gone.otp_status) == (ClaimState.CLAIMED, None)
+
+    otp = make_otp(OTP, "r", now, send_count=2)
+    await backend.store.transact("r", lambda s: Change(None, None, [otp]))
+    claim = await backend.store.claim(SendKey(OTP, 1, "sms"), "twilio", now, 30)
+    assert (claim.otp_status, claim.send_count) == (Status.PENDING, 2)
+    busy = await backend.store.claim(SendKey(OTP, 1, "sms"), "twilio", now + 10, 30)
+    assert busy.state is ClaimState.BUSY
+    assert busy.retry_in == pytest.approx(20)
+
+
+async def sent_as(backend: Backend, now: float, provider_id: str,
+                  channel: str = "sms") -> None:
+    otp = make_otp(OTP, "r", now)
+    await backend.store.transact("r", lambda s: Change(None, None, [otp]))
+    claim = await backend.store.claim(SendKey(OTP, 1, channel), "twilio", now, 30)
+    assert await backend.store.settle(Delivery(
+        otp_id=OTP, send_no=1, channel=channel, driver="twilio", status=DeliveryStatus.SENT,
+        attempts=1, updated_at=now, provider_id=provider_id), [], claimed=claim.attempts)
+
+
+async def test_a_receipt_moves_the_send_it_names_forward_once_and_publishes_with_it(
+    backend: Backend, clock: FrozenClock
+) -> None:
+    now = clock.now()
+    seen = Recorder()
+    await subscribe(backend.bus, "delivered", Filter.of(type=EventType.DELIVERED.value), seen)
+    await sent_as(backend, now, "SM42")
+
+    def delivered(row: Delivery) -> list[CloudEvent]:
+        return [event(EventType.DELIVERED, row.otp_id, now + 5)]
+
+    moved = await backend.store.record_receipt("twilio", "SM42", DeliveryStatus.DELIVERED,
+                                               now + 5, delivered)
+    assert moved is not None
+    assert (moved.otp_id, moved.channel, moved.status) == (OTP, "sms",
+                                                           DeliveryStatus.DELIVERED)
+    [row] = await backend.store.deliveries(OTP)
+    assert (row.status, row.provider_id, row.updated_at) == (DeliveryStatus.DELIVERED, "SM42",
+                                                             now + 5)
+    assert await backend.bus.pump() == 1
+    assert len(seen.ids) == 1
+
+    # The same callback again, and a late "failed" after "delivered", change nothing.
+    for status in (DeliveryStatus.DELIVERED, DeliveryStatus.FAILED):
+        assert await backend.store.record_receipt("twilio", "SM42", status, now + 9,
+                                                  delivered) is None
+    [row] = await backend.store.deliveries(OTP)
+    assert row.status is DeliveryStatus.DELIVERED
+    assert await backend.bus.pump() == 0
+
+
+async def test_a_receipt_for_an_unknown_message_or_another_driver_changes_nothing(
+    backend: Backend, clock: FrozenClock
+) -> None:
+    now = clock.now()
+    await sent_as(backend, now, "SM7")
+
+    def never(row: Delivery) -> list[CloudEvent]:
+        raise AssertionError("no events for a receipt that applies to nothing")
+
+    assert await backend.store.record_receipt("twilio", "SM-unknown",
+                                              DeliveryStatus.DELIVERED, now, never) is None
+    assert await backend.store.record_receipt("vonage", "SM7", DeliveryStatus.DELIVERED,
+                                              now, never) is None
+    [row] = await backend.store.deliveries(OTP)
+    assert row.status is DeliveryStatus.SENT
+
+
+async def test_a_failed_receipt_keeps_the_providers_error(
+    backend: Backend, clock: FrozenClock
+) -> None:
+    now = clock.now()
+    await sent_as(backend, now, "SM9")
+    moved = await backend.store.record_receipt("twilio", "SM9", DeliveryStatus.FAILED, now + 1,
+                                               lambda row: [], error="30003")
+    assert moved is not None
+    assert (moved.status, moved.error) == (DeliveryStatus.FAILED, "30003")
+
+
+async def test_concurrent_requests_under_one_idempotency_slot_decide_once(
+    backend: Backend, clock: FrozenClock
+) -> None:
+    decided: list[int] = []
+
+    def decide(n: int) -> Decide[int]:
+        def run(state: RecipientState | None) -> Change[int]:
+            decided.append(n)
+            return Change(n, RecipientState.empty("r"))
+        return run
+
+    keep = Keep(slot="idem-race", ttl=60.0,
+                answer=lambda n: Remembered("fp", 202, str(n).encode(), clock.now()))
+    outcomes = await asyncio.gather(*(backend.store.transact_kept("r", decide(n), keep)
+                                      for n in range(20)))
+
+    assert len(decided) == 1
+    assert sum(not o.replayed for o in outcomes) == 1
+    assert {o.answer.body for o in outcomes} == {str(decided[0]).encode()}

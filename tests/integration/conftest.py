@@ -19,7 +19,7 @@ from litestar.testing import AsyncTestClient
 
 from otpgate.api.app import context_of, create_app
 from otpgate.clock import FrozenClock
-from otpgate.config import Settings
+from otpgate.config import Settings, build
 from otpgate.runtime import Runtime
 
 SECRET = "6f74706761746520746573742073656372657420302031203220332034203521"
@@ -33,9 +33,9 @@ Client = AsyncTestClient[Litestar]
 
 
 def settings(data_dir: Path, **changes: Any) -> Settings:
-    base = Settings(store_url="memory://", dev=True, data_dir=data_dir, secret_key=SECRET,
-                    poll_interval=0.005, sweep_interval=3600.0)
-    return base.replace(**changes)
+    return build({"store_url": "memory://", "dev": True, "data_dir": data_dir,
+                  "secret_key": SECRET, "poll_interval": 0.005, "sweep_interval": 3600.0,
+                  **changes})
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from otpgate import apikeys
-from otpgate.drivers.base import CapturedMessage
+from otpgate.capture.base import CapturedMessage
 from tests.integration.conftest import (
     PHONE,
     START,

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from otpgate.errors import StoreError
-from otpgate.service import Gateway
+from otpgate.service import OtpService
 from tests.integration.conftest import PHONE, PROBLEM, Client, assert_problem
 
 
@@ -97,7 +97,7 @@ async def test_an_unexpected_error_is_a_generic_500_that_leaks_nothing(
     async def boom(*_: object) -> None:
         raise RuntimeError("secret internals at 0xdeadbeef")
 
-    monkeypatch.setattr(Gateway, "request", boom)
+    monkeypatch.setattr(OtpService, "request", boom)
     response = await client.post("/v1/otp", json={"to": PHONE})
     assert_problem(response, 500, "internal")
     assert "secret" not in response.text
@@ -111,5 +111,5 @@ async def test_a_store_outage_is_a_503_problem(
     async def down(*_: object) -> None:
         raise StoreError("the database is locked")
 
-    monkeypatch.setattr(Gateway, "request", down)
+    monkeypatch.setattr(OtpService, "request", down)
     assert_problem(await client.post("/v1/otp", json={"to": PHONE}), 503, "store-unavailable")

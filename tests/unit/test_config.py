@@ -20,12 +20,13 @@ def write_toml(tmp_path: Path, text: str) -> dict[str, str]:
 def test_an_empty_environment_gives_the_defaults() -> None:
     settings = from_env({})
     assert settings == Settings()
-    assert (settings.host, settings.port, settings.workers) == ("127.0.0.1", 8080, 1)
+    server = settings.server
+    assert (server.host, server.port, server.workers) == ("127.0.0.1", 8080, 1)
     assert settings.dev is False
     assert settings.allow_capture is False
     assert settings.policy == Policy()
     assert settings.drivers == {}
-    assert settings.backend_url == f"sqlite:///{Path('var') / 'otpgate.db'}"
+    assert settings.store_url == f"sqlite:///{Path('var') / 'otpgate.db'}"
     assert settings.driver_urls == DEV_DRIVERS
     assert settings.captures is False
 
@@ -34,7 +35,7 @@ def test_from_env_reads_the_process_environment_by_default(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("OTPGATE_PORT", "9191")
-    assert from_env().port == 9191
+    assert from_env().server.port == 9191
 
 
 def test_scalars_are_read_and_converted() -> None:
@@ -44,18 +45,19 @@ def test_scalars_are_read_and_converted() -> None:
         "OTPGATE_BUS_LEASE": "12.5", "OTPGATE_BRAND": "Acme", "OTPGATE_LOG_LEVEL": "debug",
         "OTPGATE_SECRET_KEY": "00" * 32,
     })
-    assert (settings.host, settings.port, settings.workers) == ("0.0.0.0", 9000, 4)
+    server = settings.server
+    assert (server.host, server.port, server.workers) == ("0.0.0.0", 9000, 4)
     assert settings.data_dir == Path("/srv/otp")
-    assert settings.backend_url == "memory://"
-    assert settings.bus_lease == 12.5
+    assert settings.store_url == "memory://"
+    assert settings.bus.lease == 12.5
     assert settings.brand == "Acme"
-    assert settings.log_level == "debug"
+    assert settings.server.log_level == "debug"
     assert settings.secret_key == "00" * 32
 
 
 def test_the_data_dir_decides_where_the_default_database_lives() -> None:
     settings = from_env({"OTPGATE_DATA_DIR": "/srv/otp"})
-    assert settings.backend_url == "sqlite:////srv/otp/otpgate.db"
+    assert settings.store_url == "sqlite:////srv/otp/otpgate.db"
 
 
 @pytest.mark.parametrize(("raw", "value"), [("1", True), ("true", True), ("YES", True),
@@ -137,7 +139,7 @@ sms = ["twilio://A:B@+15550001111", "console://"]
 max_attempts = 3
 """)
     settings = from_env(env)
-    assert (settings.host, settings.port, settings.dev) == ("0.0.0.0", 9000, True)
+    assert (settings.server.host, settings.server.port, settings.dev) == ("0.0.0.0", 9000, True)
     assert settings.data_dir == Path("/srv/otp")
     assert settings.drivers == {"sms": ("twilio://A:B@+15550001111", "console://")}
     assert settings.policy.max_attempts == 3
@@ -146,15 +148,15 @@ max_attempts = 3
 def test_the_environment_wins_over_the_file(tmp_path: Path) -> None:
     env = write_toml(tmp_path, 'port = 9000\nhost = "0.0.0.0"\n')
     settings = from_env({**env, "OTPGATE_PORT": "9100"})
-    assert settings.port == 9100
-    assert settings.host == "0.0.0.0"
+    assert settings.server.port == 9100
+    assert settings.server.host == "0.0.0.0"
 
 
 def test_overrides_win_over_environment_and_file(tmp_path: Path) -> None:
     env = write_toml(tmp_path, "port = 9000\n")
     settings = from_env({**env, "OTPGATE_PORT": "9100"}, port=9200, host=None)
-    assert settings.port == 9200
-    assert settings.host == "127.0.0.1"
+    assert settings.server.port == 9200
+    assert settings.server.host == "127.0.0.1"
 
 
 def test_a_policy_variable_overrides_only_its_own_key_of_the_file(tmp_path: Path) -> None:
@@ -196,7 +198,58 @@ def test_a_missing_or_broken_file_is_a_configuration_error(tmp_path: Path) -> No
 def test_settings_are_immutable_and_replace_makes_a_copy() -> None:
     settings = from_env({})
     changed = settings.replace(port=1234)
-    assert changed.port == 1234
-    assert settings.port == 8080
+    assert changed.server.port == 1234
+    assert settings.server.port == 8080
     with pytest.raises(AttributeError):
-        settings.port = 1  # type: ignore[misc]
+        settings.server.port = 1  # type: ignore[misc]
+
+
+def test_settings_never_show_the_secret_key_or_driver_credentials_in_repr() -> None:
+    settings = from_env({"OTPGATE_SECRET_KEY": "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTAx",
+                         "OTPGATE_DRIVERS_SMS": "twilio://AC1:tok3n@+15550001111",
+                         "OTPGATE_STORE_URL": "redis://:hunter2@127.0.0.1:6379/0"})
+    shown = repr(settings)
+    for secret in ("c2VjcmV0", "tok3n", "hunter2"):
+        assert secret not in shown
+    assert "twilio://AC1:***@+15550001111" in shown
+    assert settings.secret_key == "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTAx"
+
+
+def test_a_toml_file_may_write_settings_as_sections(tmp_path: Path) -> None:
+    env = write_toml(tmp_path, """
+[server]
+port = 9300
+workers = 2
+
+[bus]
+lease = 12.5
+
+[store]
+url = "memory://"
+""")
+    settings = from_env(env)
+    assert (settings.server.port, settings.server.workers) == (9300, 2)
+    assert settings.bus.lease == 12.5
+    assert settings.store_url == "memory://"
+
+
+def test_an_unknown_key_in_a_section_is_a_configuration_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="colour"):
+        from_env(write_toml(tmp_path, '[server]\ncolour = "blue"\n'))
+
+
+def test_settings_survive_being_handed_to_a_server_process() -> None:
+    settings = from_env({"OTPGATE_SECRET_KEY": "00" * 32, "OTPGATE_PORT": "9400",
+                         "OTPGATE_DRIVERS_SMS": "console://", "OTPGATE_DATA_DIR": "/srv/x"})
+    assert Settings.decode(settings.encode()) == settings
+
+
+def test_reading_settings_changes_nothing_in_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import os
+
+    monkeypatch.setenv("OTPGATE_PORT", "9191")
+    before = dict(os.environ)
+    from_env(port=9999, dev=True)
+    assert dict(os.environ) == before

@@ -14,8 +14,8 @@ import msgspec
 import pytest
 
 from otpgate import events
-from otpgate.backends import open_memory
-from otpgate.bus.base import Subscription, delivery_number
+from otpgate.backends import Backend, open_memory
+from otpgate.bus.base import Limits, Subscription, delivery_number
 from otpgate.bus.memory import MemoryBus
 from otpgate.clock import FrozenClock
 from otpgate.core.lifecycle import Change
@@ -23,13 +23,13 @@ from otpgate.core.messages import Templates
 from otpgate.core.otp import Delivery, DeliveryStatus, Otp, RecipientState, SendKey, Status
 from otpgate.core.policy import Policy
 from otpgate.crypto import Keyring
-from otpgate.dispatch import Dispatcher, subscription_for
+from otpgate.dispatch import Dispatcher
 from otpgate.drivers.base import Driver, Message, SendReceipt
 from otpgate.drivers.capture import CaptureDriver
 from otpgate.errors import PermanentDeliveryError, TemporaryDeliveryError
 from otpgate.events import CloudEvent, EventType
-from otpgate.registry import Backend
-from otpgate.service import Gateway, OtpRequest
+from otpgate.routing import StaticRouter
+from otpgate.service import OtpRequest, OtpService
 from otpgate.store.base import ClaimState
 
 EVENTS = Path(__file__).parent.parent / "events"
@@ -75,19 +75,21 @@ class World:
         assert isinstance(self.backend.bus, MemoryBus)
         return self.backend.bus
 
-    def dispatcher(self, driver: Driver, name: str, max_deliveries: int = 8,
-                   lease: float = LEASE) -> Dispatcher:
-        dispatcher = Dispatcher(store=self.backend.store, driver=driver, driver_name=name,
-                                keyring=self.keyring, clock=self.clock,
-                                templates=Templates.default(), brand="Acme")
-        self.bus.subscribe(dispatcher.subscription(max_deliveries=max_deliveries, lease=lease))
+    async def dispatcher(self, driver: Driver, max_deliveries: int = 8,
+                         lease: float = LEASE) -> Dispatcher:
+        dispatcher = Dispatcher(store=self.backend.store, driver=driver, keyring=self.keyring,
+                                clock=self.clock, templates=Templates.default(), brand="Acme",
+                                max_deliveries=max_deliveries, lease=lease)
+        await self.bus.declare(dispatcher.subscription())
+        self.bus.consume(dispatcher.subscription().name, dispatcher.handle,
+                         dispatcher.limits())
         return dispatcher
 
     async def one_send(self, driver: ScriptedDriver, max_deliveries: int = 8,
                        lease: float = LEASE) -> tuple[Dispatcher, str, CloudEvent]:
         """One SMS code routed to ``driver``: its dispatcher, the OTP id and the event."""
         self.routes = {"sms": (driver.name,)}
-        dispatcher = self.dispatcher(driver, driver.name, max_deliveries, lease)
+        dispatcher = await self.dispatcher(driver, max_deliveries, lease)
         otp_id = await self.request()
         [dispatch] = self.published(EventType.DISPATCH)
         return dispatcher, otp_id, dispatch
@@ -96,7 +98,8 @@ class World:
         return CaptureDriver(self.backend.capture, self.clock)
 
     async def request(self, **fields: Any) -> str:
-        gateway = Gateway(self.backend.store, self.clock, self.keyring, Policy(), self.routes,
+        gateway = OtpService(self.backend.store, self.clock, self.keyring, Policy(),
+                             StaticRouter(self.routes),
                           codegen=lambda n: next(self.codes))
         return (await gateway.request(OtpRequest(to=fields.pop("to", TO), **fields))).otp.id
 
@@ -124,7 +127,7 @@ async def test_a_requested_code_ends_as_a_captured_sms_with_the_code_and_the_bra
     world: World,
 ) -> None:
     world.routes = {"sms": ("capture",)}
-    world.dispatcher(world.capture(), "capture")
+    await world.dispatcher(world.capture())
     otp_id = await world.request()
     await world.drain()
     [kept] = await world.backend.capture.list(TO)
@@ -144,7 +147,7 @@ async def test_a_requested_code_ends_as_a_captured_sms_with_the_code_and_the_bra
 async def test_the_message_says_how_many_minutes_are_left_rounded_up(world: World) -> None:
     world.routes = {"sms": ("fake",)}
     fake = ScriptedDriver("fake")
-    world.dispatcher(fake, "fake")
+    await world.dispatcher(fake)
     await world.request(ttl_seconds=600)
     world.clock.advance(61)
     await world.drain()
@@ -154,7 +157,7 @@ async def test_the_message_says_how_many_minutes_are_left_rounded_up(world: Worl
 async def test_an_email_gets_its_subject_and_is_sent_to_the_full_address(world: World) -> None:
     world.routes = {"email": ("fake",)}
     fake = ScriptedDriver("fake")
-    world.dispatcher(fake, "fake")
+    await world.dispatcher(fake)
     otp_id = await world.request(to="jane@example.com", locale="de-AT")
     await world.drain()
     [message] = fake.calls
@@ -182,7 +185,7 @@ async def test_a_send_held_by_a_dispatcher_that_died_is_retried_once_its_lease_r
     dispatcher, otp_id, dispatch = await world.one_send(fake)
     key = SendKey(otp_id, 1, "sms")
     # A first dispatcher claims the send, then crashes before it settles anything.
-    crashed = await world.backend.store.claim_send(key, "fake", world.clock.now(), LEASE)
+    crashed = await world.backend.store.claim(key, "fake", world.clock.now(), LEASE)
     assert crashed.state is ClaimState.CLAIMED
     world.clock.advance(10)
     with pytest.raises(TemporaryDeliveryError) as busy:
@@ -261,11 +264,11 @@ async def test_a_send_whose_provider_call_went_through_before_the_crash_is_captu
 ) -> None:
     world.routes = {"sms": ("capture",)}
     capture = world.capture()
-    dispatcher = world.dispatcher(capture, "capture")
+    dispatcher = await world.dispatcher(capture)
     otp_id = await world.request()
     [dispatch] = world.published(EventType.DISPATCH)
     key = SendKey(otp_id, 1, "sms")
-    await world.backend.store.claim_send(key, "capture", world.clock.now(), LEASE)
+    await world.backend.store.claim(key, "capture", world.clock.now(), LEASE)
     await capture.send(Message(otp_id=otp_id, send_no=1, channel="sms", to=TO,
                                body="Your Acme code is 482913.", idempotency_key=str(key),
                                expires_at=world.clock.now() + 300))
@@ -280,7 +283,7 @@ async def test_an_event_whose_code_already_expired_is_settled_expired_and_not_se
 ) -> None:
     world.routes = {"sms": ("fake",)}
     fake = ScriptedDriver("fake")
-    world.dispatcher(fake, "fake")
+    await world.dispatcher(fake)
     otp_id = await world.request(ttl_seconds=60)
     world.clock.advance(60)
     await world.drain()
@@ -298,7 +301,7 @@ async def test_a_send_superseded_by_a_resend_is_not_sent_but_the_resend_is(
 ) -> None:
     world.routes = {"sms": ("fake",)}
     fake = ScriptedDriver("fake")
-    world.dispatcher(fake, "fake")
+    await world.dispatcher(fake)
     otp_id = await world.request()
     world.clock.advance(Policy().resend_cooldown)
     assert await world.request() == otp_id
@@ -306,7 +309,7 @@ async def test_a_send_superseded_by_a_resend_is_not_sent_but_the_resend_is(
     [message] = fake.calls
     assert message.send_no == 2
     assert "771204" in message.body
-    again = await world.backend.store.claim_send(SendKey(otp_id, 1, "sms"), "fake",
+    again = await world.backend.store.claim(SendKey(otp_id, 1, "sms"), "fake",
                                                  world.clock.now(), LEASE)
     assert again.state is ClaimState.DONE
     assert [e.data["send_no"] for e in world.published(EventType.SENT)] == [2]
@@ -315,9 +318,10 @@ async def test_a_send_superseded_by_a_resend_is_not_sent_but_the_resend_is(
 async def test_a_code_canceled_before_its_dispatch_is_not_sent(world: World) -> None:
     world.routes = {"sms": ("fake",)}
     fake = ScriptedDriver("fake")
-    world.dispatcher(fake, "fake")
+    await world.dispatcher(fake)
     otp_id = await world.request()
-    gateway = Gateway(world.backend.store, world.clock, world.keyring, Policy(), world.routes)
+    gateway = OtpService(world.backend.store, world.clock, world.keyring, Policy(),
+                         StaticRouter(world.routes))
     await gateway.cancel(otp_id)
     await world.drain()
     assert fake.calls == []
@@ -330,7 +334,7 @@ async def test_a_temporary_failure_queues_the_send_and_the_bus_retries_until_it_
     world.routes = {"sms": ("fake",)}
     fake = ScriptedDriver("fake", TemporaryDeliveryError("provider busy"),
                           ConnectionResetError("connection reset by peer"))
-    world.dispatcher(fake, "fake", max_deliveries=5)
+    await world.dispatcher(fake, max_deliveries=5)
     otp_id = await world.request()
     assert await world.bus.pump() == 1
     row = await world.delivery(otp_id)
@@ -358,7 +362,7 @@ async def test_the_bus_waits_as_long_as_the_provider_asks_before_retrying(
 ) -> None:
     world.routes = {"sms": ("fake",)}
     fake = ScriptedDriver("fake", TemporaryDeliveryError("slow down", retry_after=45))
-    world.dispatcher(fake, "fake")
+    await world.dispatcher(fake)
     otp_id = await world.request()
     await world.drain()
     world.clock.advance(44)
@@ -374,7 +378,7 @@ async def test_a_send_failing_on_every_delivery_is_failed_instead_of_dead_letter
 ) -> None:
     world.routes = {"sms": ("fake",)}
     fake = ScriptedDriver("fake", *[TemporaryDeliveryError("provider down")] * 3)
-    world.dispatcher(fake, "fake", max_deliveries=3)
+    await world.dispatcher(fake, max_deliveries=3)
     otp_id = await world.request()
     for _ in range(3):
         await world.drain()
@@ -406,12 +410,12 @@ async def test_a_dead_lettered_dispatch_event_is_kept_without_its_sealed_payload
     world: World,
 ) -> None:
     world.routes = {"sms": ("fake",)}
-    world.dispatcher(ScriptedDriver("fake"), "fake", max_deliveries=1)
+    await world.dispatcher(ScriptedDriver("fake"), max_deliveries=1)
 
     async def broken(event: CloudEvent) -> None:
         raise RuntimeError("the handler itself is broken")
 
-    world.bus.subscribe(subscription_for("fake", broken, 1, LEASE))
+    world.bus.consume("dispatch.fake", broken, Limits(max_deliveries=1, lease=LEASE))
     await world.request()
     await world.drain()
     [dead] = await world.bus.dead_letters()
@@ -423,9 +427,9 @@ async def test_a_send_failing_on_every_delivery_fails_over_when_a_fallback_is_le
     world: World,
 ) -> None:
     world.routes = {"sms": ("fake", "capture")}
-    world.dispatcher(ScriptedDriver("fake", *[TemporaryDeliveryError("down")] * 2), "fake",
-                     max_deliveries=2)
-    world.dispatcher(world.capture(), "capture", max_deliveries=2)
+    await world.dispatcher(ScriptedDriver("fake", *[TemporaryDeliveryError("down")] * 2),
+                           max_deliveries=2)
+    await world.dispatcher(world.capture(), max_deliveries=2)
     otp_id = await world.request()
     for _ in range(2):
         await world.drain()
@@ -441,8 +445,8 @@ async def test_a_permanent_failure_hands_the_send_to_the_next_driver_which_sends
 ) -> None:
     world.routes = {"sms": ("fake", "capture")}
     fake = ScriptedDriver("fake", PermanentDeliveryError("number unreachable"))
-    world.dispatcher(fake, "fake")
-    world.dispatcher(world.capture(), "capture")
+    await world.dispatcher(fake)
+    await world.dispatcher(world.capture())
     otp_id = await world.request()
     await world.drain()
     first, handover = world.published(EventType.DISPATCH)
@@ -463,7 +467,7 @@ async def test_a_permanent_failure_without_a_fallback_fails_the_send_and_says_so
 ) -> None:
     world.routes = {"sms": ("fake",)}
     fake = ScriptedDriver("fake", PermanentDeliveryError("number unreachable"))
-    world.dispatcher(fake, "fake")
+    await world.dispatcher(fake)
     otp_id = await world.request()
     await world.drain()
     world.clock.advance(120)
@@ -484,7 +488,7 @@ async def test_a_tampered_sealed_payload_fails_the_send_without_retry_or_failove
 ) -> None:
     world.routes = {"sms": ("fake", "capture")}
     fake = ScriptedDriver("fake")
-    dispatcher = world.dispatcher(fake, "fake")
+    dispatcher = await world.dispatcher(fake)
     otp_id = await world.request()
     [dispatch] = world.published(EventType.DISPATCH)
     sealed = dispatch.data["sealed"]
@@ -524,8 +528,8 @@ async def test_a_driver_that_cannot_serve_the_channel_is_a_permanent_failure(
     world.routes = {"email": ("fake", "capture")}
     sms_only = ScriptedDriver("fake")
     sms_only.channels = frozenset({"sms"})
-    world.dispatcher(sms_only, "fake")
-    world.dispatcher(world.capture(), "capture")
+    await world.dispatcher(sms_only)
+    await world.dispatcher(world.capture())
     otp_id = await world.request(to="jane@example.com")
     await world.drain()
     assert sms_only.calls == []
@@ -536,9 +540,9 @@ async def test_events_and_logs_hold_neither_the_code_nor_the_full_address(
     world: World, caplog: pytest.LogCaptureFixture,
 ) -> None:
     world.routes = {"sms": ("flaky", "capture")}
-    world.dispatcher(ScriptedDriver("flaky", TemporaryDeliveryError("busy"),
-                                    PermanentDeliveryError("gone")), "flaky")
-    world.dispatcher(world.capture(), "capture")
+    await world.dispatcher(ScriptedDriver("flaky", TemporaryDeliveryError("busy"),
+                                          PermanentDeliveryError("gone")))
+    await world.dispatcher(world.capture())
     with caplog.at_level(logging.DEBUG):
         await world.request()
         for _ in range(3):
@@ -581,7 +585,7 @@ async def test_the_dispatch_event_fixture_is_opened_rendered_and_captured(
     dispatch = _fixture("dispatch_sms.json")
     assert world.clock.now() == 1_800_000_000.0  # the fixture's time
     await _seed(world, dispatch.subject, dispatch.data["expires_at"])
-    dispatcher = world.dispatcher(world.capture(), "capture")
+    dispatcher = await world.dispatcher(world.capture())
     await dispatcher.handle(dispatch)
     [kept] = await world.backend.capture.list(TO)
     assert kept.body == "Your Acme code is 482913. It expires in 5 minutes. Don't share it."
@@ -598,7 +602,7 @@ async def test_outcome_events_have_the_shape_of_their_fixtures(
     dispatch = _fixture("dispatch_sms.json")
     await _seed(world, dispatch.subject, dispatch.data["expires_at"])
     script = [PermanentDeliveryError("no")] if type_ is EventType.DELIVERY_FAILED else []
-    dispatcher = world.dispatcher(ScriptedDriver("capture", *script), "capture")
+    dispatcher = await world.dispatcher(ScriptedDriver("capture", *script))
     await dispatcher.handle(
         msgspec.structs.replace(dispatch, data={**dispatch.data, "fallbacks": []}))
     [ours] = world.published(type_)
@@ -610,11 +614,13 @@ async def test_outcome_events_have_the_shape_of_their_fixtures(
 
 
 def test_the_subscription_takes_only_dispatch_events_addressed_to_its_driver() -> None:
-    dispatcher = Dispatcher(store=None, driver=ScriptedDriver("fake"),  # type: ignore[arg-type]
-                            driver_name="twilio-2", keyring=Keyring.from_secret(SECRET),
-                            clock=FrozenClock(), templates=Templates.default(), brand="Acme")
-    sub: Subscription = dispatcher.subscription(max_deliveries=4, lease=12.0)
-    assert (sub.name, sub.max_deliveries, sub.lease) == ("dispatch.twilio-2", 4, 12.0)
+    dispatcher = Dispatcher(store=None, driver=ScriptedDriver("twilio-2"),  # type: ignore[arg-type]
+                            keyring=Keyring.from_secret(SECRET), clock=FrozenClock(),
+                            templates=Templates.default(), brand="Acme", max_deliveries=4,
+                            lease=12.0)
+    sub: Subscription = dispatcher.subscription()
+    limits = dispatcher.limits()
+    assert (sub.name, limits.max_deliveries, limits.lease) == ("dispatch.twilio-2", 4, 12.0)
     mine = events.new(EventType.DISPATCH, "otp_x", {}, 0.0, channel="sms", driver="twilio-2")
     other = events.new(EventType.DISPATCH, "otp_x", {}, 0.0, channel="sms", driver="twilio")
     sent = events.new(EventType.SENT, "otp_x", {}, 0.0, channel="sms", driver="twilio-2")

@@ -5,19 +5,19 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from otpgate import registry
+from otpgate.capture.memory import MemoryCaptureSink
 from otpgate.clock import FrozenClock
-from otpgate.drivers.base import Driver, Message, stable_id
+from otpgate.drivers import open_driver
+from otpgate.drivers.base import Driver, DriverContext, Message, stable_id
 from otpgate.drivers.capture import CaptureDriver
-from otpgate.drivers.memory_sink import MemoryCaptureSink
 from otpgate.errors import ConfigurationError, PermanentDeliveryError
 
 TO = "+14155550123"
 CODE = "482913"
 
 
-def context(allow_capture: bool = True) -> registry.DriverContext:
-    return registry.DriverContext(FrozenClock(), MemoryCaptureSink(), allow_capture)
+def context(allow_capture: bool = True) -> DriverContext:
+    return DriverContext(FrozenClock(), MemoryCaptureSink(), allow_capture)
 
 
 def message(channel: str = "sms", to: str = TO, send_no: int = 1) -> Message:
@@ -38,7 +38,7 @@ def message(channel: str = "sms", to: str = TO, send_no: int = 1) -> Message:
 ])
 def test_each_driver_url_opens_through_the_registry_and_shows_itself(url: str,
                                                                        shown: str) -> None:
-    driver: Driver = registry.open_driver(url, context())
+    driver: Driver = open_driver(url, context())
     assert driver.url() == shown == driver.url(privacy=False)
     assert driver.name == url.split(":")[0]
     assert {"sms", "email", "voice", "whatsapp"} <= driver.channels
@@ -51,17 +51,17 @@ def test_each_driver_url_opens_through_the_registry_and_shows_itself(url: str,
 ])
 def test_a_driver_url_with_unknown_or_bad_options_is_refused(url: str) -> None:
     with pytest.raises(ConfigurationError):
-        registry.open_driver(url, context())
+        open_driver(url, context())
 
 
 def test_capture_refuses_to_start_unless_captures_are_allowed() -> None:
     with pytest.raises(ConfigurationError, match="dev mode"):
-        registry.open_driver("capture://", context(allow_capture=False))
+        open_driver("capture://", context(allow_capture=False))
 
 
 async def test_capture_keeps_the_message_for_the_dev_inbox() -> None:
     ctx = context()
-    driver = registry.open_driver("capture://", ctx)
+    driver = open_driver("capture://", ctx)
     receipt = await driver.send(message("email", to="jane@example.com"))
     [kept] = await ctx.capture.list("jane@example.com")
     assert receipt.provider_id == kept.id
@@ -75,7 +75,7 @@ async def test_capture_keeps_the_message_for_the_dev_inbox() -> None:
 
 async def test_capture_keeps_a_repeated_send_once_and_answers_with_the_same_id() -> None:
     ctx = context()
-    driver = registry.open_driver("capture://", ctx)
+    driver = open_driver("capture://", ctx)
     first = await driver.send(message())
     again = await driver.send(message())
     resend = await driver.send(message(send_no=2))
@@ -93,7 +93,7 @@ async def test_capture_counts_sms_segments_in_its_receipt() -> None:
 
 
 async def test_capture_refuses_a_channel_it_does_not_know_for_good() -> None:
-    driver = registry.open_driver("capture://", context())
+    driver = open_driver("capture://", context())
     with pytest.raises(PermanentDeliveryError):
         await driver.send(message("fax"))
 
@@ -101,7 +101,7 @@ async def test_capture_refuses_a_channel_it_does_not_know_for_good() -> None:
 async def test_console_prints_one_masked_line_without_the_code_or_the_body(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    driver = registry.open_driver("console://", context())
+    driver = open_driver("console://", context())
     receipt = await driver.send(message())
     out, err = capsys.readouterr()
     assert err == ""
@@ -119,7 +119,7 @@ async def test_console_prints_one_masked_line_without_the_code_or_the_body(
 async def test_console_writes_to_standard_error_when_asked(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    driver = registry.open_driver("console://?stream=stderr", context())
+    driver = open_driver("console://?stream=stderr", context())
     await driver.send(message("email", to="jane@example.com"))
     out, err = capsys.readouterr()
     assert out == ""

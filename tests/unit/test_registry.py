@@ -1,12 +1,16 @@
-"""The URL registry: masked URLs and unknown schemes."""
+"""The URL registry and the URL parser: masked URLs, unknown schemes, driver names."""
 
 from __future__ import annotations
 
 import pytest
 
+from otpgate.backends import open_backend
 from otpgate.clock import FrozenClock
+from otpgate.drivers import open_driver
+from otpgate.drivers.base import DriverContext
 from otpgate.errors import ConfigurationError
-from otpgate.registry import BACKENDS, DRIVERS, DriverContext, mask, open_backend, open_driver
+from otpgate.registry import BACKENDS, DRIVERS
+from otpgate.urls import mask
 
 
 @pytest.mark.parametrize(
@@ -60,7 +64,7 @@ async def test_an_unknown_backend_scheme_lists_the_known_ones_and_hides_secrets(
 
 
 def test_an_unknown_driver_scheme_lists_the_known_ones() -> None:
-    from otpgate.drivers.memory_sink import MemoryCaptureSink
+    from otpgate.capture.memory import MemoryCaptureSink
 
     ctx = DriverContext(clock=FrozenClock(), capture=MemoryCaptureSink(), allow_capture=True)
     with pytest.raises(ConfigurationError) as err:
@@ -79,3 +83,51 @@ async def test_the_memory_scheme_opens_a_backend() -> None:
         assert await backend.store.get("otp_" + "A" * 22) is None
     finally:
         await backend.close()
+
+
+@pytest.mark.parametrize(("url", "name"), [
+    ("console://", "console"),
+    ("console://?name=backup", "backup"),
+    ("capture://?name=inbox-2", "inbox-2"),
+])
+def test_a_driver_is_named_by_its_name_option_or_else_its_scheme(url: str, name: str) -> None:
+    from otpgate.capture.memory import MemoryCaptureSink
+
+    ctx = DriverContext(clock=FrozenClock(), capture=MemoryCaptureSink(), allow_capture=True)
+    assert open_driver(url, ctx).name == name
+
+
+def test_both_webhook_schemes_default_to_the_name_webhook() -> None:
+    from otpgate.drivers.base import driver_name
+    from otpgate.urls import parse
+
+    assert driver_name(parse("webhook+https://hooks.example.com/otp?secret=x")) == "webhook"
+    assert driver_name(parse("webhook+http://127.0.0.1:9/otp")) == "webhook"
+
+
+@pytest.mark.parametrize("bad", ["Twilio", "a b", "x" * 33, "-lead", ""])
+def test_a_driver_name_that_could_not_name_a_queue_is_refused(bad: str) -> None:
+    from otpgate.drivers.base import driver_name
+    from otpgate.urls import parse
+
+    with pytest.raises(ConfigurationError, match="driver name"):
+        driver_name(parse(f"console://?name={bad}"))
+
+
+def test_two_driver_urls_with_one_name_are_a_configuration_error() -> None:
+    from otpgate.runtime import name_drivers
+
+    with pytest.raises(ConfigurationError, match=r"two drivers are named .console."):
+        name_drivers({"sms": ("console://",), "email": ("console://?stream=stderr",)})
+    with pytest.raises(ConfigurationError, match=r"two drivers are named .sms.") as err:
+        name_drivers({"sms": ("console://?name=sms", "capture://?name=sms&token=SECRET")})
+    assert "SECRET" not in str(err.value)
+
+
+def test_one_driver_url_in_two_channels_is_one_driver_with_one_name() -> None:
+    from otpgate.runtime import name_drivers
+
+    by_name, routes = name_drivers({"sms": ("console://?name=main", "capture://"),
+                                    "email": ("console://?name=main",)})
+    assert by_name == {"main": "console://?name=main", "capture": "capture://"}
+    assert routes == {"sms": ("main", "capture"), "email": ("main",)}

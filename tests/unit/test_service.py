@@ -1,4 +1,4 @@
-"""The Gateway over the in-memory backend: validation, channels, verification, expiry."""
+"""The OtpService over the in-memory backend: validation, channels, verification, expiry."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from otpgate.backends import open_memory
+from otpgate.backends import Backend, open_memory
 from otpgate.bus.memory import MemoryBus
 from otpgate.clock import FrozenClock
 from otpgate.core import ids
@@ -17,8 +17,9 @@ from otpgate.core.policy import Policy
 from otpgate.crypto import Keyring
 from otpgate.errors import InvalidRecipient, InvalidRequest, NotFound, RateLimited
 from otpgate.events import EventType
-from otpgate.registry import Backend
-from otpgate.service import Gateway, OtpRequest, VerifyAnswer
+from otpgate.housekeeping import Housekeeping
+from otpgate.routing import StaticRouter
+from otpgate.service import OtpRequest, OtpService, VerifyAnswer
 
 TO = "+14155550123"
 CODE = "123456"
@@ -54,13 +55,15 @@ def codegen() -> Codes:
 
 def make_gateway(backend: Backend, clock: FrozenClock, codegen: Codes,
                  routes: dict[str, tuple[str, ...]] | None = None,
-                 policy: Policy | None = None) -> Gateway:
-    return Gateway(backend.store, clock, Keyring.from_secret(b"service-test-secret-0123456789ab"),
-                   policy or Policy(), ROUTES if routes is None else routes, codegen=codegen)
+                 policy: Policy | None = None) -> OtpService:
+    return OtpService(backend.store, clock,
+                      Keyring.from_secret(b"service-test-secret-0123456789ab"),
+                      policy or Policy(), StaticRouter(ROUTES if routes is None else routes),
+                      codegen=codegen)
 
 
 @pytest.fixture
-def gateway(backend: Backend, clock: FrozenClock, codegen: Codes) -> Gateway:
+def gateway(backend: Backend, clock: FrozenClock, codegen: Codes) -> OtpService:
     return make_gateway(backend, clock, codegen)
 
 
@@ -69,7 +72,7 @@ def bus_types(backend: Backend) -> list[str]:
     return [e.type for e in backend.bus.log]
 
 
-async def test_a_phone_number_is_reached_by_sms_by_default(gateway: Gateway) -> None:
+async def test_a_phone_number_is_reached_by_sms_by_default(gateway: OtpService) -> None:
     got = await gateway.request(OtpRequest(to="+1 415 555 0123"))
     assert got.outcome is Outcome.CREATED
     assert got.otp.channels == ["sms"]
@@ -79,13 +82,13 @@ async def test_a_phone_number_is_reached_by_sms_by_default(gateway: Gateway) -> 
     assert got.otp.code_length == 6
 
 
-async def test_an_email_address_is_reached_by_email_by_default(gateway: Gateway) -> None:
+async def test_an_email_address_is_reached_by_email_by_default(gateway: OtpService) -> None:
     got = await gateway.request(OtpRequest(to="jane@example.com"))
     assert got.otp.channels == ["email"]
     assert got.otp.to_masked == "j•••@example.com"
 
 
-async def test_several_channels_can_be_asked_for_at_once(gateway: Gateway,
+async def test_several_channels_can_be_asked_for_at_once(gateway: OtpService,
                                                          backend: Backend) -> None:
     got = await gateway.request(OtpRequest(to=TO, channels=["sms", "voice"]))
     assert got.otp.channels == ["sms", "voice"]
@@ -95,7 +98,7 @@ async def test_several_channels_can_be_asked_for_at_once(gateway: Gateway,
 @pytest.mark.parametrize(("to", "channel"), [(TO, "email"), ("jane@example.com", "sms"),
                                              ("jane@example.com", "voice")])
 async def test_a_channel_that_cannot_reach_the_recipient_is_refused(
-    gateway: Gateway, to: str, channel: str,
+    gateway: OtpService, to: str, channel: str,
 ) -> None:
     with pytest.raises(InvalidRequest) as err:
         await gateway.request(OtpRequest(to=to, channel=channel))
@@ -103,7 +106,7 @@ async def test_a_channel_that_cannot_reach_the_recipient_is_refused(
 
 
 @pytest.mark.parametrize("channel", ["pigeon", "", "SMS"])
-async def test_an_unknown_channel_is_refused(gateway: Gateway, channel: str) -> None:
+async def test_an_unknown_channel_is_refused(gateway: OtpService, channel: str) -> None:
     with pytest.raises(InvalidRequest):
         await gateway.request(OtpRequest(to=TO, channel=channel))
 
@@ -119,7 +122,7 @@ async def test_a_channel_without_a_configured_driver_is_refused(
         await gateway.request(OtpRequest(to="jane@example.com"))
 
 
-async def test_channel_and_channels_together_are_refused(gateway: Gateway) -> None:
+async def test_channel_and_channels_together_are_refused(gateway: OtpService) -> None:
     with pytest.raises(InvalidRequest) as err:
         await gateway.request(OtpRequest(to=TO, channel="sms", channels=["sms"]))
     assert err.value.field == "channels"
@@ -127,56 +130,56 @@ async def test_channel_and_channels_together_are_refused(gateway: Gateway) -> No
 
 @pytest.mark.parametrize("channels", [["sms", "sms"], [], ["sms", "voice", "sms"]])
 async def test_channel_lists_that_are_empty_or_repeat_themselves_are_refused(
-    gateway: Gateway, channels: list[str],
+    gateway: OtpService, channels: list[str],
 ) -> None:
     with pytest.raises(InvalidRequest) as err:
         await gateway.request(OtpRequest(to=TO, channels=channels))
     assert err.value.field == "channels"
 
 
-async def test_a_refused_request_sends_nothing(gateway: Gateway, backend: Backend) -> None:
+async def test_a_refused_request_sends_nothing(gateway: OtpService, backend: Backend) -> None:
     with pytest.raises(InvalidRequest):
         await gateway.request(OtpRequest(to=TO, channel="email"))
     assert bus_types(backend) == []
 
 
 @pytest.mark.parametrize("purpose", ["login", "a", "reset.password-v2_x", "x" * 64])
-async def test_well_formed_purposes_are_accepted(gateway: Gateway, purpose: str) -> None:
+async def test_well_formed_purposes_are_accepted(gateway: OtpService, purpose: str) -> None:
     assert (await gateway.request(OtpRequest(to=TO, purpose=purpose))).otp.purpose == purpose
 
 
 @pytest.mark.parametrize("purpose", ["", "Login", "log in", "x" * 65, "login\n", "café", "a/b"])
-async def test_malformed_purposes_are_refused(gateway: Gateway, purpose: str) -> None:
+async def test_malformed_purposes_are_refused(gateway: OtpService, purpose: str) -> None:
     with pytest.raises(InvalidRequest) as err:
         await gateway.request(OtpRequest(to=TO, purpose=purpose))
     assert err.value.field == "purpose"
 
 
 @pytest.mark.parametrize("locale", ["en", "pt-BR", "fil"])
-async def test_well_formed_locales_are_accepted(gateway: Gateway, locale: str) -> None:
+async def test_well_formed_locales_are_accepted(gateway: OtpService, locale: str) -> None:
     assert (await gateway.request(OtpRequest(to=TO, locale=locale))).otp.locale == locale
 
 
 @pytest.mark.parametrize("locale", ["", "EN", "pt_BR", "pt-br", "english", "e", "en-US\n"])
-async def test_malformed_locales_are_refused(gateway: Gateway, locale: str) -> None:
+async def test_malformed_locales_are_refused(gateway: OtpService, locale: str) -> None:
     with pytest.raises(InvalidRequest) as err:
         await gateway.request(OtpRequest(to=TO, locale=locale))
     assert err.value.field == "locale"
 
 
-async def test_a_printable_reference_is_kept(gateway: Gateway) -> None:
+async def test_a_printable_reference_is_kept(gateway: OtpService) -> None:
     got = await gateway.request(OtpRequest(to=TO, reference="order-42 #7"))
     assert got.otp.reference == "order-42 #7"
 
 
 @pytest.mark.parametrize("reference", ["", "x" * 129, "line\nbreak", "tab\there", "café"])
-async def test_malformed_references_are_refused(gateway: Gateway, reference: str) -> None:
+async def test_malformed_references_are_refused(gateway: OtpService, reference: str) -> None:
     with pytest.raises(InvalidRequest) as err:
         await gateway.request(OtpRequest(to=TO, reference=reference))
     assert err.value.field == "reference"
 
 
-async def test_code_length_and_ttl_are_checked_and_used(gateway: Gateway,
+async def test_code_length_and_ttl_are_checked_and_used(gateway: OtpService,
                                                         clock: FrozenClock) -> None:
     got = await gateway.request(OtpRequest(to=TO, code_length=8, ttl_seconds=60))
     assert got.otp.code_length == 8
@@ -187,20 +190,20 @@ async def test_code_length_and_ttl_are_checked_and_used(gateway: Gateway,
         await gateway.request(OtpRequest(to=TO, purpose="c", ttl_seconds=10))
 
 
-async def test_invalid_recipients_are_refused(gateway: Gateway) -> None:
+async def test_invalid_recipients_are_refused(gateway: OtpService) -> None:
     with pytest.raises(InvalidRecipient):
         await gateway.request(OtpRequest(to="4155550123"))
     got = await gateway.request(OtpRequest(to="4155550123", country="US"))
     assert got.otp.to_masked == "+1415•••0123"
 
 
-async def test_the_right_code_approves_once(gateway: Gateway) -> None:
+async def test_the_right_code_approves_once(gateway: OtpService) -> None:
     otp = (await gateway.request(OtpRequest(to=TO))).otp
     assert await gateway.verify(otp.id, CODE) == VerifyAnswer(otp.id, True, Status.APPROVED)
     assert await gateway.verify(otp.id, CODE) == VerifyAnswer(otp.id, False, Status.APPROVED)
 
 
-async def test_a_wrong_code_answers_with_the_attempts_left(gateway: Gateway) -> None:
+async def test_a_wrong_code_answers_with_the_attempts_left(gateway: OtpService) -> None:
     otp = (await gateway.request(OtpRequest(to=TO))).otp
     assert await gateway.verify(otp.id, "000000") == VerifyAnswer(otp.id, False,
                                                                   Status.PENDING, 4)
@@ -208,13 +211,13 @@ async def test_a_wrong_code_answers_with_the_attempts_left(gateway: Gateway) -> 
 
 @pytest.mark.parametrize("otp_id", ["otp_" + "A" * 22, "nope", "", "otp_", "otp_" + "A" * 23,
                                     "otp_" + "A" * 21 + "!", "../otp_" + "A" * 22])
-async def test_verifying_an_unknown_or_malformed_id_is_not_found(gateway: Gateway,
+async def test_verifying_an_unknown_or_malformed_id_is_not_found(gateway: OtpService,
                                                                  otp_id: str) -> None:
     with pytest.raises(NotFound):
         await gateway.verify(otp_id, CODE)
 
 
-async def test_a_malformed_code_is_refused_before_anything_is_counted(gateway: Gateway) -> None:
+async def test_a_malformed_code_is_refused_before_anything_is_counted(gateway: OtpService) -> None:
     otp = (await gateway.request(OtpRequest(to=TO))).otp
     with pytest.raises(InvalidRequest):
         await gateway.verify(otp.id, "１２３４５６")
@@ -222,14 +225,14 @@ async def test_a_malformed_code_is_refused_before_anything_is_counted(gateway: G
                                                                   Status.PENDING, 4)
 
 
-async def test_verifying_by_recipient_approves_the_pending_code(gateway: Gateway) -> None:
+async def test_verifying_by_recipient_approves_the_pending_code(gateway: OtpService) -> None:
     otp = (await gateway.request(OtpRequest(to=TO, purpose="login"))).otp
     answer = await gateway.verify_recipient("+1 (415) 555-0123", "login", CODE)
     assert answer == VerifyAnswer(otp.id, True, Status.APPROVED)
 
 
 async def test_verifying_a_recipient_with_no_code_answers_like_a_wrong_code(
-    gateway: Gateway,
+    gateway: OtpService,
 ) -> None:
     other = "+14155550199"
     await gateway.request(OtpRequest(to=other, purpose="login"))
@@ -242,7 +245,7 @@ async def test_verifying_a_recipient_with_no_code_answers_like_a_wrong_code(
 
 
 async def test_the_answer_for_a_recipient_with_no_code_carries_a_stable_id(
-    gateway: Gateway,
+    gateway: OtpService,
 ) -> None:
     first = await gateway.verify_recipient(TO, "login", "000000")
     second = await gateway.verify_recipient("+1 415 555 0123", "login", "111111")
@@ -255,7 +258,7 @@ async def test_the_answer_for_a_recipient_with_no_code_carries_a_stable_id(
 
 
 async def test_fifty_concurrent_right_answers_approve_exactly_once(
-    gateway: Gateway, backend: Backend,
+    gateway: OtpService, backend: Backend,
 ) -> None:
     otp = (await gateway.request(OtpRequest(to=TO))).otp
     answers = await asyncio.gather(*(gateway.verify(otp.id, CODE) for _ in range(50)))
@@ -265,7 +268,7 @@ async def test_fifty_concurrent_right_answers_approve_exactly_once(
 
 
 async def test_fifty_concurrent_right_answers_by_recipient_approve_exactly_once(
-    gateway: Gateway,
+    gateway: OtpService,
 ) -> None:
     await gateway.request(OtpRequest(to=TO))
     answers = await asyncio.gather(*(gateway.verify_recipient(TO, None, CODE)
@@ -273,7 +276,7 @@ async def test_fifty_concurrent_right_answers_by_recipient_approve_exactly_once(
     assert sum(a.valid for a in answers) == 1
 
 
-async def test_status_expires_an_overdue_pending_code(gateway: Gateway, clock: FrozenClock,
+async def test_status_expires_an_overdue_pending_code(gateway: OtpService, clock: FrozenClock,
                                                       backend: Backend) -> None:
     otp = (await gateway.request(OtpRequest(to=TO, ttl_seconds=60))).otp
     clock.advance(59)
@@ -287,7 +290,7 @@ async def test_status_expires_an_overdue_pending_code(gateway: Gateway, clock: F
 
 
 async def test_verifying_by_id_after_expiry_reports_expired_without_a_status_call(
-    gateway: Gateway, clock: FrozenClock,
+    gateway: OtpService, clock: FrozenClock,
 ) -> None:
     otp = (await gateway.request(OtpRequest(to=TO, ttl_seconds=60))).otp
     clock.advance(60)
@@ -295,15 +298,16 @@ async def test_verifying_by_id_after_expiry_reports_expired_without_a_status_cal
 
 
 async def test_expire_due_expires_every_overdue_code_and_only_those(
-    gateway: Gateway, clock: FrozenClock, backend: Backend,
+    gateway: OtpService, clock: FrozenClock, backend: Backend,
 ) -> None:
     short = [(await gateway.request(OtpRequest(to=f"+1415555{n:04d}", ttl_seconds=60))).otp
              for n in range(3)]
     long = (await gateway.request(OtpRequest(to="jane@example.com", ttl_seconds=600))).otp
-    assert await gateway.expire_due() == 0
+    sweeps = Housekeeping(backend.store, clock, gateway.policy)
+    assert await sweeps.expire_due() == 0
     clock.advance(60)
-    assert await gateway.expire_due() == 3
-    assert await gateway.expire_due() == 0
+    assert await sweeps.expire_due() == 3
+    assert await sweeps.expire_due() == 0
     for otp in short:
         assert (await gateway.status(otp.id))[0].status is Status.EXPIRED
     assert (await gateway.status(long.id))[0].status is Status.PENDING
@@ -311,7 +315,7 @@ async def test_expire_due_expires_every_overdue_code_and_only_those(
 
 
 async def test_cancel_kills_a_pending_code_and_leaves_dead_ones_as_they_are(
-    gateway: Gateway,
+    gateway: OtpService,
 ) -> None:
     otp = (await gateway.request(OtpRequest(to=TO))).otp
     assert (await gateway.cancel(otp.id)).status is Status.CANCELED
@@ -321,7 +325,7 @@ async def test_cancel_kills_a_pending_code_and_leaves_dead_ones_as_they_are(
         await gateway.cancel("otp_" + "Z" * 22)
 
 
-async def test_a_coalesced_request_sends_nothing_new(gateway: Gateway, backend: Backend,
+async def test_a_coalesced_request_sends_nothing_new(gateway: OtpService, backend: Backend,
                                                      clock: FrozenClock) -> None:
     first = await gateway.request(OtpRequest(to=TO))
     sent = len(bus_types(backend))
@@ -333,7 +337,7 @@ async def test_a_coalesced_request_sends_nothing_new(gateway: Gateway, backend: 
 
 
 async def test_a_resend_replaces_the_code_under_the_same_id(
-    gateway: Gateway, clock: FrozenClock, codegen: Codes,
+    gateway: OtpService, clock: FrozenClock, codegen: Codes,
 ) -> None:
     first = (await gateway.request(OtpRequest(to=TO))).otp
     clock.advance(30)
@@ -346,7 +350,7 @@ async def test_a_resend_replaces_the_code_under_the_same_id(
     assert (await gateway.verify(first.id, "654321")).valid is True
 
 
-async def test_the_send_limit_surfaces_as_rate_limited(gateway: Gateway,
+async def test_the_send_limit_surfaces_as_rate_limited(gateway: OtpService,
                                                        clock: FrozenClock) -> None:
     for _ in range(5):
         await gateway.request(OtpRequest(to=TO, ttl_seconds=600))
@@ -357,7 +361,7 @@ async def test_the_send_limit_surfaces_as_rate_limited(gateway: Gateway,
 
 
 async def test_the_store_never_holds_the_code_or_the_full_number(
-    gateway: Gateway, backend: Backend,
+    gateway: OtpService, backend: Backend,
 ) -> None:
     otp = (await gateway.request(OtpRequest(to=TO))).otp
     stored = await backend.store.get(otp.id)
@@ -385,7 +389,7 @@ async def test_a_recipient_locked_by_probing_another_purpose_cannot_verify_any_c
 
 
 async def test_a_recipient_with_no_code_for_a_purpose_answers_as_one_with_a_code_would(
-    gateway: Gateway,
+    gateway: OtpService,
 ) -> None:
     with_code, without = "+14155550101", "+14155550102"
     for to in (with_code, without):
@@ -403,7 +407,7 @@ async def test_a_recipient_with_no_code_for_a_purpose_answers_as_one_with_a_code
 
 
 async def test_the_stand_in_id_of_a_missing_code_is_shaped_like_a_real_id(
-    gateway: Gateway,
+    gateway: OtpService,
 ) -> None:
     real = (await gateway.request(OtpRequest(to="+14155550101"))).otp.id
     stand_in = (await gateway.verify_recipient("+14155550102", None, "000000")).id
@@ -412,7 +416,7 @@ async def test_the_stand_in_id_of_a_missing_code_is_shaped_like_a_real_id(
     assert stand_in[-1] in "AQgw"
 
 
-async def test_case_variants_of_an_address_share_one_send_limit(gateway: Gateway) -> None:
+async def test_case_variants_of_an_address_share_one_send_limit(gateway: OtpService) -> None:
     first = await gateway.request(OtpRequest(to="jane.doe@example.com"))
     again = await gateway.request(OtpRequest(to="JANE.DOE@example.com"))
     assert again.otp.id == first.otp.id  # coalesced: the same recipient

@@ -21,7 +21,7 @@ from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
-from otpgate import config, registry
+from otpgate import config, urls
 from otpgate.api import ApiContext, auth, problems, routes_dev, routes_otp
 from otpgate.api.schemas import REQUEST_BODIES, Health, Problem
 from otpgate.clock import Clock, SystemClock
@@ -52,7 +52,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         lifespan=[_lifespan(ctx)],
         exception_handlers=problems.exception_handlers(),
         openapi_config=_openapi(),
-        request_max_body_size=settings.max_body_bytes,
+        request_max_body_size=settings.server.max_body_bytes,
         logging_config=None,
         debug=False,
     )
@@ -71,12 +71,18 @@ def from_env() -> Litestar:
     return create_app(config.from_env())
 
 
+def from_encoded(encoded: bytes) -> Litestar:
+    """The app for settings ``Settings.encode`` made (``otpgate serve`` hands them to each
+    server process this way, not through the environment)."""
+    return create_app(config.Settings.decode(encoded))
+
+
 def _lifespan(ctx: ApiContext) -> Any:
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         runtime = await Runtime.open(ctx.settings, ctx.clock)
         try:
-            if not ctx.settings.api_only:
+            if not ctx.settings.server.api_only:
                 await runtime.start_workers()
             ctx.attach(runtime)
             _announce(ctx.settings)
@@ -89,12 +95,12 @@ def _lifespan(ctx: ApiContext) -> Any:
 
 
 def _announce(settings: Settings) -> None:
-    store = registry.mask(settings.backend_url)
+    store = urls.mask(settings.store_url)
     if settings.dev:
         log.warning(
             "DEV MODE: requests need no API key and messages are captured, not sent; "
-            "dev inbox at http://%s:%d/dev/inbox (store %s)", settings.host, settings.port,
-            store)
+            "dev inbox at http://%s:%d/dev/inbox (store %s)", settings.server.host,
+            settings.server.port, store)
     else:
         log.info("otpgate API up: every /v1 request needs an API key (store %s)", store)
         if settings.captures:

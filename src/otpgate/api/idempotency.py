@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from otpgate.core.lifecycle import Requested
 from otpgate.errors import Conflict, InvalidRequest
-from otpgate.store.base import Keep, Remembered, Store
+from otpgate.store.base import Keep, Remembered
 
 HEADER = "Idempotency-Key"
 TTL = 24 * 3600.0
@@ -40,22 +40,15 @@ def fingerprint(canonical_body: bytes) -> str:
     return hashlib.sha256(canonical_body).hexdigest()
 
 
-def _same_request(kept: Remembered, print_: str) -> Remembered:
+def same_request(kept: Remembered, print_: str) -> Remembered:
+    """``kept``, if it answered the same request; ``Conflict`` otherwise."""
     if kept.fingerprint != print_:
         raise Conflict(f"this {HEADER} was used for a different request in the last 24 hours")
     return kept
 
 
-async def recall(store: Store, where: str, print_: str, now: float) -> Remembered | None:
-    """The kept answer to replay, ``None`` if there is none; ``Conflict`` on another body."""
-    kept = await store.recall(where, now)
-    return None if kept is None else _same_request(kept, print_)
-
-
-def keeper(where: str, print_: str, now: float,
+def keeper(slot_: str, print_: str, now: float,
            encode: Callable[[Requested], bytes]) -> Keep[Requested]:
     """What the store keeps, in the request's own transaction, for this key: the 202."""
-    def keep(result: Requested) -> tuple[str, Remembered, float]:
-        return where, Remembered(print_, 202, encode(result), now), TTL
-
-    return keep
+    return Keep(slot=slot_, ttl=TTL,
+                answer=lambda result: Remembered(print_, 202, encode(result), now))

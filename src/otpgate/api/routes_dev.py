@@ -18,9 +18,9 @@ from litestar.params import FromQuery
 from otpgate.api import ApiContext
 from otpgate.api.problems import MEDIA_TYPE as PROBLEM
 from otpgate.api.schemas import MessageOut, Problem
+from otpgate.capture.base import CapturedMessage
 from otpgate.clock import isoformat
 from otpgate.core import recipients
-from otpgate.drivers.base import CapturedMessage
 from otpgate.errors import InvalidRecipient
 
 REFRESH_SECONDS = 3

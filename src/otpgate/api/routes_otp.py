@@ -78,15 +78,15 @@ def verify_body(answer: VerifyAnswer) -> bytes:
                                      answer.attempts_left))
 
 
-def status_body(otp: Otp, deliveries: list[Delivery],
-                routes: dict[str, tuple[str, ...]]) -> bytes:
-    """One entry per channel of the OTP; a channel not yet in the ledger is ``queued``."""
+def status_body(otp: Otp, deliveries: list[Delivery]) -> bytes:
+    """One entry per channel of the OTP; a channel not yet in the ledger is ``queued`` on
+    the first driver of the chain chosen for it."""
     by_channel = {d.channel: d for d in deliveries}
     channels = []
     for channel in otp.channels:
         d = by_channel.get(channel)
         if d is None:
-            driver = routes.get(channel, ("unknown",))[0]
+            driver = (otp.routes.get(channel) or ["unknown"])[0]
             channels.append(ChannelOut(channel, driver, "queued", 0, isoformat(otp.updated_at)))
         else:
             channels.append(ChannelOut(channel, d.driver, _PUBLIC_STATE[d.status], d.attempts,
@@ -123,24 +123,19 @@ def handlers(ctx: ApiContext) -> list[HTTPRouteHandler]:
     ) -> Response[bytes]:
         key = idempotency.parse_key(idempotency_key)
         data = decode(await request.body(), OtpIn)
-        runtime = ctx.runtime
+        service = ctx.runtime.service
         if key is None:
-            return _json(accepted_body(await runtime.gateway.request(_otp_request(data))), 202)
+            return _json(accepted_body(await service.request(_otp_request(data))), 202)
         caller = "dev" if ctx.settings.dev else auth.key_id(
             request.headers.get("authorization"))
-        where = idempotency.slot(caller, key)
         print_ = idempotency.fingerprint(_ENCODER.encode(data))
-        store = runtime.backend.store
-        kept = await idempotency.recall(store, where, print_, ctx.clock.now())
-        if kept is None:
-            keep = idempotency.keeper(where, print_, ctx.clock.now(), accepted_body)
-            body = accepted_body(await runtime.gateway.request(_otp_request(data), keep))
-            # The request and its answer were kept together; a concurrent request with
-            # the same key may have been kept first, and then its answer is the answer.
-            kept = await idempotency.recall(store, where, print_, ctx.clock.now())
-            if kept is None or kept.body == body:
-                return _json(body, 202)
-        return Response(kept.body, status_code=kept.status, media_type=JSON,
+        keep = idempotency.keeper(idempotency.slot(caller, key), print_, ctx.clock.now(),
+                                  accepted_body)
+        kept = await service.request_kept(_otp_request(data), keep)
+        if not kept.replayed:
+            return _json(kept.answer.body, 202)
+        answer = idempotency.same_request(kept.answer, print_)
+        return Response(answer.body, status_code=answer.status, media_type=JSON,
                         headers={REPLAYED: "true"})
 
     @post("/otp/{otp_id:str}/verify", status_code=200, operation_id="verifyOtp",
@@ -150,7 +145,7 @@ def handlers(ctx: ApiContext) -> list[HTTPRouteHandler]:
                      **_COMMON, **_BODY, **_BY_ID})
     async def verify_otp(request: Request[Any, Any, Any], otp_id: FromPath[str]) -> Response[bytes]:
         data = decode(await request.body(), CodeIn)
-        return _json(verify_body(await ctx.runtime.gateway.verify(otp_id, data.code)))
+        return _json(verify_body(await ctx.runtime.service.verify(otp_id, data.code)))
 
     @post("/verify", status_code=200, operation_id="verifyRecipient",
           summary="Verify a code by recipient and purpose",
@@ -160,7 +155,7 @@ def handlers(ctx: ApiContext) -> list[HTTPRouteHandler]:
                      **_COMMON, **_BODY})
     async def verify_recipient(request: Request[Any, Any, Any]) -> Response[bytes]:
         data = decode(await request.body(), VerifyIn)
-        answer = await ctx.runtime.gateway.verify_recipient(
+        answer = await ctx.runtime.service.verify_recipient(
             data.to, data.purpose, data.code, data.country)
         return _json(verify_body(answer))
 
@@ -168,9 +163,8 @@ def handlers(ctx: ApiContext) -> list[HTTPRouteHandler]:
          responses={200: ResponseSpec(OtpStatusOut, description="The OTP and its channels",
                                       generate_examples=False), **_COMMON, **_BY_ID})
     async def otp_status(otp_id: FromPath[str]) -> Response[bytes]:
-        runtime = ctx.runtime
-        otp, deliveries = await runtime.gateway.status(otp_id)
-        return _json(status_body(otp, deliveries, runtime.gateway.routes))
+        otp, deliveries = await ctx.runtime.service.status(otp_id)
+        return _json(status_body(otp, deliveries))
 
     @delete("/otp/{otp_id:str}", status_code=200, operation_id="cancelOtp",
             summary="Cancel a code",
@@ -179,8 +173,8 @@ def handlers(ctx: ApiContext) -> list[HTTPRouteHandler]:
                                          generate_examples=False), **_COMMON, **_BY_ID})
     async def cancel_otp(otp_id: FromPath[str]) -> Response[bytes]:
         runtime = ctx.runtime
-        otp = await runtime.gateway.cancel(otp_id)
+        otp = await runtime.service.cancel(otp_id)
         deliveries = await runtime.backend.store.deliveries(otp.id)
-        return _json(status_body(otp, deliveries, runtime.gateway.routes))
+        return _json(status_body(otp, deliveries))
 
     return [request_otp, verify_otp, verify_recipient, otp_status, cancel_otp]

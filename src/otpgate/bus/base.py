@@ -1,10 +1,13 @@
 """The ``Bus`` port: at-least-once delivery of CloudEvents to named, filtered subscriptions.
 
 A subscription is a durable queue fed with the events that match its ``Filter`` (the idea
-of an SNS subscription with a filter policy). A handler that returns acknowledges; one that
-raises is retried with exponential backoff and jitter, and after ``max_deliveries`` the
-event is moved to the dead-letter table with the error. A delivery is leased: if its
-consumer dies, the event is delivered again once the lease runs out.
+of an SNS subscription with a filter policy). It is *declared* once, by every process that
+writes events it should get (``declare``: durable, a no-op where infrastructure declares
+queues, as on SNS/SQS), and *consumed* by the processes that handle it (``consume``, with
+its ``Limits``). A handler that returns acknowledges; one that raises is retried with
+exponential backoff and jitter, and after ``max_deliveries`` the event is moved to the
+dead-letter queue with the error. A delivery is leased: if its consumer dies, the event is
+delivered again once the lease runs out.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Protocol
 
 import msgspec
 
-from otpgate.errors import TemporaryDeliveryError
+from otpgate.errors import BusError, TemporaryDeliveryError
 from otpgate.events import CloudEvent, Filter
 
 Handler = Callable[[CloudEvent], Awaitable[None]]
@@ -32,26 +35,59 @@ that a handler can tell its last chance (``>= max_deliveries``) from the others.
 
 @dataclass(frozen=True, slots=True)
 class Subscription:
+    """A durable, filtered queue, as every process that feeds it declares it."""
+
     name: str
     filter: Filter
-    handler: Handler
-    max_deliveries: int = 8
-    lease: float = 30.0
-    backoff_base: float = 1.0
-    backoff_cap: float = 300.0
-    concurrency: int = 16
     redact: Redact | None = None
     """Applied to an event before it is kept as a dead letter (to drop secrets)."""
 
 
-async def deliver(sub: Subscription, event: CloudEvent, number: int) -> None:
-    """Run ``sub``'s handler on delivery ``number`` of ``event``."""
+DEFAULT_CONCURRENCY = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """How a consumer takes a subscription's deliveries."""
+
+    max_deliveries: int = 8
+    lease: float = 30.0
+    backoff_base: float = 1.0
+    backoff_cap: float = 300.0
+    concurrency: int = DEFAULT_CONCURRENCY
+    """Deliveries of this subscription handled at once by one process."""
+
+
+@dataclass(frozen=True, slots=True)
+class Consumer:
+    """A subscription with the handler and limits this process consumes it with."""
+
+    sub: Subscription
+    handler: Handler
+    limits: Limits
+
+    @property
+    def name(self) -> str:
+        return self.sub.name
+
+
+async def deliver(consumer: Consumer, event: CloudEvent, number: int) -> None:
+    """Run ``consumer``'s handler on delivery ``number`` of ``event``."""
     delivery_number.set(number)
-    await sub.handler(event)
+    await consumer.handler(event)
 
 
 def dead_letter_event(sub: Subscription, event: CloudEvent) -> CloudEvent:
     return sub.redact(event) if sub.redact is not None else event
+
+
+def consumer_of(declared: dict[str, Subscription], name: str, handler: Handler,
+                limits: Limits) -> Consumer:
+    """The consumer of the declared subscription ``name``; ``BusError`` if undeclared."""
+    sub = declared.get(name)
+    if sub is None:
+        raise BusError(f"subscription {name!r} is consumed before it is declared")
+    return Consumer(sub, handler, limits)
 
 
 class DeadLetter(msgspec.Struct, frozen=True):
@@ -62,11 +98,11 @@ class DeadLetter(msgspec.Struct, frozen=True):
     failed_at: float
 
 
-def backoff(sub: Subscription, deliveries: int, error: BaseException | None = None) -> float:
+def backoff(limits: Limits, deliveries: int, error: BaseException | None = None) -> float:
     """Seconds before the next delivery: full-jitter exponential, or the error's own hint."""
     if isinstance(error, TemporaryDeliveryError) and error.retry_after is not None:
-        return min(sub.backoff_cap, max(0.0, error.retry_after))
-    ceiling = min(sub.backoff_cap, sub.backoff_base * 2 ** max(0, deliveries - 1))
+        return min(limits.backoff_cap, max(0.0, error.retry_after))
+    ceiling = min(limits.backoff_cap, limits.backoff_base * 2 ** max(0, deliveries - 1))
     return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not a secret
 
 
@@ -94,8 +130,13 @@ def describe(error: BaseException) -> str:
 
 
 class Bus(Protocol):
-    def subscribe(self, sub: Subscription) -> None:
-        """Register a subscription; events published from now on that match are queued."""
+    async def declare(self, sub: Subscription) -> None:
+        """Make ``sub`` durable: once this returns, events published (by any process) that
+        match it are queued for it. Declaring again updates its filter."""
+        ...
+
+    def consume(self, name: str, handler: Handler, limits: Limits) -> None:
+        """Handle the declared subscription ``name`` in this process once started."""
         ...
 
     async def publish(self, events: Sequence[CloudEvent]) -> None:

@@ -10,9 +10,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from otpgate.bus.base import (
+    Consumer,
     DeadLetter,
+    Handler,
+    Limits,
     Subscription,
     backoff,
+    consumer_of,
     dead_letter_event,
     deliver,
     describe,
@@ -41,6 +45,7 @@ class MemoryBus:
         self._clock = clock
         self._poll = poll_interval
         self._subs: dict[str, Subscription] = {}
+        self._consumers: dict[str, Consumer] = {}
         self._queues: dict[str, list[_Entry]] = {}
         self._dead: list[DeadLetter] = []
         self._seq = itertools.count(1)
@@ -49,9 +54,12 @@ class MemoryBus:
         self.log: list[CloudEvent] = []
         """Every event ever published, in order (for tests and the dev inbox)."""
 
-    def subscribe(self, sub: Subscription) -> None:
+    async def declare(self, sub: Subscription) -> None:
         self._subs[sub.name] = sub
         self._queues.setdefault(sub.name, [])
+
+    def consume(self, name: str, handler: Handler, limits: Limits) -> None:
+        self._consumers[name] = consumer_of(self._subs, name, handler, limits)
 
     def enqueue(self, events: Sequence[CloudEvent]) -> None:
         """Queue events synchronously; a store calls this inside its atomic section."""
@@ -69,51 +77,53 @@ class MemoryBus:
 
     async def pump(self, limit: int = 100) -> int:
         done = 0
-        for name, sub in self._subs.items():
-            batch = self._lease(name, sub, limit - done)
+        for consumer in list(self._consumers.values()):
+            batch = self._lease(consumer, limit - done)
             done += len(batch)
-            await asyncio.gather(*(self._deliver(name, sub, e) for e in batch))
+            await asyncio.gather(*(self._deliver(consumer, e) for e in batch))
         return done
 
-    def _lease(self, name: str, sub: Subscription, limit: int) -> list[_Entry]:
-        now = self._clock.now()
+    def _lease(self, consumer: Consumer, limit: int) -> list[_Entry]:
+        now, name, limits = self._clock.now(), consumer.name, consumer.limits
         batch: list[_Entry] = []
         for entry in list(self._queues[name]):
-            if len(batch) >= min(limit, sub.concurrency):
+            if len(batch) >= min(limit, limits.concurrency):
                 break
-            spent = entry.deliveries >= sub.max_deliveries
+            spent = entry.deliveries >= limits.max_deliveries
             if spent and 0 < entry.lease_until <= now:  # its last delivery never answered
                 self._queues[name].remove(entry)
-                self._dead.append(DeadLetter(name, dead_letter_event(sub, entry.event),
+                self._dead.append(DeadLetter(name, dead_letter_event(consumer.sub,
+                                                                     entry.event),
                                              "the lease of the last delivery ran out",
                                              entry.deliveries, now))
                 continue
             if not spent and entry.available_at <= now and entry.lease_until <= now:
-                entry.lease_until = now + sub.lease
+                entry.lease_until = now + limits.lease
                 entry.deliveries += 1
                 batch.append(entry)
         return batch
 
-    async def _deliver(self, name: str, sub: Subscription, entry: _Entry) -> None:
+    async def _deliver(self, consumer: Consumer, entry: _Entry) -> None:
         try:
-            await deliver(sub, entry.event, entry.deliveries)
+            await deliver(consumer, entry.event, entry.deliveries)
         except Exception as exc:  # any failure is retried, then dead-lettered
-            self._nack(name, sub, entry, exc)
+            self._nack(consumer, entry, exc)
         else:
             with contextlib.suppress(ValueError):  # acked already by a later delivery
-                self._queues[name].remove(entry)
+                self._queues[consumer.name].remove(entry)
 
-    def _nack(self, name: str, sub: Subscription, entry: _Entry, exc: Exception) -> None:
-        now = self._clock.now()
-        if entry.deliveries >= sub.max_deliveries:
-            self._queues[name].remove(entry)
-            self._dead.append(DeadLetter(name, dead_letter_event(sub, entry.event),
+    def _nack(self, consumer: Consumer, entry: _Entry, exc: Exception) -> None:
+        now, name = self._clock.now(), consumer.name
+        if entry.deliveries >= consumer.limits.max_deliveries:
+            with contextlib.suppress(ValueError):
+                self._queues[name].remove(entry)
+            self._dead.append(DeadLetter(name, dead_letter_event(consumer.sub, entry.event),
                                          describe(exc), entry.deliveries, now))
             log.error("dead-lettered %s on %s after %d deliveries: %s",
                       entry.event.id, name, entry.deliveries, describe(exc))
             return
         entry.lease_until = 0.0
-        entry.available_at = now + backoff(sub, entry.deliveries, exc)
+        entry.available_at = now + backoff(consumer.limits, entry.deliveries, exc)
         log.warning("retrying %s on %s: %s", entry.event.id, name, describe(exc))
 
     def pending(self, subscription: str) -> int:

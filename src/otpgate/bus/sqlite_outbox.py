@@ -24,9 +24,13 @@ import msgspec
 
 from otpgate import events
 from otpgate.bus.base import (
+    Consumer,
     DeadLetter,
+    Handler,
+    Limits,
     Subscription,
     backoff,
+    consumer_of,
     dead_letter_event,
     deliver,
     describe,
@@ -36,7 +40,7 @@ from otpgate.bus.base import (
 from otpgate.clock import Clock
 from otpgate.errors import BusError
 from otpgate.events import CloudEvent, Filter
-from otpgate.store.sqlite_db import Database
+from otpgate.sqlite.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +88,6 @@ class _Outcome:
     error: Exception | None
 
 
-def _nothing(conn: sqlite3.Connection) -> None:
-    return None
-
-
 class SqliteOutboxBus:
     """At-least-once, leased, retried, dead-lettered delivery over the outbox tables."""
 
@@ -99,6 +99,7 @@ class SqliteOutboxBus:
         self._drain = drain_timeout
         self._owner = uuid.uuid4().hex
         self._subs: dict[str, Subscription] = {}
+        self._consumers: dict[str, Consumer] = {}
         self._cache: tuple[int, list[tuple[str, Filter]]] | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -106,10 +107,9 @@ class SqliteOutboxBus:
 
     # -- producing ----------------------------------------------------------------------
 
-    def subscribe(self, sub: Subscription) -> None:
-        """Keep ``sub``'s handler here and record it durably, ahead of any later write."""
+    async def declare(self, sub: Subscription) -> None:
+        """Record ``sub`` durably; every write committed after this fans out to it."""
         self._subs[sub.name] = sub
-        self._inflight.setdefault(sub.name, set())
         raw = _filter_json.encode(sub.filter).decode()
         now = self._clock.now()
 
@@ -120,7 +120,11 @@ class SqliteOutboxBus:
                 "updated_at = excluded.updated_at", (sub.name, raw, now))
             self._cache = None
 
-        self._db.submit(record, BusError)
+        await self._db.write(record, BusError)
+
+    def consume(self, name: str, handler: Handler, limits: Limits) -> None:
+        self._consumers[name] = consumer_of(self._subs, name, handler, limits)
+        self._inflight.setdefault(name, set())
 
     def append(self, conn: sqlite3.Connection, batch: Sequence[CloudEvent]) -> int:
         """Fan ``batch`` out inside the caller's transaction (writer thread only); return
@@ -162,24 +166,25 @@ class SqliteOutboxBus:
 
     async def pump(self, limit: int = 100) -> int:
         done = 0
-        for sub in list(self._subs.values()):
+        for consumer in list(self._consumers.values()):
             if done >= limit:
                 break
-            leased = await self._claim(sub, min(limit - done, sub.concurrency))
+            leased = await self._claim(consumer, min(limit - done, consumer.limits.concurrency))
             done += len(leased)
-            outcomes = await asyncio.gather(*(self._run(sub, item) for item in leased))
+            outcomes = await asyncio.gather(*(self._run(consumer, item) for item in leased))
             if outcomes:
-                await self._settle(sub, outcomes)
+                await self._settle(consumer, outcomes)
         return done
 
-    async def _claim(self, sub: Subscription, limit: int) -> list[_Leased]:
+    async def _claim(self, consumer: Consumer, limit: int) -> list[_Leased]:
         if limit <= 0:
             return []
-        now = self._clock.now()
-        params = (now + sub.lease, self._owner, sub.name, now, limit, sub.max_deliveries)
+        now, limits = self._clock.now(), consumer.limits
+        params = (now + limits.lease, self._owner, consumer.name, now, limit,
+                  limits.max_deliveries)
 
         def claim(conn: sqlite3.Connection) -> list[_Leased]:
-            self._bury_spent(conn, sub, now)
+            self._bury_spent(conn, consumer, now)
             rows = conn.execute(_CLAIM, params).fetchall()
             if not rows:
                 return []
@@ -193,41 +198,43 @@ class SqliteOutboxBus:
         return await self._db.write(claim, BusError)
 
     @staticmethod
-    def _bury_spent(conn: sqlite3.Connection, sub: Subscription, now: float) -> None:
+    def _bury_spent(conn: sqlite3.Connection, consumer: Consumer, now: float) -> None:
         """Dead-letter events whose last delivery ran out of lease without an answer (its
         consumer hung or died): they are not delivered again and again."""
-        for seq, count, raw in conn.execute(_SPENT, (sub.name, sub.max_deliveries, now)):
-            kept = dead_letter_event(sub, events.decode(raw))
-            conn.execute(_BURY, (sub.name, seq, events.encode(kept),
+        name = consumer.name
+        for seq, count, raw in conn.execute(_SPENT, (name, consumer.limits.max_deliveries,
+                                                     now)):
+            kept = dead_letter_event(consumer.sub, events.decode(raw))
+            conn.execute(_BURY, (name, seq, events.encode(kept),
                                  "the lease of the last delivery ran out", count, now))
-            conn.execute(_DROP, (sub.name, seq))
+            conn.execute(_DROP, (name, seq))
             conn.execute(_GC, (seq, seq))
             log.error("dead-lettered %s on %s: its last delivery never answered",
-                      kept.id, sub.name)
+                      kept.id, name)
 
     @staticmethod
-    async def _run(sub: Subscription, item: _Leased) -> _Outcome:
+    async def _run(consumer: Consumer, item: _Leased) -> _Outcome:
         try:
-            await deliver(sub, item.event, item.deliveries)
+            await deliver(consumer, item.event, item.deliveries)
         except Exception as exc:  # any failure is retried, then dead-lettered
             return _Outcome(item, exc)
         return _Outcome(item, None)
 
-    async def _settle(self, sub: Subscription, outcomes: Sequence[_Outcome]) -> None:
+    async def _settle(self, consumer: Consumer, outcomes: Sequence[_Outcome]) -> None:
         """Ack, retry or dead-letter ``outcomes`` in one unit; only the current lease
         holder may settle a row (a stale consumer's answer is dropped)."""
         now = self._clock.now()
-        plan = [(o.leased, o.error, self._fate(sub, o.leased, o.error, now))
+        plan = [(o.leased, o.error, self._fate(consumer, o.leased, o.error, now))
                 for o in outcomes]
 
         def settle(conn: sqlite3.Connection) -> None:
             for item, error, retry_at in plan:
-                mine = (sub.name, item.seq, self._owner, item.deliveries)
+                mine = (consumer.name, item.seq, self._owner, item.deliveries)
                 if retry_at is not None:
                     conn.execute(_RETRY, (*mine, retry_at))
                     continue
                 if error is not None:
-                    kept = dead_letter_event(sub, item.event)
+                    kept = dead_letter_event(consumer.sub, item.event)
                     conn.execute(_DEAD, (*mine, events.encode(kept), describe(error), now))
                 conn.execute(_ACK, mine)
                 conn.execute(_GC, (item.seq, item.seq))
@@ -235,22 +242,21 @@ class SqliteOutboxBus:
         await self._db.write(settle, BusError)
 
     @staticmethod
-    def _fate(sub: Subscription, item: _Leased, error: Exception | None,
+    def _fate(consumer: Consumer, item: _Leased, error: Exception | None,
               now: float) -> float | None:
         """When to deliver a failed event again; ``None`` to ack or dead-letter it."""
         if error is None:
             return None
-        if item.deliveries >= sub.max_deliveries:
+        name = consumer.name
+        if item.deliveries >= consumer.limits.max_deliveries:
             log.error("dead-lettered %s on %s after %d deliveries: %s",
-                      item.event.id, sub.name, item.deliveries, describe(error))
+                      item.event.id, name, item.deliveries, describe(error))
             return None
-        log.warning("retrying %s on %s: %s", item.event.id, sub.name, describe(error))
-        return now + backoff(sub, item.deliveries, error)
+        log.warning("retrying %s on %s: %s", item.event.id, name, describe(error))
+        return now + backoff(consumer.limits, item.deliveries, error)
 
     async def start(self) -> None:
-        """Consume in the background. Once this returns, every subscription made so far
-        is durable, so other processes' writes fan out to it."""
-        await self._db.write(_nothing, BusError)  # the writer is FIFO: a barrier
+        """Consume in the background."""
         if self._task is None:
             self._task = asyncio.create_task(self._consume(), name="otpgate-sqlite-bus")
 
@@ -267,26 +273,27 @@ class SqliteOutboxBus:
 
     async def _fill(self) -> int:
         claimed = 0
-        for sub in list(self._subs.values()):
-            running = self._inflight[sub.name]
-            for item in await self._claim(sub, sub.concurrency - len(running)):
-                task = asyncio.create_task(self._handle(sub, item))
+        for consumer in list(self._consumers.values()):
+            running = self._inflight[consumer.name]
+            for item in await self._claim(consumer,
+                                          consumer.limits.concurrency - len(running)):
+                task = asyncio.create_task(self._handle(consumer, item))
                 running.add(task)
                 task.add_done_callback(running.discard)
                 claimed += 1
         return claimed
 
-    async def _handle(self, sub: Subscription, item: _Leased) -> None:
-        outcome = await self._run(sub, item)
+    async def _handle(self, consumer: Consumer, item: _Leased) -> None:
+        outcome = await self._run(consumer, item)
         try:
-            await self._settle(sub, [outcome])
+            await self._settle(consumer, [outcome])
         except BusError:
             log.exception("settling %s on %s failed; its lease will run out", item.seq,
-                          sub.name)
+                          consumer.name)
         finally:
             # Free the slot before waking the consumer: a done-callback would come too late,
             # and the consumer would find every slot taken and sleep a whole poll interval.
-            self._inflight[sub.name].discard(asyncio.current_task())
+            self._inflight[consumer.name].discard(asyncio.current_task())
             self._wake.set()
 
     async def stop(self) -> None:

@@ -196,6 +196,7 @@ def decide_request(
         otp.send_count += 1
         otp.channels = list(req.channels)
         otp.code_length, otp.locale, otp.reference = req.code_length, req.locale, req.reference
+        otp.routes = {c: list(req.drivers[c]) for c in req.channels}
         otp.expires_at = now + req.ttl
         outcome = Outcome.RESENT
     minted = req.mint(otp.id, otp.send_count)
@@ -219,6 +220,7 @@ def _new_otp(req: NewCode, policy: Policy, now: float) -> Otp:
         digest=b"", code_length=req.code_length, locale=req.locale, send_count=1,
         failed_attempts=0, max_attempts=policy.max_attempts, created_at=now,
         expires_at=now + req.ttl, resend_after=now, updated_at=now, reference=req.reference,
+        routes={c: list(req.drivers[c]) for c in req.channels},
     )
 
 

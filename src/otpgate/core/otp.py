@@ -56,6 +56,8 @@ class Otp(msgspec.Struct, kw_only=True):
     resend_after: float
     updated_at: float
     reference: str | None = None
+    routes: dict[str, list[str]] = {}
+    """The driver chain chosen per channel for the latest send."""
 
     @property
     def attempts_left(self) -> int:

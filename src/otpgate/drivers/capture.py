@@ -15,19 +15,19 @@ from __future__ import annotations
 
 import asyncio
 
+from otpgate.capture.base import CapturedMessage, CaptureSink
 from otpgate.clock import Clock
 from otpgate.core.messages import segments
 from otpgate.drivers.base import (
-    CapturedMessage,
-    CaptureSink,
     Driver,
+    DriverContext,
     Message,
     SendReceipt,
+    check_host_less,
     stable_id,
-    url_options,
 )
 from otpgate.errors import ConfigurationError, PermanentDeliveryError
-from otpgate.registry import DriverContext
+from otpgate.urls import Url
 
 CHANNELS = frozenset({"sms", "email", "voice", "whatsapp"})
 
@@ -35,10 +35,11 @@ CHANNELS = frozenset({"sms", "email", "voice", "whatsapp"})
 class CaptureDriver:
     """Keeps each message in a ``CaptureSink`` under its idempotency key."""
 
-    name = "capture"
     channels = CHANNELS
 
-    def __init__(self, sink: CaptureSink, clock: Clock, latency_ms: int = 0) -> None:
+    def __init__(self, sink: CaptureSink, clock: Clock, latency_ms: int = 0,
+                 name: str = "capture") -> None:
+        self.name = name
         self._sink = sink
         self._clock = clock
         self._latency_ms = latency_ms
@@ -53,25 +54,29 @@ class CaptureDriver:
             id=message_id, otp_id=message.otp_id, to=message.to, channel=message.channel,
             body=message.body, subject=message.subject, sent_at=self._clock.now(),
         ), message.idempotency_key)
-        parts = segments(message.body).parts if message.channel == "sms" else 1
-        return SendReceipt(provider_id=message_id, segments=parts)
+        if message.channel == "sms":
+            encoding, parts = segments(message.body)
+            return SendReceipt(message_id, parts, encoding.value)
+        return SendReceipt(message_id)
 
     def url(self, privacy: bool = True) -> str:
-        return f"capture://?latency_ms={self._latency_ms}" if self._latency_ms else "capture://"
+        options = [f"latency_ms={self._latency_ms}"] if self._latency_ms else []
+        if self.name != "capture":
+            options.append(f"name={self.name}")
+        return "capture://" + ("?" + "&".join(options) if options else "")
 
     async def close(self) -> None:
         return None
 
 
-def from_url(url: str, ctx: DriverContext) -> Driver:
+def from_url(url: Url, ctx: DriverContext) -> Driver:
     """``capture://[?latency_ms=N]``; ``ConfigurationError`` unless captures are allowed."""
     if not ctx.allow_capture:
         raise ConfigurationError(
             "the capture driver keeps messages instead of sending them; it runs only in dev "
             "mode or with OTPGATE_ALLOW_CAPTURE=true")
-    options = url_options(url, "capture", frozenset({"latency_ms"}),
-                          "capture://[?latency_ms=N]")
+    options = check_host_less(url, "capture://[?latency_ms=N]", frozenset({"latency_ms"}))
     latency = options.get("latency_ms", "0")
     if not latency.isascii() or not latency.isdigit():
         raise ConfigurationError("capture:// latency_ms must be a whole number of milliseconds")
-    return CaptureDriver(ctx.capture, ctx.clock, int(latency))
+    return CaptureDriver(ctx.capture, ctx.clock, int(latency), ctx.name or "capture")

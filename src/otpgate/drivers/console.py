@@ -15,9 +15,16 @@ from typing import TextIO
 
 from otpgate.core.messages import segments
 from otpgate.core.recipients import mask
-from otpgate.drivers.base import Driver, Message, SendReceipt, stable_id, url_options
+from otpgate.drivers.base import (
+    Driver,
+    DriverContext,
+    Message,
+    SendReceipt,
+    check_host_less,
+    stable_id,
+)
 from otpgate.errors import ConfigurationError
-from otpgate.registry import DriverContext
+from otpgate.urls import Url
 
 CHANNELS = frozenset({"sms", "email", "voice", "whatsapp"})
 _STREAMS = ("stdout", "stderr")
@@ -26,10 +33,10 @@ _STREAMS = ("stdout", "stderr")
 class ConsoleDriver:
     """Writes a masked line per message to ``sys.stdout`` or ``sys.stderr``."""
 
-    name = "console"
     channels = CHANNELS
 
-    def __init__(self, stream: str = "stdout") -> None:
+    def __init__(self, stream: str = "stdout", name: str = "console") -> None:
+        self.name = name
         if stream not in _STREAMS:
             raise ConfigurationError(f"console:// stream must be one of {list(_STREAMS)}")
         self._stream = stream
@@ -40,22 +47,24 @@ class ConsoleDriver:
         return out
 
     async def send(self, message: Message) -> SendReceipt:
-        parts = segments(message.body).parts if message.channel == "sms" else 1
+        encoding, parts = segments(message.body) if message.channel == "sms" else (None, 1)
         print(f"otpgate console: {message.channel} to {mask(message.to)} "
               f"otp={message.otp_id} send={message.send_no} chars={len(message.body)} "
               f"segments={parts}", file=self._out(), flush=True)
-        return SendReceipt(provider_id=stable_id("con", message.idempotency_key),
-                           segments=parts)
+        return SendReceipt(stable_id("con", message.idempotency_key), parts,
+                           encoding.value if encoding is not None else None)
 
     def url(self, privacy: bool = True) -> str:
-        return "console://" if self._stream == "stdout" else f"console://?stream={self._stream}"
+        options = [f"stream={self._stream}"] if self._stream != "stdout" else []
+        if self.name != "console":
+            options.append(f"name={self.name}")
+        return "console://" + ("?" + "&".join(options) if options else "")
 
     async def close(self) -> None:
         return None
 
 
-def from_url(url: str, ctx: DriverContext) -> Driver:
+def from_url(url: Url, ctx: DriverContext) -> Driver:
     """``console://[?stream=stdout|stderr]``."""
-    options = url_options(url, "console", frozenset({"stream"}),
-                          "console://[?stream=stderr]")
-    return ConsoleDriver(options.get("stream", "stdout"))
+    options = check_host_less(url, "console://[?stream=stderr]", frozenset({"stream"}))
+    return ConsoleDriver(options.get("stream", "stdout"), ctx.name or "console")

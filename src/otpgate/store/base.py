@@ -1,28 +1,62 @@
-"""The ``Store`` port.
+"""The store ports: four small concerns that one backend implements together.
 
-Every state change goes through ``transact``: a pure decision (``otpgate.core.lifecycle``)
-run atomically over one recipient's state. A backend writes the new state, the OTP records
-and the decision's events *together* — for SQLite in one transaction with the outbox — so
-an accepted request can never lose its dispatch event.
+- ``Recipients``: every change of OTP state goes through ``transact`` — a pure decision
+  (``otpgate.core.lifecycle``) run atomically over one recipient's state. A backend writes
+  the new state, the OTP records and the decision's events *together* (for SQLite in one
+  transaction with the outbox), so an accepted request can never lose its dispatch event.
+- ``SendLedger``: one row per (OTP, send, channel), claimed before a driver is called and
+  settled with the outcome's events, so that a redelivered event never sends twice.
+- ``ApiKeys`` and ``Answers`` (idempotent answers).
+
+``Store`` is all four, plus ``ping`` and ``close``.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Sequence
-from typing import Protocol, TypeVar
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
 
 import msgspec
 
 from otpgate.core.lifecycle import Change
-from otpgate.core.otp import Delivery, Otp, RecipientState, SendKey
+from otpgate.core.otp import Delivery, DeliveryStatus, Otp, RecipientState, SendKey, Status
 from otpgate.events import CloudEvent
 
 T = TypeVar("T")
 
 Decide = Callable[[RecipientState | None], Change[T]]
-Keep = Callable[[T], "tuple[str, Remembered, float]"]
-"""From a decision's result: an answer to keep under an idempotency key, and for how long."""
+
+
+class Remembered(msgspec.Struct, frozen=True):
+    """An answer kept for an ``Idempotency-Key``."""
+
+    fingerprint: str
+    status: int
+    body: bytes
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Keep(Generic[T]):
+    """Keep an answer under ``slot`` for ``ttl`` seconds, made by ``answer`` from the
+    decision's result, in the decision's own transaction."""
+
+    slot: str
+    ttl: float
+    answer: Callable[[T], Remembered]
+
+
+@dataclass(frozen=True, slots=True)
+class Kept(Generic[T]):
+    """What ``transact_kept`` did: either it decided (``result``, and ``answer`` is the
+    one it kept) or an answer was already kept under the slot (``replayed``: nothing was
+    decided, ``result`` is ``None``)."""
+
+    answer: Remembered
+    result: T | None = None
+    replayed: bool = False
 
 
 class ClaimState(enum.StrEnum):
@@ -34,21 +68,87 @@ class ClaimState(enum.StrEnum):
     """Another dispatcher holds a live lease on this send: try later."""
 
 
-class Claim(msgspec.Struct, frozen=True):
+class Claim(msgspec.Struct, frozen=True, kw_only=True):
+    """The ledger's answer to a claim, with what the dispatcher needs to decide whether
+    the send should still go out — so that a send costs the store two calls (claim,
+    settle), not four."""
+
     state: ClaimState
     attempts: int = 0
     """Including this one."""
     unknown_before: bool = False
     """A previous attempt's outcome is unknown (its dispatcher died mid-send)."""
+    retry_in: float = 0.0
+    """``BUSY``: seconds until the holder's lease runs out."""
+    otp_status: Status | None = None
+    """The OTP's status when claimed; ``None`` when the OTP no longer exists."""
+    send_count: int = 0
+    """The OTP's latest send number when claimed (a higher one supersedes this send)."""
 
 
-class Remembered(msgspec.Struct, frozen=True):
-    """An answer kept for an ``Idempotency-Key``."""
+ReceiptEvents = Callable[[Delivery], Sequence[CloudEvent]]
+"""The events a receipt publishes, made from the ledger entry it moved."""
 
-    fingerprint: str
-    status: int
-    body: bytes
-    created_at: float
+
+class Recipients(Protocol):
+    async def transact(self, key: str, decide: Decide[T]) -> T:
+        """Apply ``decide`` to recipient ``key`` atomically and return its result.
+
+        ``decide`` may run more than once (a backend may retry it after a conflicting
+        write: Redis ``WATCH``/``MULTI``, a DynamoDB conditional write), so it must have
+        no effect outside the ``Change`` it returns. Exceptions it raises abort the change:
+        nothing is written.
+        """
+        ...
+
+    async def transact_kept(self, key: str, decide: Decide[T], keep: Keep[T]) -> Kept[T]:
+        """``transact``, claiming ``keep.slot`` in the same atomic step: if a live answer
+        is kept there, ``decide`` does not run and that answer comes back (``replayed``);
+        otherwise the decision and its answer are written together or not at all."""
+        ...
+
+    async def get(self, otp_id: str) -> Otp | None: ...
+
+    async def due(self, now: float, limit: int) -> list[str]:
+        """Recipient keys holding a pending code that expired at or before ``now``."""
+        ...
+
+    async def purge(self, otps_before: float, recipients_before: float) -> int:
+        """Forget finished OTPs that expired before ``otps_before`` (with their ledger),
+        and recipients whose state last changed before ``recipients_before`` (callers pick
+        a time after which such a state holds nothing live; a backend may keep one up to an
+        hour longer, and keeps every recipient with a pending code), and idempotent answers
+        past their time. Returns how many went; at most a bounded number per call."""
+        ...
+
+
+class SendLedger(Protocol):
+    async def claim(self, key: SendKey, driver: str, now: float, lease: float) -> Claim:
+        """Claim one send before calling a driver (see ``ClaimState``), reading the OTP's
+        status and latest send number in the same step."""
+        ...
+
+    async def settle(self, delivery: Delivery, events: Sequence[CloudEvent], *,
+                     claimed: int) -> bool:
+        """Record a send's outcome and publish ``events`` with it, atomically — but only
+        while the send is still held by the claim numbered ``claimed`` (a dispatcher whose
+        lease ran out and was taken over must not overwrite its successor). True if it
+        was recorded."""
+        ...
+
+    async def deliveries(self, otp_id: str) -> list[Delivery]:
+        """Ledger entries of the OTP's latest send, one per channel."""
+        ...
+
+    async def record_receipt(self, driver: str, provider_id: str, status: DeliveryStatus,
+                             now: float, events: ReceiptEvents,
+                             error: str | None = None) -> Delivery | None:
+        """Move the entry ``driver`` sent as ``provider_id`` to ``status`` (``DELIVERED``
+        or ``FAILED``) and publish ``events(entry)`` with it, atomically. ``None`` — and
+        nothing written — for an unknown id, or when the entry is already final (a
+        receipt never moves a channel backwards, and the same receipt twice changes
+        nothing the second time)."""
+        ...
 
 
 class ApiKey(msgspec.Struct, kw_only=True):
@@ -61,49 +161,7 @@ class ApiKey(msgspec.Struct, kw_only=True):
     revoked_at: float | None = None
 
 
-class Store(Protocol):
-    async def transact(self, key: str, decide: Decide[T], keep: Keep[T] | None = None) -> T:
-        """Apply ``decide`` to recipient ``key`` atomically and return its result.
-
-        Exceptions raised by ``decide`` abort the change: nothing is written. With ``keep``,
-        the answer it makes of the result is remembered (unless one is already) in the
-        same transaction, so that an accepted request and its idempotent answer are kept
-        together or not at all.
-        """
-        ...
-
-    async def get(self, otp_id: str) -> Otp | None: ...
-
-    async def due(self, now: float, limit: int) -> list[str]:
-        """Recipient keys holding a pending code that expired at or before ``now``."""
-        ...
-
-    async def claim_send(self, key: SendKey, driver: str, now: float, lease: float) -> Claim:
-        """Claim one send in the ledger before calling a driver (see ``ClaimState``)."""
-        ...
-
-    async def settle_send(self, delivery: Delivery, events: Sequence[CloudEvent], *,
-                          claimed: int) -> bool:
-        """Record a send's outcome and publish ``events`` with it, atomically — but only
-        while the send is still held by the claim numbered ``claimed`` (a dispatcher whose
-        lease ran out and was taken over must not overwrite its successor). True if it
-        was recorded."""
-        ...
-
-    async def purge(self, otps_before: float, recipients_before: float) -> int:
-        """Forget finished OTPs that expired before ``otps_before`` (with their ledger),
-        and recipients whose state last changed before ``recipients_before`` (callers pick
-        a time after which such a state holds nothing live; a backend may keep one up to an
-        hour longer, and keeps every recipient with a pending code), and idempotent answers
-        past their time. Returns how many went; at most a bounded number per call."""
-        ...
-
-    async def deliveries(self, otp_id: str) -> list[Delivery]:
-        """Ledger entries of the OTP's latest send, one per channel."""
-        ...
-
-    async def recall(self, key: str, now: float) -> Remembered | None: ...
-
+class ApiKeys(Protocol):
     async def put_api_key(self, key: ApiKey) -> None: ...
 
     async def get_api_key(self, key_id: str) -> ApiKey | None: ...
@@ -112,8 +170,55 @@ class Store(Protocol):
 
     async def revoke_api_key(self, key_id: str, now: float) -> bool: ...
 
+
+class Answers(Protocol):
+    async def recall(self, slot: str, now: float) -> Remembered | None:
+        """The live answer kept under ``slot``, if any."""
+        ...
+
+
+class Store(Recipients, SendLedger, ApiKeys, Answers, Protocol):
     async def ping(self) -> None:
         """Raise ``StoreError`` when the store cannot be used."""
         ...
 
     async def close(self) -> None: ...
+
+
+FINAL_DELIVERY = frozenset({DeliveryStatus.SENT, DeliveryStatus.DELIVERED,
+                            DeliveryStatus.FAILED, DeliveryStatus.EXPIRED})
+"""Ledger states a claim never reopens."""
+RECEIPT_FINAL = frozenset({DeliveryStatus.DELIVERED, DeliveryStatus.FAILED,
+                           DeliveryStatus.EXPIRED})
+"""States a receipt never moves an entry out of."""
+
+
+def receipt_applies(current: DeliveryStatus, incoming: DeliveryStatus) -> bool:
+    """Whether a receipt saying ``incoming`` moves an entry that is ``current``: only
+    forward, from a sent (or still in-flight) send to delivered or failed."""
+    return incoming in (DeliveryStatus.DELIVERED, DeliveryStatus.FAILED) and \
+        current not in RECEIPT_FINAL
+
+
+def claim_of(key: SendKey, row: Delivery | None, driver: str, now: float, lease: float,
+             otp: Otp | None) -> tuple[Claim, Delivery | None]:
+    """The claim rules every backend shares, over the current ledger row: the claim, and
+    the row to write (``None``: write nothing)."""
+    status, count = (otp.status, otp.send_count) if otp is not None else (None, 0)
+    if row is None:
+        fresh = Delivery(otp_id=key.otp_id, send_no=key.send_no, channel=key.channel,
+                         driver=driver, status=DeliveryStatus.SENDING, attempts=1,
+                         updated_at=now, lease_until=now + lease)
+        return (Claim(state=ClaimState.CLAIMED, attempts=1, otp_status=status,
+                      send_count=count), fresh)
+    if row.status in FINAL_DELIVERY or row.driver != driver:
+        return Claim(state=ClaimState.DONE, attempts=row.attempts), None
+    if row.status is DeliveryStatus.SENDING and row.lease_until > now:
+        return (Claim(state=ClaimState.BUSY, attempts=row.attempts,
+                      retry_in=row.lease_until - now), None)
+    unknown = row.status is DeliveryStatus.SENDING
+    moved = msgspec.structs.replace(row, status=DeliveryStatus.SENDING,
+                                    attempts=row.attempts + 1, updated_at=now,
+                                    lease_until=now + lease)
+    return (Claim(state=ClaimState.CLAIMED, attempts=moved.attempts, unknown_before=unknown,
+                  otp_status=status, send_count=count), moved)

@@ -10,12 +10,21 @@ import msgspec
 
 from otpgate.bus.memory import MemoryBus
 from otpgate.clock import Clock
+from otpgate.core.lifecycle import Change
 from otpgate.core.otp import Delivery, DeliveryStatus, Otp, RecipientState, SendKey, Status
 from otpgate.events import CloudEvent
-from otpgate.store.base import ApiKey, Claim, ClaimState, Decide, Keep, Remembered, T
-
-_FINAL = {DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.FAILED,
-          DeliveryStatus.EXPIRED}
+from otpgate.store.base import (
+    ApiKey,
+    Claim,
+    Decide,
+    Keep,
+    Kept,
+    ReceiptEvents,
+    Remembered,
+    T,
+    claim_of,
+    receipt_applies,
+)
 
 
 class MemoryStore:
@@ -30,24 +39,39 @@ class MemoryStore:
         self._states: dict[str, bytes] = {}
         self._otps: dict[str, Otp] = {}
         self._ledger: dict[SendKey, Delivery] = {}
+        self._sent_as: dict[tuple[str, str], SendKey] = {}
         self._idem: dict[str, tuple[Remembered, float]] = {}
         self._keys: dict[str, ApiKey] = {}
 
-    async def transact(self, key: str, decide: Decide[T], keep: Keep[T] | None = None) -> T:
+    async def transact(self, key: str, decide: Decide[T]) -> T:
         async with self._lock:
-            raw = self._states.get(key)
-            # Decisions mutate what they are given: hand them a copy, as a database would.
-            state = msgspec.msgpack.decode(raw, type=RecipientState) if raw else None
-            change = decide(state)
-            if change.state is not None:
-                self._states[key] = msgspec.msgpack.encode(change.state)
-                self._touched[key] = self._clock.now()
-            for otp in change.otps:
-                self._otps[otp.id] = copy.deepcopy(otp)
-            self._bus.enqueue(change.events)
-            if keep is not None:
-                self._remember(*keep(change.result))
-            return change.result
+            return self._apply(key, self._decide(key, decide))
+
+    async def transact_kept(self, key: str, decide: Decide[T], keep: Keep[T]) -> Kept[T]:
+        async with self._lock:
+            now = self._clock.now()
+            hit = self._idem.get(keep.slot)
+            if hit is not None and hit[1] > now:
+                return Kept(answer=hit[0], replayed=True)
+            change = self._decide(key, decide)
+            answer = keep.answer(change.result)
+            result = self._apply(key, change)
+            self._idem[keep.slot] = (answer, answer.created_at + keep.ttl)
+            return Kept(answer=answer, result=result)
+
+    def _decide(self, key: str, decide: Decide[T]) -> Change[T]:
+        raw = self._states.get(key)
+        # Decisions mutate what they are given: hand them a copy, as a database would.
+        return decide(msgspec.msgpack.decode(raw, type=RecipientState) if raw else None)
+
+    def _apply(self, key: str, change: Change[T]) -> T:
+        if change.state is not None:
+            self._states[key] = msgspec.msgpack.encode(change.state)
+            self._touched[key] = self._clock.now()
+        for otp in change.otps:
+            self._otps[otp.id] = copy.deepcopy(otp)
+        self._bus.enqueue(change.events)
+        return change.result
 
     async def get(self, otp_id: str) -> Otp | None:
         otp = self._otps.get(otp_id)
@@ -58,28 +82,16 @@ class MemoryStore:
                 if o.status is Status.PENDING and o.expires_at <= now}
         return sorted(keys)[:limit]
 
-    async def claim_send(self, key: SendKey, driver: str, now: float, lease: float) -> Claim:
+    async def claim(self, key: SendKey, driver: str, now: float, lease: float) -> Claim:
         async with self._lock:
-            row = self._ledger.get(key)
-            if row is None:
-                self._ledger[key] = Delivery(
-                    otp_id=key.otp_id, send_no=key.send_no, channel=key.channel, driver=driver,
-                    status=DeliveryStatus.SENDING, attempts=1, updated_at=now,
-                    lease_until=now + lease)
-                return Claim(ClaimState.CLAIMED, 1)
-            if row.status in _FINAL or row.driver != driver:
-                return Claim(ClaimState.DONE, row.attempts)
-            if row.status is DeliveryStatus.SENDING and row.lease_until > now:
-                return Claim(ClaimState.BUSY, row.attempts)
-            unknown = row.status is DeliveryStatus.SENDING
-            row.status = DeliveryStatus.SENDING
-            row.attempts += 1
-            row.updated_at = now
-            row.lease_until = now + lease
-            return Claim(ClaimState.CLAIMED, row.attempts, unknown)
+            claim, row = claim_of(key, self._ledger.get(key), driver, now, lease,
+                                  self._otps.get(key.otp_id))
+            if row is not None:
+                self._ledger[key] = row
+            return claim
 
-    async def settle_send(self, delivery: Delivery, events: Sequence[CloudEvent], *,
-                          claimed: int) -> bool:
+    async def settle(self, delivery: Delivery, events: Sequence[CloudEvent], *,
+                     claimed: int) -> bool:
         async with self._lock:
             key = SendKey(delivery.otp_id, delivery.send_no, delivery.channel)
             row = self._ledger.get(key)
@@ -87,17 +99,36 @@ class MemoryStore:
                     or row.attempts != claimed:
                 return False
             self._ledger[key] = copy.deepcopy(delivery)
+            if delivery.provider_id is not None:
+                self._sent_as[(delivery.driver, delivery.provider_id)] = key
             self._bus.enqueue(events)
             return True
 
+    async def record_receipt(self, driver: str, provider_id: str, status: DeliveryStatus,
+                             now: float, events: ReceiptEvents,
+                             error: str | None = None) -> Delivery | None:
+        async with self._lock:
+            key = self._sent_as.get((driver, provider_id))
+            row = self._ledger.get(key) if key is not None else None
+            if row is None or row.provider_id != provider_id \
+                    or not receipt_applies(row.status, status):
+                return None
+            moved = msgspec.structs.replace(row, status=status, updated_at=now,
+                                            error=error if error is not None else row.error)
+            self._ledger[SendKey(row.otp_id, row.send_no, row.channel)] = moved
+            self._bus.enqueue(events(moved))
+            return copy.deepcopy(moved)
+
     async def purge(self, otps_before: float, recipients_before: float) -> int:
         async with self._lock:
-            gone = [i for i, o in self._otps.items()
-                    if o.status is not Status.PENDING and o.expires_at < otps_before]
+            gone = {i for i, o in self._otps.items()
+                    if o.status is not Status.PENDING and o.expires_at < otps_before}
             for otp_id in gone:
                 del self._otps[otp_id]
-            for send in [k for k in self._ledger if k.otp_id in set(gone)]:
-                del self._ledger[send]
+            for send in [k for k in self._ledger if k.otp_id in gone]:
+                row = self._ledger.pop(send)
+                if row.provider_id is not None:
+                    self._sent_as.pop((row.driver, row.provider_id), None)
             live = {o.recipient for o in self._otps.values() if o.status is Status.PENDING}
             idle = [k for k, t in self._touched.items()
                     if t < recipients_before and k not in live]
@@ -117,18 +148,11 @@ class MemoryStore:
         return [copy.deepcopy(d) for k, d in self._ledger.items()
                 if k.otp_id == otp_id and k.send_no == otp.send_count]
 
-    async def recall(self, key: str, now: float) -> Remembered | None:
-        hit = self._idem.get(key)
+    async def recall(self, slot: str, now: float) -> Remembered | None:
+        hit = self._idem.get(slot)
         if hit is None or hit[1] <= now:
             return None
         return hit[0]
-
-    def _remember(self, key: str, answer: Remembered, ttl: float) -> Remembered:
-        hit = self._idem.get(key)
-        if hit is not None and hit[1] > answer.created_at:
-            return hit[0]
-        self._idem[key] = (answer, answer.created_at + ttl)
-        return answer
 
     async def put_api_key(self, key: ApiKey) -> None:
         self._keys[key.id] = copy.deepcopy(key)

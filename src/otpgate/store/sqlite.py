@@ -1,7 +1,7 @@
 """The embedded store: one SQLite file (WAL) holding state, ledger and outbox together.
 
-Every write is a unit run by the ``Database`` writer thread inside a group-committed
-transaction; ``transact`` and ``settle_send`` append their events to the outbox in that
+Every write is a unit run by the ``Database`` writer inside a group-committed transaction;
+``transact``, ``settle`` and ``record_receipt`` append their events to the outbox in that
 same transaction. Rows mirror ``MemoryStore`` exactly (the contract suite runs on both).
 """
 
@@ -16,20 +16,28 @@ import msgspec
 
 from otpgate.bus.sqlite_outbox import SqliteOutboxBus
 from otpgate.clock import Clock
+from otpgate.core.lifecycle import Change
 from otpgate.core.otp import Delivery, DeliveryStatus, Otp, RecipientState, SendKey
-from otpgate.drivers.sqlite_sink import SqliteCaptureSink
 from otpgate.errors import ConfigurationError, StoreError
 from otpgate.events import CloudEvent
-from otpgate.registry import Backend
-from otpgate.store.base import ApiKey, Claim, ClaimState, Decide, Keep, Remembered, T
-from otpgate.store.sqlite_db import Database
+from otpgate.sqlite.db import Database
+from otpgate.store.base import (
+    ApiKey,
+    Claim,
+    Decide,
+    Keep,
+    Kept,
+    ReceiptEvents,
+    Remembered,
+    T,
+    claim_of,
+    receipt_applies,
+)
 
 _encode = msgspec.msgpack.Encoder().encode
 _state_of = msgspec.msgpack.Decoder(RecipientState).decode
 _otp_of = msgspec.msgpack.Decoder(Otp).decode
 
-_FINAL = frozenset({DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.FAILED,
-                    DeliveryStatus.EXPIRED})
 _PUT_STATE = ("INSERT INTO recipients (key, state, touched_at) VALUES (?, ?, ?) "
               "ON CONFLICT (key) DO UPDATE SET state = excluded.state, "
               "touched_at = excluded.touched_at")
@@ -66,20 +74,33 @@ def _api_key(row: Sequence[Any]) -> ApiKey:
                   revoked_at=row[4])
 
 
-def _remember(conn: sqlite3.Connection, key: str, answer: Remembered, ttl: float) -> Remembered:
-    """Keep ``answer`` under ``key`` unless a live one is kept; return the one kept.
-    (Expired answers go in ``purge``.)"""
-    now = answer.created_at
+def _recall(conn: sqlite3.Connection, slot: str, now: float) -> Remembered | None:
     row = conn.execute(
         "SELECT fingerprint, status, body, created_at FROM idempotency "
-        "WHERE key = ? AND expires_at > ?", (key, now)).fetchone()
-    if row is not None:
-        return Remembered(row[0], row[1], bytes(row[2]), row[3])
+        "WHERE key = ? AND expires_at > ?", (slot, now)).fetchone()
+    return Remembered(row[0], row[1], bytes(row[2]), row[3]) if row else None
+
+
+def _remember(conn: sqlite3.Connection, slot: str, answer: Remembered, ttl: float) -> None:
+    """Keep ``answer`` under ``slot`` (over an expired one; purge removes the rest)."""
     conn.execute(
         "INSERT OR REPLACE INTO idempotency (key, fingerprint, status, body, "
         "created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
-        (key, answer.fingerprint, answer.status, answer.body, now, now + ttl))
-    return answer
+        (slot, answer.fingerprint, answer.status, answer.body, answer.created_at,
+         answer.created_at + ttl))
+
+
+def _ledger_row(conn: sqlite3.Connection, key: SendKey) -> Delivery | None:
+    row = conn.execute(
+        f"SELECT {_LEDGER} FROM ledger WHERE otp_id = ? AND send_no = ? AND channel = ?",  # noqa: S608
+        (key.otp_id, key.send_no, key.channel)).fetchone()
+    return _delivery(row) if row else None
+
+
+def _put_ledger(conn: sqlite3.Connection, d: Delivery) -> None:
+    conn.execute(_PUT_LEDGER, (d.otp_id, d.send_no, d.channel, d.driver, d.status.value,
+                               d.attempts, d.updated_at, d.provider_id, d.error,
+                               d.lease_until))
 
 
 class SqliteStore:
@@ -90,30 +111,60 @@ class SqliteStore:
         self._bus = bus
         self._clock = clock
 
-    async def transact(self, key: str, decide: Decide[T], keep: Keep[T] | None = None) -> T:
+    async def transact(self, key: str, decide: Decide[T]) -> T:
         queued = [0]
 
         def unit(conn: sqlite3.Connection) -> T:
-            row = conn.execute("SELECT state, touched_at FROM recipients WHERE key = ?",
-                               (key,)).fetchone()
-            change = decide(_state_of(row[0]) if row else None)
-            if change.state is not None:
-                now = self._clock.now()
-                # touched_at moves in steps of _TOUCH_GRAIN: its index changes seldom.
-                touched = row[1] if row and now - row[1] < _TOUCH_GRAIN else now
-                conn.execute(_PUT_STATE, (key, _encode(change.state), touched))
-            for otp in change.otps:
-                conn.execute(_PUT_OTP, (otp.id, otp.recipient, otp.status.value,
-                                        otp.expires_at, otp.send_count, _encode(otp)))
-            queued[0] = self._bus.append(conn, change.events) if change.events else 0
-            if keep is not None:
-                _remember(conn, *keep(change.result))
+            change, touched = self._decide(conn, key, decide)
+            queued[0] = self._write(conn, key, change, touched)
             return change.result
 
         result = await self._db.write(unit)
         if queued[0]:
             self._bus.notify()
         return result
+
+    async def transact_kept(self, key: str, decide: Decide[T], keep: Keep[T]) -> Kept[T]:
+        queued = [0]
+
+        def unit(conn: sqlite3.Connection) -> Kept[T]:
+            kept = _recall(conn, keep.slot, self._clock.now())
+            if kept is not None:
+                return Kept(answer=kept, replayed=True)
+            change, touched = self._decide(conn, key, decide)
+            answer = keep.answer(change.result)
+            queued[0] = self._write(conn, key, change, touched)
+            _remember(conn, keep.slot, answer, keep.ttl)
+            return Kept(answer=answer, result=change.result)
+
+        result = await self._db.write(unit)
+        if queued[0]:
+            self._bus.notify()
+        return result
+
+    @staticmethod
+    def _decide(conn: sqlite3.Connection, key: str,
+                decide: Decide[T]) -> tuple[Change[T], float | None]:
+        """The decision over the stored state, and when that state was last touched."""
+        row = conn.execute("SELECT state, touched_at FROM recipients WHERE key = ?",
+                           (key,)).fetchone()
+        if row is None:
+            return decide(None), None
+        return decide(_state_of(row[0])), row[1]
+
+    def _write(self, conn: sqlite3.Connection, key: str, change: Change[T],
+               touched: float | None) -> int:
+        """Write a decision's change; return how many deliveries its events queued."""
+        if change.state is not None:
+            now = self._clock.now()
+            # touched_at moves in steps of _TOUCH_GRAIN: its index changes seldom.
+            if touched is None or now - touched >= _TOUCH_GRAIN:
+                touched = now
+            conn.execute(_PUT_STATE, (key, _encode(change.state), touched))
+        for otp in change.otps:
+            conn.execute(_PUT_OTP, (otp.id, otp.recipient, otp.status.value,
+                                    otp.expires_at, otp.send_count, _encode(otp)))
+        return self._bus.append(conn, change.events) if change.events else 0
 
     async def get(self, otp_id: str) -> Otp | None:
         row = await self._db.read(lambda c: c.execute(
@@ -126,32 +177,20 @@ class SqliteStore:
             "ORDER BY recipient LIMIT ?", (now, limit)).fetchall())
         return [r[0] for r in rows]
 
-    async def claim_send(self, key: SendKey, driver: str, now: float, lease: float) -> Claim:
-        ident = (key.otp_id, key.send_no, key.channel)
-
+    async def claim(self, key: SendKey, driver: str, now: float, lease: float) -> Claim:
         def unit(conn: sqlite3.Connection) -> Claim:
-            row = conn.execute(
-                "SELECT driver, status, attempts, lease_until FROM ledger "
-                "WHERE otp_id = ? AND send_no = ? AND channel = ?", ident).fetchone()
-            if row is None:
-                conn.execute(_PUT_LEDGER, (*ident, driver, DeliveryStatus.SENDING.value, 1,
-                                           now, None, None, now + lease))
-                return Claim(ClaimState.CLAIMED, 1)
-            owner, status, attempts, lease_until = row[0], DeliveryStatus(row[1]), row[2], row[3]
-            if status in _FINAL or owner != driver:
-                return Claim(ClaimState.DONE, attempts)
-            if status is DeliveryStatus.SENDING and lease_until > now:
-                return Claim(ClaimState.BUSY, attempts)
-            conn.execute(
-                "UPDATE ledger SET status = ?, attempts = ?, updated_at = ?, lease_until = ? "
-                "WHERE otp_id = ? AND send_no = ? AND channel = ?",
-                (DeliveryStatus.SENDING.value, attempts + 1, now, now + lease, *ident))
-            return Claim(ClaimState.CLAIMED, attempts + 1, status is DeliveryStatus.SENDING)
+            found = conn.execute("SELECT record FROM otps WHERE id = ?",
+                                 (key.otp_id,)).fetchone()
+            claim, row = claim_of(key, _ledger_row(conn, key), driver, now, lease,
+                                  _otp_of(found[0]) if found else None)
+            if row is not None:
+                _put_ledger(conn, row)
+            return claim
 
         return await self._db.write(unit)
 
-    async def settle_send(self, delivery: Delivery, events: Sequence[CloudEvent], *,
-                          claimed: int) -> bool:
+    async def settle(self, delivery: Delivery, events: Sequence[CloudEvent], *,
+                     claimed: int) -> bool:
         d = delivery
         params = (d.driver, d.status.value, d.attempts, d.updated_at, d.provider_id, d.error,
                   d.lease_until, d.otp_id, d.send_no, d.channel, DeliveryStatus.SENDING.value,
@@ -168,6 +207,32 @@ class SqliteStore:
         if queued[0]:
             self._bus.notify()
         return settled
+
+    async def record_receipt(self, driver: str, provider_id: str, status: DeliveryStatus,
+                             now: float, events: ReceiptEvents,
+                             error: str | None = None) -> Delivery | None:
+        queued = [0]
+
+        def unit(conn: sqlite3.Connection) -> Delivery | None:
+            found = conn.execute(
+                f"SELECT {_LEDGER} FROM ledger WHERE driver = ? AND provider_id = ?",  # noqa: S608
+                (driver, provider_id)).fetchone()
+            if found is None:
+                return None
+            row = _delivery(found)
+            if not receipt_applies(row.status, status):
+                return None
+            moved = msgspec.structs.replace(row, status=status, updated_at=now,
+                                            error=error if error is not None else row.error)
+            _put_ledger(conn, moved)
+            published = events(moved)
+            queued[0] = self._bus.append(conn, published) if published else 0
+            return moved
+
+        moved = await self._db.write(unit)
+        if queued[0]:
+            self._bus.notify()
+        return moved
 
     async def purge(self, otps_before: float, recipients_before: float) -> int:
         def unit(conn: sqlite3.Connection) -> int:
@@ -196,11 +261,8 @@ class SqliteStore:
             "WHERE l.otp_id = ? ORDER BY l.rowid", (otp_id,)).fetchall())
         return [_delivery(r) for r in rows]
 
-    async def recall(self, key: str, now: float) -> Remembered | None:
-        row = await self._db.read(lambda c: c.execute(
-            "SELECT fingerprint, status, body, created_at FROM idempotency "
-            "WHERE key = ? AND expires_at > ?", (key, now)).fetchone())
-        return Remembered(row[0], row[1], bytes(row[2]), row[3]) if row else None
+    async def recall(self, slot: str, now: float) -> Remembered | None:
+        return await self._db.read(lambda c: _recall(c, slot, now))
 
     async def put_api_key(self, key: ApiKey) -> None:
         row = (key.id, key.name, key.secret_hash, key.created_at, key.revoked_at)
@@ -245,24 +307,3 @@ def database_path(url: str) -> Path:
         raise ConfigurationError("the SQLite backend needs a file path, not an in-memory "
                                  "database")
     return Path(path)
-
-
-async def open_sqlite_backend(url: str, clock: Clock, **options: Any) -> Backend:
-    """Open (creating and migrating as needed) the database at ``url``.
-
-    Options: ``poll_interval`` (s, how often to look for other processes' events),
-    ``batch_size`` (units per group commit),
-    ``busy_timeout_ms``, ``drain_timeout`` (s, for in-flight handlers on stop).
-    """
-    db_options = {k: int(options[k]) for k in ("batch_size", "busy_timeout_ms")
-                  if k in options}
-    db = await Database.open(database_path(url), **db_options)
-    bus = SqliteOutboxBus(db, clock, poll_interval=float(options.get("poll_interval", 0.2)),
-                          drain_timeout=float(options.get("drain_timeout", 5.0)))
-    store = SqliteStore(db, bus, clock)
-
-    async def close() -> None:
-        await bus.stop()
-        await db.close()
-
-    return Backend(store=store, bus=bus, capture=SqliteCaptureSink(db), close=close)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from otpgate.drivers.base import CapturedMessage
+from otpgate.capture.base import CapturedMessage
 
 
 class MemoryCaptureSink:

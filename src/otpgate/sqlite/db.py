@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from otpgate.errors import OtpgateError, StoreError
-from otpgate.store.sqlite_conn import Checkpointer, connect, is_busy, migrate, wrap
-from otpgate.store.sqlite_turn import WriterTurn
+from otpgate.sqlite.conn import Checkpointer, connect, is_busy, migrate, wrap
+from otpgate.sqlite.turn import WriterTurn
 
 log = logging.getLogger(__name__)
 

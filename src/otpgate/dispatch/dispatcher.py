@@ -1,15 +1,18 @@
 """The dispatcher: a dispatch event → the send ledger → a template → a driver → an outcome.
 
-One ``Dispatcher`` serves one driver. Every send is claimed in the ledger first, so a
-redelivered event never sends twice; a send whose dispatcher died mid-call is sent again
-once its lease runs out, with the same idempotency key. Outcomes:
+One ``Dispatcher`` serves one driver. Every send is claimed in the ledger first — the claim
+also says whether the send is still wanted — so a redelivered event never sends twice; a
+send whose dispatcher died mid-call is sent again once its lease runs out, with the same
+idempotency key. A send costs the store two calls: claim, then settle. Outcomes (see
+``otpgate.dispatch.outcome``):
 
 ```
 receipt                       → ledger sent,    otpgate.otp.sent.v1
-temporary error               → ledger queued,  re-raised: the bus retries with backoff
+temporary or unknown          → ledger queued,  re-raised: the bus retries with backoff
 temporary, last delivery      ┐
-permanent error               ┴→ fallbacks left? ledger queued on the next driver and a
+permanent, or broken driver   ┴→ fallbacks left? ledger queued on the next driver and a
                                  dispatch event for it : ledger failed, delivery_failed.v1
+                                 (a broken driver without a fallback is retried instead)
 sealed payload won't open     → ledger failed,  delivery_failed.v1 (no retry, no failover)
 code expired / superseded     → ledger expired, nothing sent
 ```
@@ -18,21 +21,33 @@ Neither events nor logs carry the code, the full address or the sealed payload.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 from typing import Annotated, Any
 
 import msgspec
 
-from otpgate import events
-from otpgate.bus.base import Handler, Subscription, delivery_number, describe
+from otpgate import events, routing
+from otpgate.bus.base import (
+    DEFAULT_CONCURRENCY,
+    Limits,
+    Subscription,
+    delivery_number,
+    describe,
+)
 from otpgate.clock import Clock
-from otpgate.core.messages import Templates, segments
+from otpgate.core.messages import Templates
 from otpgate.core.otp import Delivery, DeliveryStatus, SendKey, Status
 from otpgate.crypto import Keyring, seal_aad
+from otpgate.dispatch.outcome import Outcome, classify, retried
 from otpgate.drivers.base import Driver, Message, SendReceipt
-from otpgate.errors import PermanentDeliveryError, SealError, TemporaryDeliveryError
+from otpgate.drivers.wrappers import Bounded
+from otpgate.errors import (
+    DeliveryError,
+    PermanentDeliveryError,
+    SealError,
+    TemporaryDeliveryError,
+)
 from otpgate.events import CloudEvent, EventType, Filter
 from otpgate.store.base import Claim, ClaimState, Store
 
@@ -63,14 +78,13 @@ class DispatchData(msgspec.Struct, frozen=True, kw_only=True):
         return SendKey(self.otp_id, self.send_no, self.channel)
 
 
-def subscription_for(driver_name: str, handler: Handler, max_deliveries: int,
-                     lease: float) -> Subscription:
+def subscription_for(driver_name: str) -> Subscription:
     """The subscription that carries a driver's dispatch events (the same in every process,
     whether it sends or only writes them)."""
     return Subscription(
         name=f"dispatch.{driver_name}",
         filter=Filter.of(type=EventType.DISPATCH.value, driver=driver_name),
-        handler=handler, max_deliveries=max_deliveries, lease=lease, redact=without_seal)
+        redact=without_seal)
 
 
 def without_seal(event: CloudEvent) -> CloudEvent:
@@ -82,41 +96,51 @@ def without_seal(event: CloudEvent) -> CloudEvent:
 class Dispatcher:
     """Sends the dispatch events addressed to one driver (see the module docstring)."""
 
-    def __init__(self, *, store: Store, driver: Driver, driver_name: str, keyring: Keyring,
-                 clock: Clock, templates: Templates, brand: str) -> None:
+    def __init__(self, *, store: Store, driver: Driver, keyring: Keyring, clock: Clock,
+                 templates: Templates, brand: str,
+                 max_deliveries: int = DEFAULT_MAX_DELIVERIES,
+                 lease: float = DEFAULT_LEASE) -> None:
         self._store = store
-        self._driver = driver
-        self._name = driver_name
+        # Answer within the lease, or another delivery would send the message again while
+        # this call is still out: past the bound the outcome is unknown.
+        self._driver: Driver = Bounded(driver, lease * _CALL_SHARE_OF_LEASE, "the lease")
+        self._name = driver.name
+        self._channels = driver.channels
         self._keyring = keyring
         self._clock = clock
         self._templates = templates
         self._brand = brand
-        self._max_deliveries = DEFAULT_MAX_DELIVERIES
-        self._lease = DEFAULT_LEASE
-
-    def subscription(self, max_deliveries: int, lease: float) -> Subscription:
-        """The bus subscription for this driver; its limits also bound the ledger claims."""
         self._max_deliveries = max_deliveries
         self._lease = lease
-        return subscription_for(self._name, self.handle, max_deliveries, lease)
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def subscription(self) -> Subscription:
+        return subscription_for(self._name)
+
+    def limits(self, concurrency: int = DEFAULT_CONCURRENCY) -> Limits:
+        """How the bus should deliver to this dispatcher (its lease bounds the claims)."""
+        return Limits(max_deliveries=self._max_deliveries, lease=self._lease,
+                      concurrency=concurrency)
 
     async def handle(self, event: CloudEvent) -> None:
         """Send one dispatch event's message; raise only when the bus should retry."""
         data = await self._parse(event)
         if data is None:
             return
-        claim = await self._store.claim_send(data.key, self._name, self._clock.now(),
-                                             self._lease)
+        claim = await self._store.claim(data.key, self._name, self._clock.now(), self._lease)
         if claim.state is ClaimState.DONE:
             log.debug("send %s on %s already handled", data.key, self._name)
             return
         if claim.state is ClaimState.BUSY:
             raise TemporaryDeliveryError(f"send {data.key} is being handled elsewhere",
-                                         retry_after=await self._lease_left(data.key))
+                                         retry_after=max(1.0, claim.retry_in))
         if claim.unknown_before:
             log.warning("send %s on %s: the previous attempt's outcome is unknown; sending "
                         "again with the same idempotency key", data.key, self._name)
-        if reason := await self._stale(data):
+        if reason := self._stale(data, claim):
             log.info("send %s to %s not sent: %s", data.key, data.to, reason)
             await self._settle(data, claim, DeliveryStatus.EXPIRED, claim.attempts - 1,
                                error=reason)
@@ -153,31 +177,21 @@ class Dispatcher:
             return
         stub = DispatchData(otp_id=otp_id, send_no=send_no, channel=channel, to="",
                             purpose="", locale="", expires_at=0.0, sealed="")
-        claim = await self._store.claim_send(stub.key, self._name, self._clock.now(),
-                                             self._lease)
+        claim = await self._store.claim(stub.key, self._name, self._clock.now(), self._lease)
         if claim.state is ClaimState.CLAIMED:
             await self._fail(stub, claim, f"malformed dispatch event: {problem}"[:500],
                              permanent=True)
 
-    async def _lease_left(self, key: SendKey) -> float:
-        now = self._clock.now()
-        for row in await self._store.deliveries(key.otp_id):
-            if SendKey(row.otp_id, row.send_no, row.channel) == key and row.lease_until > now:
-                return max(1.0, row.lease_until - now)
-        return self._lease
-
-    async def _stale(self, data: DispatchData) -> str | None:
+    def _stale(self, data: DispatchData, claim: Claim) -> str | None:
         """Why this send must not go out any more, if it must not."""
-        now = self._clock.now()
-        if now >= data.expires_at:
+        if self._clock.now() >= data.expires_at:
             return "the code expired before it could be sent"
-        otp = await self._store.get(data.otp_id)
-        if otp is None:
+        if claim.otp_status is None:
             return "the OTP no longer exists"
-        if otp.send_count > data.send_no:
-            return f"superseded by send #{otp.send_count}"
-        if otp.status is not Status.PENDING:
-            return f"the OTP is {otp.status.value}"
+        if claim.send_count > data.send_no:
+            return f"superseded by send #{claim.send_count}"
+        if claim.otp_status is not Status.PENDING:
+            return f"the OTP is {claim.otp_status.value}"
         return None
 
     async def _send(self, event: CloudEvent, data: DispatchData, claim: Claim, to: str,
@@ -186,39 +200,41 @@ class Dispatcher:
         text = self._templates.render(data.channel, data.locale, self._brand, code, minutes)
         message = Message(
             otp_id=data.otp_id, send_no=data.send_no, channel=data.channel, to=to,
-            body=text.body, subject=text.subject, idempotency_key=str(data.key),
-            expires_at=data.expires_at)
+            body=text.body, code=code, locale=data.locale, subject=text.subject,
+            idempotency_key=str(data.key), expires_at=data.expires_at)
         try:
-            if data.channel not in self._driver.channels:
+            if data.channel not in self._channels:
                 raise PermanentDeliveryError(f"{self._name} cannot send on {data.channel}")
-            # Answer within the lease, or another delivery would send the message again
-            # while this call is still out: past the limit the outcome is unknown.
-            async with asyncio.timeout(self._lease * _CALL_SHARE_OF_LEASE):
-                receipt = await self._driver.send(message)
-        except PermanentDeliveryError as exc:
-            await self._give_up(event, data, claim, describe(exc), permanent=True)
-        except TemporaryDeliveryError as exc:
-            await self._retry(event, data, claim, exc)
-        except TimeoutError:
-            await self._retry(event, data, claim, TemporaryDeliveryError(
-                f"{self._name} did not answer within the lease; the outcome is unknown"))
-        except Exception as exc:  # an unexpected driver failure is temporary
-            wrapped = TemporaryDeliveryError(describe(exc))
-            await self._retry(event, data, claim, wrapped, cause=exc)
+            receipt = await self._driver.send(message)
+        except Exception as exc:  # every failure is one of the outcomes
+            await self._failed(event, data, claim, exc)
         else:
-            await self._sent(data, claim, message, receipt)
+            await self._sent(data, claim, receipt)
 
-    async def _sent(self, data: DispatchData, claim: Claim, message: Message,
-                    receipt: SendReceipt) -> None:
-        encoding, parts = "utf-8", receipt.segments
-        if data.channel == "sms":
-            encoding, parts = segments(message.body)
+    async def _failed(self, event: CloudEvent, data: DispatchData, claim: Claim,
+                      exc: Exception) -> None:
+        outcome = classify(exc)
+        if retried(outcome) or (outcome is Outcome.BROKEN and not data.fallbacks):
+            if outcome is Outcome.BROKEN:
+                log.error("driver %s is refused by its provider (credentials?): %s",
+                          self._name, describe(exc))
+            wrapped = exc if isinstance(exc, TemporaryDeliveryError) else \
+                TemporaryDeliveryError(describe(exc), _code(exc))
+            await self._retry(event, data, claim, wrapped, cause=exc)
+            return
+        if outcome is Outcome.BROKEN:
+            log.error("driver %s is refused by its provider (credentials?); failing over: "
+                      "%s", self._name, describe(exc))
+        await self._give_up(event, data, claim, describe(exc), permanent=True)
+
+    async def _sent(self, data: DispatchData, claim: Claim, receipt: SendReceipt) -> None:
+        encoding = receipt.encoding or "utf-8"
         outcome = self._event(EventType.SENT, data, provider_id=receipt.provider_id,
-                              segments=parts, encoding=str(encoding))
+                              segments=receipt.segments, encoding=encoding)
         await self._settle(data, claim, DeliveryStatus.SENT, claim.attempts, outcome,
                            provider_id=receipt.provider_id)
         log.info("sent %s to %s via %s (%s, %d segment(s))", data.key, data.to, self._name,
-                 encoding, parts)
+                 encoding, receipt.segments)
 
     async def _retry(self, event: CloudEvent, data: DispatchData, claim: Claim,
                      exc: TemporaryDeliveryError, cause: Exception | None = None) -> None:
@@ -233,24 +249,27 @@ class Dispatcher:
             return  # another dispatcher holds the send now; its outcome counts
         log.warning("send %s via %s failed for now (attempt %d of %d): %s", data.key,
                     self._name, claim.attempts, self._max_deliveries, reason)
+        if exc is cause:
+            raise exc
         raise exc from cause
 
     async def _give_up(self, event: CloudEvent, data: DispatchData, claim: Claim,
                        reason: str, *, permanent: bool) -> None:
         """This driver is done with the send: fail over to the next one, or fail it."""
-        if not data.fallbacks:
+        handover = routing.next_driver(data.fallbacks)
+        if handover is None:
             await self._fail(data, claim, reason, permanent=permanent)
             return
-        following, rest = data.fallbacks[0], list(data.fallbacks[1:])
-        handover = events.new(
+        following, rest = handover
+        moved = events.new(
             EventType.DISPATCH, data.otp_id, {**event.data, "fallbacks": rest},
             self._clock.now(), channel=data.channel, driver=following)
         # The next driver starts its own count of attempts, as the bus does for its event.
-        if not await self._store.settle_send(Delivery(
+        if not await self._store.settle(Delivery(
             otp_id=data.otp_id, send_no=data.send_no, channel=data.channel,
             driver=following, status=DeliveryStatus.QUEUED, attempts=0,
             updated_at=self._clock.now(), error=f"{self._name}: {reason}"[:500],
-        ), [handover], claimed=claim.attempts):
+        ), [moved], claimed=claim.attempts):
             self._superseded(data)
             return
         log.warning("send %s failed on %s, failing over to %s: %s", data.key, self._name,
@@ -283,7 +302,7 @@ class Dispatcher:
             provider_id=provider_id, error=error)
         # The store already waits out a busy database; an error past that leaves the outcome
         # unrecorded, hence unknown, and the send may go out again.
-        settled = await self._store.settle_send(
+        settled = await self._store.settle(
             delivery, [outcome] if outcome is not None else [], claimed=claim.attempts)
         if not settled:
             self._superseded(data)
@@ -292,3 +311,7 @@ class Dispatcher:
     def _superseded(self, data: DispatchData) -> None:
         log.warning("send %s on %s outlived its lease and was taken over; its outcome here "
                     "is dropped", data.key, self._name)
+
+
+def _code(error: BaseException) -> str | None:
+    return error.provider_code if isinstance(error, DeliveryError) else None

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import sqlite3
 
-from otpgate.drivers.base import CapturedMessage
-from otpgate.store.sqlite_db import Database
+from otpgate.capture.base import CapturedMessage
+from otpgate.sqlite.db import Database
 
 _COLUMNS = 'id, otp_id, "to", channel, body, sent_at, subject'
 

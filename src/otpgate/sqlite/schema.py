@@ -63,4 +63,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX IF NOT EXISTS recipients_touched ON recipients (touched_at)",
         "CREATE INDEX IF NOT EXISTS otps_final ON otps (expires_at) WHERE status <> 'pending'",
     ),
+    (
+        # receipts: a provider's delivery report names the send by the provider's id
+        """CREATE INDEX IF NOT EXISTS ledger_provider ON ledger (driver, provider_id)
+            WHERE provider_id IS NOT NULL""",
+    ),
 )

@@ -9,8 +9,8 @@ import threading
 from pathlib import Path
 
 from otpgate.errors import OtpgateError, StoreError
-from otpgate.store.sqlite_schema import MIGRATIONS
-from otpgate.store.sqlite_turn import WriterTurn
+from otpgate.sqlite.schema import MIGRATIONS
+from otpgate.sqlite.turn import WriterTurn
 
 log = logging.getLogger(__name__)
 
