@@ -249,3 +249,20 @@ async def test_a_declared_subscription_keeps_events_for_a_consumer_that_comes_la
     backend.bus.consume("later", seen, Limits())
     assert await backend.bus.pump() == 1
     assert seen.ids == [kept.id]
+
+
+async def test_the_backlog_counts_what_waits_and_how_long_the_oldest_has_been_due(
+    backend: Backend, clock: FrozenClock
+) -> None:
+    await backend.bus.declare(Subscription("queue", Filter.of(type=EventType.SENT.value)))
+    await backend.bus.declare(Subscription("idle", Filter.of(type=EventType.APPROVED.value)))
+    await backend.store.transact("r", lambda s: emitting([event(EventType.SENT, OTP,
+                                                                clock.now())]))
+    clock.advance(3)
+    await backend.store.transact("r", lambda s: emitting([event(EventType.SENT, OTP,
+                                                                clock.now())]))
+    clock.advance(2)
+    found = {b.subscription: b for b in await backend.bus.backlog()}
+    assert (found["queue"].depth, found["queue"].due) == (2, 2)
+    assert found["queue"].oldest_due_age == pytest.approx(5)
+    assert (found["idle"].depth, found["idle"].due, found["idle"].oldest_due_age) == (0, 0, 0)

@@ -501,3 +501,10 @@ async def test_concurrent_requests_under_one_idempotency_slot_decide_once(
     assert len(decided) == 1
     assert sum(not o.replayed for o in outcomes) == 1
     assert {o.answer.body for o in outcomes} == {str(decided[0]).encode()}
+
+
+async def test_the_first_key_check_kept_is_the_one_every_later_caller_gets(
+    backend: Backend,
+) -> None:
+    assert await backend.store.keep_key_check("check-1") == "check-1"
+    assert await backend.store.keep_key_check("check-2") == "check-1"

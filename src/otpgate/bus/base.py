@@ -90,6 +90,18 @@ def consumer_of(declared: dict[str, Subscription], name: str, handler: Handler,
     return Consumer(sub, handler, limits)
 
 
+class Backlog(msgspec.Struct, frozen=True, kw_only=True):
+    """What waits in one subscription: for readiness, metrics and the dashboard."""
+
+    subscription: str
+    depth: int
+    """Deliveries not yet acknowledged (due, waiting for a retry, or in flight)."""
+    due: int
+    """Of those, deliveries that could be handled now and are not in flight."""
+    oldest_due_age: float
+    """Seconds since the oldest due delivery became due (0 when none is due)."""
+
+
 class DeadLetter(msgspec.Struct, frozen=True):
     subscription: str
     event: CloudEvent
@@ -154,5 +166,9 @@ class Bus(Protocol):
     async def stop(self) -> None: ...
 
     async def dead_letters(self, subscription: str | None = None) -> list[DeadLetter]: ...
+
+    async def backlog(self) -> list[Backlog]:
+        """One entry per declared subscription, at this moment."""
+        ...
 
     async def ping(self) -> None: ...

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from otpgate.bus.base import (
+    Backlog,
     Consumer,
     DeadLetter,
     Handler,
@@ -146,6 +147,17 @@ class MemoryBus:
 
     async def dead_letters(self, subscription: str | None = None) -> list[DeadLetter]:
         return [d for d in self._dead if subscription in (None, d.subscription)]
+
+    async def backlog(self) -> list[Backlog]:
+        now = self._clock.now()
+        found = []
+        for name in self._subs:
+            queue = self._queues.get(name, [])
+            due = [e for e in queue if e.available_at <= now and e.lease_until <= now]
+            oldest = min((e.available_at for e in due), default=now)
+            found.append(Backlog(subscription=name, depth=len(queue), due=len(due),
+                                 oldest_due_age=max(0.0, now - oldest)))
+        return found
 
     async def ping(self) -> None:
         return None

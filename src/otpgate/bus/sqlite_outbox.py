@@ -24,6 +24,7 @@ import msgspec
 
 from otpgate import events
 from otpgate.bus.base import (
+    Backlog,
     Consumer,
     DeadLetter,
     Handler,
@@ -319,6 +320,23 @@ class SqliteOutboxBus:
             rows = conn.execute(sql + " ORDER BY id", args).fetchall()
             return [DeadLetter(name, events.decode(raw), error, count, at)
                     for name, raw, error, count, at in rows]
+
+        return await self._db.read(load, BusError)
+
+    async def backlog(self) -> list[Backlog]:
+        now = self._clock.now()
+
+        def load(conn: sqlite3.Connection) -> list[Backlog]:
+            rows = conn.execute(
+                "SELECT s.name, COUNT(d.seq), "
+                "COALESCE(SUM(d.available_at <= ?1 AND d.lease_until <= ?1), 0), "
+                "MIN(CASE WHEN d.available_at <= ?1 AND d.lease_until <= ?1 "
+                "THEN d.available_at END) "
+                "FROM subscriptions s LEFT JOIN deliveries d ON d.subscription = s.name "
+                "GROUP BY s.name ORDER BY s.name", (now,)).fetchall()
+            return [Backlog(subscription=name, depth=depth, due=due,
+                            oldest_due_age=max(0.0, now - oldest) if oldest else 0.0)
+                    for name, depth, due, oldest in rows]
 
         return await self._db.read(load, BusError)
 

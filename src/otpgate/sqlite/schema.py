@@ -67,5 +67,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # receipts: a provider's delivery report names the send by the provider's id
         """CREATE INDEX IF NOT EXISTS ledger_provider ON ledger (driver, provider_id)
             WHERE provider_id IS NOT NULL""",
+        # one row of facts about the database itself (the master secret's check value)
+        """CREATE TABLE IF NOT EXISTS meta (
+            name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID""",
     ),
 )

@@ -171,13 +171,21 @@ class ApiKeys(Protocol):
     async def revoke_api_key(self, key_id: str, now: float) -> bool: ...
 
 
+class KeyCheck(Protocol):
+    async def keep_key_check(self, check: str) -> str:
+        """Keep ``check`` (a value derived from the master secret that reveals nothing of
+        it) unless one is kept already; return the one kept, so that a process started with
+        another secret can tell before it writes anything."""
+        ...
+
+
 class Answers(Protocol):
     async def recall(self, slot: str, now: float) -> Remembered | None:
         """The live answer kept under ``slot``, if any."""
         ...
 
 
-class Store(Recipients, SendLedger, ApiKeys, Answers, Protocol):
+class Store(Recipients, SendLedger, ApiKeys, Answers, KeyCheck, Protocol):
     async def ping(self) -> None:
         """Raise ``StoreError`` when the store cannot be used."""
         ...

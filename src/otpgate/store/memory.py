@@ -42,6 +42,7 @@ class MemoryStore:
         self._sent_as: dict[tuple[str, str], SendKey] = {}
         self._idem: dict[str, tuple[Remembered, float]] = {}
         self._keys: dict[str, ApiKey] = {}
+        self._key_check: str | None = None
 
     async def transact(self, key: str, decide: Decide[T]) -> T:
         async with self._lock:
@@ -170,6 +171,11 @@ class MemoryStore:
             return False
         key.revoked_at = now
         return True
+
+    async def keep_key_check(self, check: str) -> str:
+        if self._key_check is None:
+            self._key_check = check
+        return self._key_check
 
     async def ping(self) -> None:
         return None

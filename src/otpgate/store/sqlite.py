@@ -288,6 +288,15 @@ class SqliteStore:
             (now, key_id)).rowcount)
         return changed == 1
 
+    async def keep_key_check(self, check: str) -> str:
+        def unit(conn: sqlite3.Connection) -> str:
+            conn.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('key_check', ?)",
+                         (check,))
+            row = conn.execute("SELECT value FROM meta WHERE name = 'key_check'").fetchone()
+            return str(row[0])
+
+        return await self._db.write(unit)
+
     async def ping(self) -> None:
         if not self._db.alive():
             raise StoreError("the sqlite writer is not running")
