@@ -75,6 +75,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """Allow the capture driver and dev routes outside dev mode (never by default)."""
     secret_key: Secret | None = None
     brand: str = "otpgate"
+    public_url: str | None = None
+    """The origin otpgate is reached at from outside (``https://otp.example.com``): the
+    base of the receipt callbacks given to providers, and the origin they sign."""
     retention: float = 7 * 24 * 3600.0
     """Seconds a finished OTP stays readable (``GET /v1/otp/{id}``) before it is purged."""
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
@@ -123,6 +126,7 @@ FLAT: dict[str, tuple[str | None, str]] = {
     "data_dir": (None, "data_dir"), "dev": (None, "dev"),
     "allow_capture": (None, "allow_capture"), "secret_key": (None, "secret_key"),
     "brand": (None, "brand"), "retention": (None, "retention"),
+    "public_url": (None, "public_url"),
 }
 """Flat setting names (``OTPGATE_<NAME>``, or top-level keys in TOML) → (section, field)."""
 _SECTIONS = {"server": ServerSettings, "store": StoreSettings, "bus": BusSettings}

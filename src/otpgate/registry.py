@@ -23,6 +23,7 @@ BACKENDS: Table = {
 DRIVERS: Table = {
     "capture": ("otpgate.drivers.capture:from_url", None),
     "console": ("otpgate.drivers.console:from_url", None),
+    "twilio": ("otpgate.drivers.twilio:from_url", None),
 }
 
 

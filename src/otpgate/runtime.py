@@ -21,9 +21,11 @@ from otpgate.core.messages import Templates
 from otpgate.crypto import Keyring, load_or_create_secret, parse_secret
 from otpgate.dispatch import Dispatcher, subscription_for
 from otpgate.drivers import open_driver
-from otpgate.drivers.base import Driver, DriverContext, driver_name
+from otpgate.drivers.base import Driver, DriverContext, ReceiptReader, driver_name
+from otpgate.drivers.wrappers import innermost
 from otpgate.errors import ConfigurationError
 from otpgate.housekeeping import FailureWatcher, Housekeeping
+from otpgate.receipts import ReceiptDesk
 from otpgate.routing import StaticRouter
 from otpgate.service import OtpService
 
@@ -83,6 +85,7 @@ class Runtime:
     """Driver name -> URL; drivers themselves are opened only where codes are sent."""
     drivers: dict[str, Driver] = field(default_factory=dict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _receipts: ReceiptDesk | None = None
 
     @classmethod
     async def open(cls, settings: Settings, clock: Clock | None = None) -> Runtime:
@@ -118,10 +121,25 @@ class Runtime:
     def open_drivers(self) -> dict[str, Driver]:
         """Open every configured driver (refusing ``capture`` outside dev mode)."""
         if not self.drivers:
-            ctx = DriverContext(self.clock, self.backend.capture, self.settings.captures)
+            ctx = DriverContext(self.clock, self.backend.capture, self.settings.captures,
+                                public_url=self.settings.public_url)
             self.drivers = {name: open_driver(url, ctx)
                             for name, url in self.driver_urls.items()}
         return self.drivers
+
+    def receipt_reader(self, name: str) -> ReceiptReader | None:
+        """The driver ``name`` if it reads delivery receipts (opening the drivers here if
+        this process has not yet: an API-only process takes receipts too)."""
+        if name not in self.driver_urls:
+            return None
+        driver = innermost(self.open_drivers()[name])
+        return driver if isinstance(driver, ReceiptReader) else None
+
+    @property
+    def receipts(self) -> ReceiptDesk:
+        if self._receipts is None:
+            self._receipts = ReceiptDesk(self.backend.store, self.clock, self.receipt_reader)
+        return self._receipts
 
     def dispatchers(self) -> list[Dispatcher]:
         templates = Templates.default()
