@@ -19,6 +19,7 @@ from typing import Any
 
 import msgspec
 
+from otpgate import routing
 from otpgate.core.policy import Policy
 from otpgate.errors import ConfigurationError
 from otpgate.urls import mask
@@ -66,6 +67,16 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     sweep_interval: float = 5.0
 
 
+class RouteSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[[routes]]``: a channel and a destination (``prefix`` or ``country``, neither for
+    the channel's default) → driver names, first tried first."""
+
+    channel: str
+    drivers: tuple[str, ...]
+    prefix: str | None = None
+    country: str | None = None
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Everything otpgate is told; built by ``from_env`` and passed down."""
 
@@ -86,6 +97,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     policy: Policy = msgspec.field(default_factory=Policy)
     drivers: dict[str, tuple[SecretUrl, ...]] = {}
     """Driver URLs per channel, first tried first; empty means the dev capture driver."""
+    routes: tuple[RouteSettings, ...] = ()
+    """Routes by destination over the drivers' names (see ``otpgate.routing``)."""
 
     @property
     def store_url(self) -> str:
@@ -235,6 +248,10 @@ def _from_vars(env: Mapping[str, str]) -> dict[str, Any]:
     }
     if drivers:
         values["drivers"] = drivers
+    if (raw_routes := env.get("OTPGATE_ROUTES")) is not None:
+        values["routes"] = [
+            {"channel": r.channel, "drivers": list(r.drivers), "prefix": r.prefix,
+             "country": r.country} for r in routing.parse_compact(raw_routes)]
     policy = {
         key[len("OTPGATE_POLICY_"):].lower(): _scalar(key, int, raw)
         for key, raw in env.items() if key.startswith("OTPGATE_POLICY_")
@@ -250,7 +267,7 @@ def _from_toml(path: Path) -> dict[str, Any]:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigurationError(f"cannot read {path}: {exc}") from None
-    known = set(FLAT) | {"policy", "drivers", *_SECTIONS}
+    known = set(FLAT) | {"policy", "drivers", "routes", *_SECTIONS}
     if unknown := sorted(set(data) - known):
         raise ConfigurationError(f"unknown setting {unknown[0]!r} in {path}")
     if isinstance(data.get("policy"), dict):

@@ -26,7 +26,7 @@ from otpgate.drivers.wrappers import innermost
 from otpgate.errors import ConfigurationError
 from otpgate.housekeeping import FailureWatcher, Housekeeping
 from otpgate.receipts import ReceiptDesk
-from otpgate.routing import StaticRouter
+from otpgate.routing import Route, RouteTable, table_of
 from otpgate.service import OtpService
 
 log = logging.getLogger(__name__)
@@ -64,13 +64,27 @@ def name_drivers(chains: dict[str, tuple[str, ...]]) -> tuple[dict[str, str],
     return by_name, routes
 
 
-async def check_drivers(settings: Settings) -> None:
+def route_table(settings: Settings) -> RouteTable:
+    """The routes in effect: the configured ones over the drivers' default chains."""
+    _, chains = name_drivers(settings.driver_urls)
+    return table_of(chains, (Route(r.channel, tuple(r.drivers), r.prefix, r.country)
+                             for r in settings.routes))
+
+
+async def check_drivers(settings: Settings) -> RouteTable:
     """Open and close every configured driver once, so that a bad driver URL (or the
-    capture driver outside dev mode) stops a server before it starts listening."""
+    capture driver outside dev mode) stops a server before it starts listening, and check
+    the routes against what the drivers can carry."""
     by_name, _ = name_drivers(settings.driver_urls)
+    table = route_table(settings)
     ctx = DriverContext(SystemClock(), MemoryCaptureSink(), settings.captures)
-    for url in by_name.values():
-        await open_driver(url, ctx).close()
+    channels = {}
+    for name, url in by_name.items():
+        driver = open_driver(url, ctx)
+        channels[name] = driver.channels
+        await driver.close()
+    table.check(channels)
+    return table
 
 
 @dataclass(slots=True)
@@ -90,12 +104,12 @@ class Runtime:
     @classmethod
     async def open(cls, settings: Settings, clock: Clock | None = None) -> Runtime:
         clock = clock or SystemClock()
-        by_name, routes = name_drivers(settings.driver_urls)
+        by_name, _ = name_drivers(settings.driver_urls)
+        router = route_table(settings)
         backend = await backends.open_backend(
             settings.store_url, clock, poll_interval=settings.bus.poll_interval)
         try:
             keyring = load_keyring(settings, backend.embedded)
-            router = StaticRouter(routes)
             service = OtpService(backend.store, clock, keyring, settings.policy, router)
             runtime = cls(settings, clock, keyring, backend, service,
                           Housekeeping(backend.store, clock, settings.policy), by_name)
