@@ -24,6 +24,9 @@ DRIVERS: Table = {
     "capture": ("otpgate.drivers.capture:from_url", None),
     "console": ("otpgate.drivers.console:from_url", None),
     "twilio": ("otpgate.drivers.twilio:from_url", None),
+    "vonage": ("otpgate.drivers.vonage:from_url", None),
+    "plivo": ("otpgate.drivers.plivo:from_url", None),
+    "telnyx": ("otpgate.drivers.telnyx:from_url", None),
 }
 
 

@@ -16,6 +16,9 @@ Other 4xx answers are for each driver's own table of documented error codes.
 
 Error texts name the provider, the status and the provider's code — never the request's
 URL, body or the provider's message, which may quote the number or the text.
+
+Receipts: ``callback_fields`` reads a callback's form body (or, for a GET, its query), and
+``check_fresh`` refuses a signed timestamp too far from now (a replayed callback).
 """
 
 from __future__ import annotations
@@ -25,21 +28,25 @@ import math
 import time
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import parse_qs
 
 import httpx
 
 from otpgate import urls
-from otpgate.drivers.base import COMMON_OPTIONS
+from otpgate.drivers.base import COMMON_OPTIONS, ReceiptRequest
 from otpgate.errors import (
     BrokenDriverError,
     ConfigurationError,
     DeliveryError,
+    Forbidden,
     TemporaryDeliveryError,
     UnknownOutcomeError,
 )
 from otpgate.urls import Url
 
 DEFAULT_TIMEOUT = 10.0
+FRESH_SECONDS = 300
+"""How far a signed callback's timestamp may be from now (either way)."""
 HTTP_OPTIONS = frozenset({"base_url", "timeout"})
 """Options every HTTP driver takes (with ``COMMON_OPTIONS``)."""
 MAX_CONNECTIONS = 200
@@ -145,3 +152,23 @@ def json_body(response: httpx.Response) -> Any:
         return response.json()
     except ValueError:
         return None
+
+
+def callback_fields(request: ReceiptRequest) -> dict[str, list[str]]:
+    """A callback's fields, each with its values: the form body of a POST, the query of a
+    GET. Blank values are kept (signatures cover them)."""
+    if request.method == "GET":
+        return {name: [value] for name, value in request.query.items()}
+    return parse_qs(request.body.decode("utf-8", "replace"), keep_blank_values=True)
+
+
+def check_fresh(raw: str | None, now: float, provider: str,
+                tolerance: float = FRESH_SECONDS) -> None:
+    """``Forbidden`` unless ``raw`` is a Unix time within ``tolerance`` seconds of ``now``:
+    a signature over an old timestamp is a replay."""
+    try:
+        when = float(raw) if raw is not None else math.nan
+    except ValueError:
+        when = math.nan
+    if not abs(now - when) <= tolerance:  # NaN compares false: missing or malformed
+        raise Forbidden(f"the {provider} callback's timestamp is missing or not recent")
