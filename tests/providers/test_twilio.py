@@ -230,7 +230,9 @@ async def test_a_forged_or_unsigned_status_callback_is_forbidden() -> None:
     tampered = callback(params)
     tampered = ReceiptRequest("POST", tampered.url, tampered.headers, {},
                               tampered.body.replace(b"SM42", b"SM43"))
-    for request in (forged, unsigned, tampered):
+    garbled = ReceiptRequest("POST", forged.url, {"x-twilio-signature": "säure=="}, {},
+                             forged.body)
+    for request in (forged, unsigned, tampered, garbled):
         with pytest.raises(Forbidden):
             await driver.read_receipts(request)  # type: ignore[attr-defined]
     await driver.close()

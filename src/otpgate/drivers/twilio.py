@@ -188,14 +188,14 @@ class TwilioDriver:
         """Twilio's scheme: the URL, then each field name followed by its values, names
         and values sorted; HMAC-SHA1 with the Auth Token, base64. Twilio may have called
         the URL with or without its default port: both forms are tried."""
-        if not signature or self._auth_token is None:
+        if not signature or self._auth_token is None or not signature.isascii():
             return False
         text = "".join(name + value for name in sorted(params)
                        for value in sorted(set(params[name])))
         key = self._auth_token.encode()
         for candidate in _port_variants(url):
             mac = hmac.new(key, (candidate + text).encode(), hashlib.sha1).digest()
-            if hmac.compare_digest(base64.b64encode(mac).decode(), signature.strip()):
+            if hmac.compare_digest(base64.b64encode(mac), signature.strip().encode()):
                 return True
         return False
 
