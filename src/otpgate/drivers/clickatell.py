@@ -93,6 +93,8 @@ class ClickatellDriver:
     def __init__(self, *, name: str, api_key: str, sender: str | None, base_url: str,
                  timeout: float, token: str | None, raw_url: Url) -> None:
         self.name = name
+        self.origin = base_url
+        """The API origin in use (Clickatell's, or ``base_url=``)."""
         self._sender = sender
         self._token = token
         self._raw = raw_url

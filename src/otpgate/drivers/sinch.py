@@ -100,6 +100,8 @@ class SinchDriver:
                  timeout: float, callback: str | None, token: str | None,
                  secret: str | None, raw_url: Url) -> None:
         self.name = name
+        self.origin = base_url
+        """The API origin in use (the region's, or ``base_url=``)."""
         self._plan = plan
         self._sender = sender
         self._callback = callback
