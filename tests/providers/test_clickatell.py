@@ -172,7 +172,7 @@ async def test_a_wrong_base_url_means_a_broken_driver(stand_in: StartStandIn) ->
 
 
 async def test_a_hang_past_the_timeout_is_an_unknown_outcome(stand_in: StartStandIn) -> None:
-    driver = clickatell(stand_in(clickatell_api))
+    driver = clickatell(stand_in(clickatell_api), extra="&timeout=0.25")
     with pytest.raises(UnknownOutcomeError):
         await Bounded(driver, 5).send(message(to=HANGS))
     await driver.close()

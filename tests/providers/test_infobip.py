@@ -192,7 +192,7 @@ async def test_a_wrong_api_key_means_a_broken_driver(stand_in: StartStandIn) -> 
 
 
 async def test_a_hang_past_the_timeout_is_an_unknown_outcome(stand_in: StartStandIn) -> None:
-    driver = infobip(stand_in(infobip_api()))
+    driver = infobip(stand_in(infobip_api()), extra="&timeout=0.25")
     with pytest.raises(UnknownOutcomeError):
         await Bounded(driver, 5).send(message(to=HANGS))
     await driver.close()

@@ -211,7 +211,7 @@ async def test_an_unknown_service_plan_means_a_broken_driver(stand_in: StartStan
 
 
 async def test_a_hang_past_the_timeout_is_an_unknown_outcome(stand_in: StartStandIn) -> None:
-    driver = sinch(stand_in(sinch_api))
+    driver = sinch(stand_in(sinch_api), extra="&timeout=0.25")
     with pytest.raises(UnknownOutcomeError):
         await Bounded(driver, 5).send(message(to=HANGS))
     await driver.close()

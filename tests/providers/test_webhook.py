@@ -193,7 +193,7 @@ async def test_a_signature_from_a_stale_clock_is_refused_by_the_service(
 
 async def test_a_hang_past_the_timeout_is_an_unknown_outcome(stand_in: StartStandIn) -> None:
     handle, _ = receiver()
-    driver = webhook(stand_in(handle))
+    driver = webhook(stand_in(handle), extra="&timeout=0.25")
     with pytest.raises(UnknownOutcomeError):
         await Bounded(driver, 5).send(message(to=HANGS))
     await driver.close()
