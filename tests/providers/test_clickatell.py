@@ -107,7 +107,7 @@ async def test_a_message_is_posted_as_clickatell_expects_it(stand_in: StartStand
     assert payload["to"] == [TO.removeprefix("+")]
     assert CODE in payload["content"]
     assert "from" not in payload
-    assert payload["clientMessageId"].startswith("otp_")
+    assert payload["clientMessageId"].startswith("ct_")
     assert receipt.provider_id == f"{len(call.body):032x}"
 
 
@@ -199,7 +199,7 @@ def test_the_driver_shows_its_url_masked() -> None:
 
 def status_update(code: int, status: str, message_id: str = "9f1c" * 8) -> dict[str, Any]:
     return {"integrationName": "otp", "messageId": message_id, "requestId": "r-1",
-            "clientMessageId": "otp_0123", "to": TO.removeprefix("+"), "from": "",
+            "clientMessageId": "ct_0123", "to": TO.removeprefix("+"), "from": "",
             "statusCode": code, "status": status, "statusDescription": status.lower(),
             "timestamp": 1_800_000_003_000}
 

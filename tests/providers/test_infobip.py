@@ -222,7 +222,7 @@ async def test_the_driver_shows_its_url_masked() -> None:
 
 
 def report(group: str, name: str, error: str = "NO_ERROR", error_id: int = 0,
-           message_id: str = "otp_0123456789abcdef01234567") -> bytes:
+           message_id: str = "ib_0123456789abcdef01234567") -> bytes:
     result: dict[str, Any] = {
         "bulkId": "BULK-1", "messageId": message_id, "to": TO.removeprefix("+"),
         "sender": "AcmeBank", "sentAt": "2027-01-15T08:00:00.000+0000",
@@ -257,7 +257,7 @@ async def test_a_delivery_report_with_the_right_token_is_read(
     [receipt] = await driver.read_receipts(callback(report(group, name, error, error_id)))
     await driver.close()
     assert (receipt.provider_id, receipt.status, receipt.error_code) == (
-        "otp_0123456789abcdef01234567", seen, code)
+        "ib_0123456789abcdef01234567", seen, code)
 
 
 async def test_a_report_with_a_wrong_or_no_token_is_forbidden() -> None:

@@ -221,7 +221,7 @@ async def test_a_hang_past_the_timeout_is_an_unknown_outcome(stand_in: StartStan
     f"sinch://{PLAN}@+15550001111", f"sinch://{PLAN}:{TOKEN}@", f"sinch://:{TOKEN}@+1555",
     f"sinch://{PLAN}:{TOKEN}@+1555?region=mars", f"sinch://{PLAN}:{TOKEN}@+1555?colour=red",
     f"sinch://{PLAN}:{TOKEN}@+1555?callback_token=short",
-    f"sinch://{PLAN}:{TOKEN}@+1555?base_url=ftp://x",
+    f"sinch://{PLAN}:{TOKEN}@+1555?base_url=ftp://x", f"sinch://a%2Fb:{TOKEN}@+1555",
 ])
 def test_a_bad_sinch_url_is_refused_without_showing_the_token(url: str) -> None:
     with pytest.raises(ConfigurationError) as raised:

@@ -104,7 +104,7 @@ class ClickatellDriver:
     async def send(self, message: Message) -> SendReceipt:
         payload: dict[str, Any] = {
             "to": [message.to.removeprefix("+")], "content": message.body,
-            "clientMessageId": stable_id("otp", f"{self.name}:{message.idempotency_key}"),
+            "clientMessageId": stable_id("ct", f"{self.name}:{message.idempotency_key}"),
         }
         if self._sender:
             payload["from"] = self._sender

@@ -100,7 +100,7 @@ class InfobipDriver:
             "Authorization": f"App {api_key}", "Accept": "application/json"})
 
     async def send(self, message: Message) -> SendReceipt:
-        message_id = stable_id("otp", f"{self.name}:{message.idempotency_key}")
+        message_id = stable_id("ib", f"{self.name}:{message.idempotency_key}")
         sms: dict[str, Any] = {
             "sender": self._sender,
             "destinations": [{"to": message.to.removeprefix("+"), "messageId": message_id}],

@@ -45,6 +45,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 from typing import Any, Final
 
 import httpx
@@ -76,6 +77,7 @@ CHANNELS: Final = frozenset({"sms"})
 _OPTIONS = frozenset({"region", "from", callbacks.OPTION, "callback_secret"})
 _USAGE = ("sinch://SERVICE_PLAN_ID:API_TOKEN@FROM?region=us|eu|au|br|ca"
           "[&callback_token=…|&callback_secret=…]")
+_PLAN = re.compile(r"[A-Za-z0-9_-]{1,64}", re.ASCII)
 _STATUS: dict[str, ReceiptStatus] = {
     "queued": "sent", "dispatched": "sent", "unknown": "sent", "delivered": "delivered",
     "failed": "failed", "rejected": "failed", "expired": "failed", "aborted": "failed",
@@ -170,7 +172,8 @@ class SinchDriver:
             code = entry.get("code")
             receipts.append(Receipt(
                 provider_id=batch, status=status,
-                error_code=str(code) if status == "failed" and code is not None else None))
+                error_code=str(code)[:64] if status == "failed" and code is not None
+                else None))
         return receipts
 
     def url(self, privacy: bool = True) -> str:
@@ -198,6 +201,8 @@ def from_url(url: Url, ctx: DriverContext) -> Driver:
     sender = options.get("from") or url.host
     if not url.user or not url.password or not sender:
         raise ConfigurationError(f"the sinch driver's URL is {_USAGE}")
+    if not _PLAN.fullmatch(url.user):
+        raise ConfigurationError("the sinch service plan id is letters and digits")
     region = options.get("region", "us").lower()
     if region not in REGIONS:
         raise ConfigurationError(f"sinch region must be one of {list(REGIONS)}")

@@ -1,13 +1,13 @@
 """``webhook+https://`` — hand every message to a service of your own, signed as Standard
 Webhooks (standardwebhooks.com), on any channel.
 
-Credentials: a secret you generate, ``whsec_`` followed by base64 of 24-64 random bytes
-(``python -c "import base64, os; print('whsec_' + base64.b64encode(os.urandom(32))
+Credentials: a secret you generate, ``whsec_`` followed by base64 of at least 16 random
+bytes (``python -c "import base64, os; print('whsec_' + base64.b64encode(os.urandom(32))
 .decode())"``), shared with the receiving service, which verifies each request with a
 Standard Webhooks library (``standardwebhooks`` for Python, ``svix``, …). ``webhook+http://``
 is accepted only to a loopback host (a service on the same machine)::
 
-    webhook+https://hooks.example.com/otp?secret=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
+    webhook+https://hooks.example.com/otp?secret=whsec_BASE64_OF_THE_SECRET
     webhook+http://127.0.0.1:9000/otp?secret=whsec_…&name=relay&timeout=5
 
 Call: ``POST`` to the URL (``base_url=`` replaces its origin) with JSON ``{id, otp_id,
