@@ -27,6 +27,11 @@ DRIVERS: Table = {
     "vonage": ("otpgate.drivers.vonage:from_url", None),
     "plivo": ("otpgate.drivers.plivo:from_url", None),
     "telnyx": ("otpgate.drivers.telnyx:from_url", None),
+    "sinch": ("otpgate.drivers.sinch:from_url", None),
+    "infobip": ("otpgate.drivers.infobip:from_url", None),
+    "clickatell": ("otpgate.drivers.clickatell:from_url", None),
+    "webhook+https": ("otpgate.drivers.webhook:from_url", None),
+    "webhook+http": ("otpgate.drivers.webhook:from_url", None),
 }
 
 
