@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from otpgate import backends, urls
 from otpgate.backends import Backend
+from otpgate.breaker import BreakerPolicy, Breakers
 from otpgate.bus.base import Limits
 from otpgate.capture.memory import MemoryCaptureSink
 from otpgate.clock import Clock, SystemClock
@@ -98,6 +99,8 @@ class Runtime:
     driver_urls: dict[str, str]
     """Driver name -> URL; drivers themselves are opened only where codes are sent."""
     drivers: dict[str, Driver] = field(default_factory=dict)
+    breakers: Breakers = field(default_factory=lambda: Breakers(BreakerPolicy(), SystemClock()))
+    """One circuit breaker per driver, shared by this process's dispatchers."""
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _receipts: ReceiptDesk | None = None
 
@@ -112,7 +115,8 @@ class Runtime:
             keyring = load_keyring(settings, backend.embedded)
             service = OtpService(backend.store, clock, keyring, settings.policy, router)
             runtime = cls(settings, clock, keyring, backend, service,
-                          Housekeeping(backend.store, clock, settings.policy), by_name)
+                          Housekeeping(backend.store, clock, settings.policy), by_name,
+                          breakers=Breakers(BreakerPolicy(), clock))
             await runtime._declare_subscriptions()
         except BaseException:
             await backend.close()
