@@ -24,6 +24,7 @@ DRIVERS: Table = {
     "capture": ("otpgate.drivers.capture:from_url", None),
     "console": ("otpgate.drivers.console:from_url", None),
     "twilio": ("otpgate.drivers.twilio:from_url", None),
+    "smtp": ("otpgate.drivers.smtp:from_url", "smtp"),
 }
 
 

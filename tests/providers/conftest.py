@@ -8,6 +8,7 @@ import pytest
 
 from otpgate.capture.memory import MemoryCaptureSink
 from otpgate.clock import FrozenClock
+from otpgate.core.messages import Templates
 from otpgate.drivers.base import DriverContext, Message
 from tests.integration.conftest import clock as clock
 from tests.integration.conftest import make_client as make_client
@@ -47,3 +48,14 @@ def message(channel: str = "sms", to: str = TO, body: str | None = None,
                    subject="Your Acme code" if channel == "email" else None,
                    idempotency_key=f"{OTP_ID}:{send_no}:{channel}",
                    expires_at=1_800_000_300.0)
+
+
+EMAIL = "jane@example.com"
+
+
+def email_message(to: str = EMAIL, send_no: int = 1, locale: str = "en") -> Message:
+    """An e-mail as the dispatcher renders it: the locale's text, subject and HTML."""
+    text = Templates.default().render("email", locale, "Acme", CODE, 5)
+    return Message(otp_id=OTP_ID, send_no=send_no, channel="email", to=to, body=text.body,
+                   code=CODE, locale=locale, subject=text.subject, html=text.html,
+                   idempotency_key=f"{OTP_ID}:{send_no}:email", expires_at=1_800_000_300.0)
