@@ -25,6 +25,9 @@ DRIVERS: Table = {
     "console": ("otpgate.drivers.console:from_url", None),
     "twilio": ("otpgate.drivers.twilio:from_url", None),
     "smtp": ("otpgate.drivers.smtp:from_url", "smtp"),
+    "sns": ("otpgate.drivers.sns:from_url", "aws"),
+    "ses": ("otpgate.drivers.ses:from_url", "aws"),
+    "aws-sms": ("otpgate.drivers.aws_sms:from_url", "aws"),
 }
 
 
