@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from otpgate import apikeys
 from otpgate.clock import FrozenClock
 from otpgate.drivers import open_driver
 from otpgate.drivers.base import Driver
@@ -38,6 +39,7 @@ from otpgate.errors import (
     TemporaryDeliveryError,
     UnknownOutcomeError,
 )
+from tests.integration.conftest import START, code_in, runtime_of
 from tests.providers.conftest import CODE, EMAIL, context, email_message, message
 
 USER, PASSWORD = "otpgate", "s3cret-pass"
@@ -293,6 +295,18 @@ async def test_a_certificate_not_signed_by_a_trusted_ca_is_a_temporary_failure(
     assert server.mailbox.received == []
 
 
+async def test_a_server_that_offers_no_starttls_is_not_sent_to_in_clear(
+    smtp_server: StartServer, pki: Pki,
+) -> None:
+    server = smtp_server()  # plain only
+    driver = smtp(Running(server.port, server.mailbox, pki.ca_file))  # tls=starttls
+    with pytest.raises(BrokenDriverError):
+        await driver.send(email_message())
+    await driver.close()
+    assert server.mailbox.logins == []
+    assert server.mailbox.received == []
+
+
 async def test_a_wrong_password_means_a_broken_driver(smtp_server: StartServer) -> None:
     server = smtp_server("starttls", auth=True)
     driver = smtp(server, credentials=f"{USER}:wrong@")
@@ -453,3 +467,40 @@ def test_the_driver_shows_its_url_masked(pki: Pki) -> None:
     assert PASSWORD not in driver.url()
     assert PASSWORD not in repr(driver)
     assert driver.url(privacy=False).startswith(f"smtp://{USER}:{PASSWORD}@")
+
+
+async def test_a_code_requested_through_the_api_arrives_by_smtp_and_verifies(
+    smtp_server: StartServer, make_client: Callable[..., Any],
+) -> None:
+    """End to end: the dispatcher renders the e-mail (text and HTML) and hands it to the
+    SMTP driver; the code in the received message verifies."""
+    server = smtp_server("starttls", auth=True)
+    url = (f"smtp://{USER}:{PASSWORD}@127.0.0.1:{server.port}?from=Acme%20%3C{SENDER}%3E"
+           f"&ca_file={server.ca_file}")
+    async with make_client(dev=False, drivers={"email": (url,)}) as client:
+        _, key = await apikeys.create(runtime_of(client).backend.store, "shop", START)
+        auth = {"authorization": f"Bearer {key}"}
+        otp = (await client.post("/v1/otp", json={"to": EMAIL, "locale": "fr"},
+                                 headers=auth)).json()
+        for _ in range(500):  # bounded polling: the dispatcher runs concurrently
+            if server.mailbox.received:
+                break
+            await asyncio.sleep(0.01)
+        [got] = server.mailbox.received
+        mail = got.parsed()
+        assert mail["From"] == f"Acme <{SENDER}>"
+        assert mail["Subject"].startswith("Votre code de vérification")
+        plain, html = mail.get_body(("plain",)), mail.get_body(("html",))
+        assert plain is not None and html is not None
+        code = code_in(plain.get_content())
+        assert f"<strong>{code}</strong>" in html.get_content()
+        verified = await client.post(f"/v1/otp/{otp['id']}/verify", json={"code": code},
+                                     headers=auth)
+        assert verified.json()["status"] == "approved"
+        for _ in range(500):  # the outcome is recorded just after the server's answer
+            [channel] = (await client.get(f"/v1/otp/{otp['id']}", headers=auth)).json()[
+                "channels"]
+            if channel["status"] == "sent":
+                break
+            await asyncio.sleep(0.01)
+        assert (channel["driver"], channel["status"]) == ("smtp", "sent")

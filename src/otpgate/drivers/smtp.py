@@ -60,9 +60,6 @@ import contextlib
 import email.policy
 import email.utils
 import hashlib
-import ipaddress
-import os
-import socket
 import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -73,11 +70,11 @@ from typing import Final
 import aiosmtplib
 
 from otpgate.clock import Clock
-from otpgate.drivers import http
-from otpgate.drivers.base import COMMON_OPTIONS, Driver, DriverContext, Message, SendReceipt
+from otpgate.drivers import smtp_url
+from otpgate.drivers.base import Driver, DriverContext, Message, SendReceipt
+from otpgate.drivers.smtp_url import Server
 from otpgate.errors import (
     BrokenDriverError,
-    ConfigurationError,
     DeliveryError,
     PermanentDeliveryError,
     TemporaryDeliveryError,
@@ -86,28 +83,9 @@ from otpgate.errors import (
 from otpgate.urls import Url
 
 CHANNELS: Final = frozenset({"email"})
-DEFAULT_CONNECTIONS = 10
 MAX_IDLE = 30.0
 """Seconds a pooled session may sit idle and still be reused."""
-_OPTIONS = frozenset({"from", "tls", "ca_file", "timeout", "connections", "helo",
-                      "allow_plaintext"})
-_USAGE = ("smtp://USER:PASS@HOST[:PORT]?from=ADDRESS[&tls=starttls|tls|none]"
-          "[&ca_file=PEM] (see the driver table)")
-_PORTS = {"starttls": 587, "tls": 465, "none": 25}
 _AUTH_CODES = frozenset({530, 534, 535, 538})
-
-
-@dataclass(frozen=True, slots=True)
-class Server:
-    """Where and how to connect (no secrets)."""
-
-    host: str
-    port: int
-    tls: str
-    """``starttls``, ``tls`` or ``none``."""
-    context: ssl.SSLContext | None
-    helo: str
-    timeout: float
 
 
 @dataclass(slots=True)
@@ -153,7 +131,7 @@ class SmtpDriver:
                 try:
                     await self._transfer(session.smtp, message, message_id)
                 except _Refused as refused:
-                    if reused and refused.step == "MAIL" and _lost(refused.error):
+                    if reused and _stale(refused):
                         # The server closed the idle session; nothing was sent: afresh.
                         session.smtp.close()
                         continue
@@ -248,6 +226,9 @@ class SmtpDriver:
         except (aiosmtplib.SMTPException, OSError) as exc:
             smtp.close()
             raise self._failure(_Refused("CONNECT", exc)) from None
+        except BaseException:
+            smtp.close()  # cancelled while connecting
+            raise
         return smtp
 
     def _failure(self, refused: _Refused) -> DeliveryError:
@@ -289,6 +270,14 @@ class SmtpDriver:
         await asyncio.gather(*(_quit(session.smtp) for session in idle))
 
 
+def _stale(refused: _Refused) -> bool:
+    """Whether ``MAIL`` failed because the server had closed the session meanwhile (the
+    connection is gone, or the server says 421 on closing it): nothing was sent."""
+    error = refused.error
+    return refused.step == "MAIL" and (_lost(error) or (
+        isinstance(error, aiosmtplib.SMTPResponseException) and error.code == 421))
+
+
 def _lost(error: BaseException) -> bool:
     return isinstance(error, aiosmtplib.SMTPServerDisconnected | ConnectionError)
 
@@ -308,75 +297,7 @@ async def _quit(smtp: aiosmtplib.SMTP) -> None:
     smtp.close()
 
 
-def _sender(raw: str) -> Address:
-    name, address = email.utils.parseaddr(raw)
-    local, at, domain = address.rpartition("@")
-    if not at or not local or ("." not in domain and domain != "localhost"):
-        raise ConfigurationError("smtp:// from= must be an e-mail address, or 'Name <address>'")
-    try:
-        return Address(display_name=name, username=local, domain=domain)
-    except ValueError:
-        raise ConfigurationError("smtp:// from= is not a valid address") from None
-
-
-def _loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _tls_context(ca_file: str | None) -> ssl.SSLContext:
-    if ca_file is not None and not os.path.isfile(ca_file):
-        raise ConfigurationError("smtp:// ca_file= names no readable file")
-    try:
-        context = ssl.create_default_context(cafile=ca_file)
-    except (ssl.SSLError, OSError):
-        raise ConfigurationError("smtp:// ca_file= is not a PEM file of certificates") \
-            from None
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    return context
-
-
-def _server(url: Url, options: dict[str, str]) -> Server:
-    tls = options.get("tls") or ("tls" if url.port == 465 else "starttls")
-    if tls not in _PORTS:
-        raise ConfigurationError("smtp:// tls= is one of starttls, tls, none")
-    if not url.host or url.path not in ("", "/"):
-        raise ConfigurationError(f"the smtp driver's URL is {_USAGE}")
-    plaintext_ok = options.get("allow_plaintext", "false").lower()
-    if plaintext_ok not in ("true", "false"):
-        raise ConfigurationError("smtp:// allow_plaintext= is true or false")
-    if tls == "none" and not _loopback(url.host) and plaintext_ok != "true":
-        raise ConfigurationError(
-            "smtp:// tls=none sends the password and the codes in clear: it is for a relay "
-            "on loopback; add allow_plaintext=true to use it elsewhere on purpose")
-    if tls == "none" and "ca_file" in options:
-        raise ConfigurationError("smtp:// ca_file= needs tls=starttls or tls=tls")
-    connections = options.get("connections", str(DEFAULT_CONNECTIONS))
-    if not connections.isascii() or not connections.isdigit() or \
-            not 1 <= int(connections) <= 100:
-        raise ConfigurationError("smtp:// connections= is a whole number from 1 to 100")
-    return Server(
-        host=url.host, port=url.port or _PORTS[tls], tls=tls,
-        context=None if tls == "none" else _tls_context(options.get("ca_file")),
-        helo=options.get("helo") or socket.gethostname() or "localhost",
-        timeout=http.timeout_of(options))
-
-
 def from_url(url: Url, ctx: DriverContext) -> Driver:
-    url.check_options(_OPTIONS | COMMON_OPTIONS, _USAGE)
-    options = {k: v for k, v in url.query.items() if k not in COMMON_OPTIONS}
-    server = _server(url, options)
-    raw_sender = options.get("from") or (url.user if url.user and "@" in url.user else None)
-    if not raw_sender:
-        raise ConfigurationError(f"the smtp driver needs from=; its URL is {_USAGE}")
-    if (url.user is None) != (url.password is None):
-        raise ConfigurationError("smtp:// takes both a user and a password, or neither")
-    return SmtpDriver(
-        name=ctx.name, server=server, user=url.user or None, password=url.password or None,
-        sender=_sender(raw_sender), connections=int(options.get("connections",
-                                                                 DEFAULT_CONNECTIONS)),
-        clock=ctx.clock, raw_url=url)
+    server, user, password, sender, connections = smtp_url.read(url)
+    return SmtpDriver(name=ctx.name, server=server, user=user, password=password,
+                      sender=sender, connections=connections, clock=ctx.clock, raw_url=url)
