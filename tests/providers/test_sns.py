@@ -207,6 +207,15 @@ def test_a_bad_sns_url_is_refused_without_showing_a_secret(url: str) -> None:
     assert "SECRET" not in str(raised.value)
 
 
+def test_a_region_comes_from_the_url_or_the_aws_chain_and_is_required(
+    aws_credentials: None, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with pytest.raises(ConfigurationError, match="region"):
+        open_driver("sns://?sender_id=ACME", context())
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    assert open_driver("sns://?sender_id=ACME", context()).name == "sns"
+
+
 def test_the_driver_shows_its_url_and_holds_no_secret() -> None:
     url = "sns://?region=eu-west-1&sender_id=ACME&sms_type=promotional"
     driver = open_driver(url, context())

@@ -6,7 +6,7 @@ mapping of transport failures and AWS-wide error codes onto the outcomes of
 Credentials come from the standard AWS chain — ``AWS_ACCESS_KEY_ID`` /
 ``AWS_SECRET_ACCESS_KEY`` (and ``AWS_SESSION_TOKEN``), ``AWS_PROFILE`` and the shared
 config files, web identity, the ECS container role or the EC2 instance role — never from
-the driver URL. ``region=`` names the region (else ``AWS_REGION`` / the profile's);
+the driver URL. ``region=`` names the region (else ``AWS_DEFAULT_REGION`` / the profile's);
 ``endpoint_url=`` replaces the service's endpoint (a VPC endpoint, a proxy, a local
 stand-in for tests).
 
@@ -51,6 +51,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 import botocore.exceptions
 from aiobotocore.config import AioConfig
+from aiobotocore.session import AioSession, get_session
 
 from otpgate.drivers.base import COMMON_OPTIONS
 from otpgate.drivers.http import MAX_CONNECTIONS, timeout_of
@@ -126,6 +127,16 @@ def price(options: Mapping[str, str], scheme: str) -> str | None:
     return raw
 
 
+def session(options: Mapping[str, str], scheme: str) -> AioSession:
+    """The driver's AWS session (its credential chain); ``ConfigurationError`` when
+    neither ``region=`` nor the chain's configuration names a region."""
+    made = get_session()
+    if not options.get("region") and not made.get_config_variable("region"):
+        raise ConfigurationError(
+            f"{scheme}:// needs region= (or AWS_DEFAULT_REGION, or a region in the AWS profile)")
+    return made
+
+
 def config(options: Mapping[str, str]) -> AioConfig:
     """The client's settings: ``timeout=`` for connecting and for each answer, a pool
     for hundreds of sends in flight, and no retries of the SDK's own."""
@@ -162,12 +173,12 @@ class Lazy(Generic[C]):
                 await context.__aexit__(None, None, None)
 
 
-async def call(provider: str, operation: str, make: Callable[[], Awaitable[T]],
-               codes: Codes) -> T:
-    """Make one AWS call; its failure becomes an outcome by ``codes``, then by the shared
-    table (see the module docstring)."""
+async def call(provider: str, operation: str, client: Lazy[C],
+               make: Callable[[C], Awaitable[T]], codes: Codes) -> T:
+    """Make one AWS call on the driver's client; its failure becomes an outcome by
+    ``codes``, then by the shared table (see the module docstring)."""
     try:
-        return await make()
+        return await make(await client.get())
     except botocore.exceptions.ClientError as exc:
         raise failure(provider, operation, exc, codes) from None
     except (botocore.exceptions.NoCredentialsError,

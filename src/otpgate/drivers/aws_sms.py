@@ -43,8 +43,6 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Final
 
-from aiobotocore.session import get_session
-
 from otpgate.clock import Clock
 from otpgate.core.messages import segments
 from otpgate.drivers import aws
@@ -98,10 +96,9 @@ class AwsSmsDriver:
     async def send(self, message: Message) -> SendReceipt:
         if message.channel != "sms":
             raise PermanentDeliveryError(f"{self.name} sends SMS only")
-        client = await self._client.get()
         request = self._request(message)
-        answer = await aws.call(self.name, "SendTextMessage",
-                                lambda: client.send_text_message(**request), _CODES)
+        answer = await aws.call(self.name, "SendTextMessage", self._client,
+                                lambda client: client.send_text_message(**request), _CODES)
         encoding, parts = segments(message.body)
         return SendReceipt(answer["MessageId"], parts, encoding.value)
 
@@ -127,7 +124,7 @@ class AwsSmsDriver:
 
 def from_url(url: Url, ctx: DriverContext) -> Driver:
     options = aws.aws_options(url, _OPTIONS, _USAGE)
-    session = get_session()
+    session = aws.session(options, "aws-sms")
     settings = aws.config(options)
     client: aws.Lazy[PinpointSMSVoiceV2Client] = aws.Lazy(lambda: session.create_client(
         "pinpoint-sms-voice-v2", region_name=options.get("region"),

@@ -37,8 +37,6 @@ from __future__ import annotations
 import email.utils
 from typing import TYPE_CHECKING, Final
 
-from aiobotocore.session import get_session
-
 from otpgate.drivers import aws
 from otpgate.drivers.base import Driver, DriverContext, Message, SendReceipt
 from otpgate.errors import ConfigurationError, PermanentDeliveryError
@@ -46,7 +44,7 @@ from otpgate.urls import Url
 
 if TYPE_CHECKING:
     from types_aiobotocore_sesv2.client import SESV2Client
-    from types_aiobotocore_sesv2.type_defs import SendEmailRequestTypeDef
+    from types_aiobotocore_sesv2.type_defs import BodyTypeDef, SendEmailRequestTypeDef
 
 CHANNELS: Final = frozenset({"email"})
 _OPTIONS = frozenset({"from", "configuration_set"})
@@ -75,14 +73,13 @@ class SesDriver:
     async def send(self, message: Message) -> SendReceipt:
         if message.channel != "email":
             raise PermanentDeliveryError(f"{self.name} sends e-mail only")
-        client = await self._client.get()
         request = self._request(message)
-        answer = await aws.call(self.name, "SendEmail",
-                                lambda: client.send_email(**request), _CODES)
+        answer = await aws.call(self.name, "SendEmail", self._client,
+                                lambda client: client.send_email(**request), _CODES)
         return SendReceipt(answer["MessageId"])
 
     def _request(self, message: Message) -> SendEmailRequestTypeDef:
-        body: dict[str, dict[str, str]] = {"Text": {"Data": message.body, "Charset": "UTF-8"}}
+        body: BodyTypeDef = {"Text": {"Data": message.body, "Charset": "UTF-8"}}
         if message.html is not None:
             body["Html"] = {"Data": message.html, "Charset": "UTF-8"}
         request: SendEmailRequestTypeDef = {
@@ -90,7 +87,7 @@ class SesDriver:
             "Destination": {"ToAddresses": [message.to]},
             "Content": {"Simple": {
                 "Subject": {"Data": message.subject or "", "Charset": "UTF-8"},
-                "Body": body,  # type: ignore[typeddict-item]
+                "Body": body,
                 "Headers": [{"Name": "Auto-Submitted", "Value": "auto-generated"}],
             }},
         }
@@ -112,7 +109,7 @@ def from_url(url: Url, ctx: DriverContext) -> Driver:
     local, at, domain = address.rpartition("@")
     if not (local and at and "." in domain):
         raise ConfigurationError(f"the ses driver needs from= as an address; {_USAGE}")
-    session = get_session()
+    session = aws.session(options, "ses")
     settings = aws.config(options)
     client: aws.Lazy[SESV2Client] = aws.Lazy(lambda: session.create_client(
         "sesv2", region_name=options.get("region"),

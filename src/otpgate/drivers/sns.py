@@ -38,8 +38,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
 
-from aiobotocore.session import get_session
-
 from otpgate.core.messages import segments
 from otpgate.drivers import aws
 from otpgate.drivers.base import Driver, DriverContext, Message, SendReceipt
@@ -79,8 +77,7 @@ class SnsDriver:
     async def send(self, message: Message) -> SendReceipt:
         if message.channel != "sms":
             raise PermanentDeliveryError(f"{self.name} sends SMS only")
-        client = await self._client.get()
-        answer = await aws.call(self.name, "Publish", lambda: client.publish(
+        answer = await aws.call(self.name, "Publish", self._client, lambda client: client.publish(
             PhoneNumber=message.to, Message=message.body,
             MessageAttributes=self._attributes), _CODES)
         encoding, parts = segments(message.body)
@@ -113,7 +110,7 @@ def _attributes(options: dict[str, str]) -> dict[str, Any]:
 def from_url(url: Url, ctx: DriverContext) -> Driver:
     options = aws.aws_options(url, _OPTIONS, _USAGE)
     attributes = _attributes(options)
-    session = get_session()
+    session = aws.session(options, "sns")
     settings = aws.config(options)
     client: aws.Lazy[SNSClient] = aws.Lazy(lambda: session.create_client(
         "sns", region_name=options.get("region"), endpoint_url=options.get("endpoint_url"),
