@@ -6,6 +6,7 @@ hang); the stand-in checks SigV4 as AWS does."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from urllib.parse import parse_qs
 
@@ -66,6 +67,18 @@ async def test_an_sms_is_published_to_the_number_with_the_sms_attributes(
     }
     assert "/us-east-1/sns/aws4_request" in publish["headers"]["Authorization"]
     assert (receipt.segments, receipt.encoding) == (1, "gsm-7")
+
+
+async def test_the_sdks_debug_logs_show_neither_the_number_nor_the_code(
+    moto: MotoServer, caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    driver = sns(moto.url)
+    await driver.send(message())
+    await driver.close()
+    assert moto.models("sns", "SMS")
+    assert TO not in caplog.text
+    assert CODE not in caplog.text
 
 
 async def test_many_sms_go_out_at_once_through_one_client(moto: MotoServer) -> None:

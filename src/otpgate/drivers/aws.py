@@ -22,6 +22,10 @@ those runs the threads got through 1.2–1.4 times as many calls per second, as 
 threads draw a larger share of contended cores, but the CPU each send costs is what
 bounds a dispatcher that shares its process with the API.
 
+The SDK logs whole requests and answers — the number, the text, the code — at DEBUG:
+opening an AWS driver holds the ``botocore`` and ``aiobotocore`` loggers at INFO, unless
+a level was set on them on purpose.
+
 The SDK's own retries are off (one attempt): the dispatcher retries with backoff, may
 fail over to the next driver, and bounds each call by its lease.
 
@@ -45,6 +49,7 @@ from __future__ import annotations
 
 import asyncio
 import decimal
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Generic, Literal, TypeVar
@@ -71,6 +76,7 @@ Kind = Literal["temporary", "permanent", "broken"]
 Codes = Mapping[str, Kind]
 """A driver's table: an AWS error code — or ``Code.Reason`` where the error names a
 reason — to its outcome."""
+_SDK_LOGGERS = ("botocore", "aiobotocore")
 C = TypeVar("C")
 T = TypeVar("T")
 
@@ -130,6 +136,10 @@ def price(options: Mapping[str, str], scheme: str) -> str | None:
 def session(options: Mapping[str, str], scheme: str) -> AioSession:
     """The driver's AWS session (its credential chain); ``ConfigurationError`` when
     neither ``region=`` nor the chain's configuration names a region."""
+    for name in _SDK_LOGGERS:
+        sdk = logging.getLogger(name)
+        if sdk.level == logging.NOTSET:
+            sdk.setLevel(logging.INFO)
     made = get_session()
     if not options.get("region") and not made.get_config_variable("region"):
         raise ConfigurationError(
