@@ -89,7 +89,9 @@ class Runtime:
         clock = clock or SystemClock()
         by_name, routes = name_drivers(settings.driver_urls)
         backend = await backends.open_backend(
-            settings.store_url, clock, poll_interval=settings.bus.poll_interval)
+            settings.store_url, clock, poll_interval=settings.bus.poll_interval,
+            topic_arn=settings.aws.topic_arn, events_topic_arn=settings.aws.events_topic_arn,
+            max_deliveries=settings.bus.max_deliveries, retention=settings.retention)
         try:
             keyring = load_keyring(settings, backend.embedded)
             router = StaticRouter(routes)
