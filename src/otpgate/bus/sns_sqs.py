@@ -300,6 +300,11 @@ class SnsSqsBus:
                                  oldest_due_age=0.0))
         return found
 
+    @property
+    def sqs(self) -> Any:
+        """The SQS client (handlers move a failed record's visibility with it)."""
+        return self._sqs
+
     async def ping(self) -> None:
         async with _calling("SNS GetTopicAttributes"):
             await self._sns.get_topic_attributes(TopicArn=self.topics.dispatch)
