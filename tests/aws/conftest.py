@@ -27,6 +27,7 @@ from otpgate.aws.dispatch import DispatchHost
 from otpgate.aws.host import Host
 from otpgate.aws.resources import Topics
 from otpgate.aws.sweep import SweepHost
+from otpgate.clock import Clock
 from otpgate.events import Filter
 from tests.aws import moto
 from tests.aws.backend import provisioned
@@ -136,14 +137,27 @@ class Deployment:
 
         asyncio.run(make())
 
-    def api(self, **env: str) -> ApiHost:
-        return self._keep(ApiHost.open({**self.env, **env}))
+    def api(self, clock: Clock | None = None, **env: str) -> ApiHost:
+        """A cold start of the API function."""
+        return self._keep(ApiHost.open({**self.env, **env}, clock))
 
-    def dispatcher(self, driver: str, **env: str) -> DispatchHost:
-        return self._keep(DispatchHost.open({**self.env, "OTPGATE_DRIVER": driver, **env}))
+    def dispatcher(self, driver: str, clock: Clock | None = None,
+                   **env: str) -> DispatchHost:
+        """A cold start of ``driver``'s dispatch function."""
+        return self._keep(DispatchHost.open({**self.env, "OTPGATE_DRIVER": driver, **env},
+                                            clock))
 
-    def sweeper(self, **env: str) -> SweepHost:
-        return self._keep(SweepHost.open({**self.env, **env}))
+    def sweeper(self, clock: Clock | None = None, **env: str) -> SweepHost:
+        """A cold start of the sweep function."""
+        return self._keep(SweepHost.open({**self.env, **env}, clock))
+
+    def items(self, sk: str) -> list[dict[str, Any]]:
+        """The table's items with sort key ``sk`` (a scan: tests only)."""
+        table = boto3.client("dynamodb", endpoint_url=moto.endpoint(),
+                             region_name=moto.REGION)
+        found = table.scan(TableName=self.name, FilterExpression="sk = :sk",
+                           ExpressionAttributeValues={":sk": {"S": sk}})
+        return list(found["Items"])
 
     def _keep(self, host: Any) -> Any:
         self.hosts.append(host)

@@ -38,19 +38,35 @@ class Batch:
 
     async def __call__(self, event: dict[str, Any]) -> dict[str, list[dict[str, str]]]:
         records = event.get("Records") or []
-        failed = await asyncio.gather(*(self._record(r) for r in records))
-        return {"batchItemFailures": [{"itemIdentifier": r["messageId"]}
-                                      for r, bad in zip(records, failed, strict=True) if bad]}
+        read = [self._read(r) for r in records]
+        # The same event twice in one batch (a republished outbox item) is handled once,
+        # and both records share its outcome.
+        unique: dict[str, tuple[dict[str, Any], CloudEvent]] = {}
+        for record, found in zip(records, read, strict=True):
+            if found is not None:
+                unique.setdefault(found.id, (record, found))
+        outcomes = await asyncio.gather(*(self._record(r, e) for r, e in unique.values()))
+        failed = {event_id for event_id, bad in zip(unique, outcomes, strict=True) if bad}
+        return {"batchItemFailures": [
+            {"itemIdentifier": r["messageId"]} for r, found in zip(records, read, strict=True)
+            if found is None or found.id in failed]}
 
-    async def _record(self, record: dict[str, Any]) -> bool:
-        """Handle one record; True when it failed (SQS should deliver it again)."""
-        count = int(record.get("attributes", {}).get("ApproximateReceiveCount", "1"))
+    @staticmethod
+    def _read(record: dict[str, Any]) -> CloudEvent | None:
+        """The event a record carries; ``None`` for a poisoned record (reported, and
+        dead-lettered in time)."""
         try:
-            event = event_of_body(record["body"])
-        except Exception as exc:  # a poisoned record: reported, and dead-lettered in time
-            log.error("SQS record %s holds no event (receive %d): %s",
+            return event_of_body(record["body"])
+        except Exception as exc:  # any unreadable record is poisoned
+            count = record.get("attributes", {}).get("ApproximateReceiveCount", "?")
+            log.error("SQS record %s holds no event (receive %s): %s",
                       record.get("messageId"), count, type(exc).__name__)
-            return True
+            return None
+
+    async def _record(self, record: dict[str, Any], event: CloudEvent) -> bool:
+        """Handle one record's event; True when it failed (SQS should deliver it
+        again)."""
+        count = int(record.get("attributes", {}).get("ApproximateReceiveCount", "1"))
         delivery_number.set(count)
         try:
             await self._handle(event)
