@@ -11,6 +11,7 @@ come from the SDK's usual chain (``AWS_REGION``, ``AWS_ENDPOINT_URL``,
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Any
 
 _CONFIG: dict[str, Any] = {
@@ -21,6 +22,15 @@ _CONFIG: dict[str, Any] = {
 }
 
 
+@functools.cache
+def _session() -> Any:
+    """The SDK session (its configuration and service models, loaded once a process:
+    a cold start makes clients twice, for the settings' references and the backend)."""
+    from aiobotocore.session import get_session
+
+    return get_session()
+
+
 class Clients:
     """Clients by service name, opened on first use and closed by ``close``."""
 
@@ -29,22 +39,18 @@ class Clients:
         self.endpoint_url = endpoint_url
         self._stack = contextlib.AsyncExitStack()
         self._clients: dict[str, Any] = {}
-        self._session: Any = None
 
     async def get(self, service: str) -> Any:
         """The client for ``service`` (``dynamodb``, ``sns``, ``sqs``, ``ssm``, …)."""
         if service not in self._clients:
             from aiobotocore.config import AioConfig
-            from aiobotocore.session import get_session
 
-            if self._session is None:
-                self._session = get_session()
             options: dict[str, Any] = {"config": AioConfig(**_CONFIG)}
             if self.region:
                 options["region_name"] = self.region
             if self.endpoint_url:
                 options["endpoint_url"] = self.endpoint_url
-            creator = self._session.create_client(service, **options)
+            creator = _session().create_client(service, **options)
             self._clients[service] = await self._stack.enter_async_context(creator)
         return self._clients[service]
 

@@ -59,10 +59,11 @@ class Host:
                                                      Clock]:
         """Settings, loop and clock for a cold start from ``env`` (default: the
         process environment)."""
-        logging.getLogger().setLevel(os.environ.get("OTPGATE_LOG_LEVEL", "info").upper())
+        env = os.environ if env is None else env
+        logging.getLogger().setLevel(env.get("OTPGATE_LOG_LEVEL", "info").upper())
         loop = asyncio.new_event_loop()
         try:
-            settings = settings_from(os.environ if env is None else env, loop)
+            settings = settings_from(env, loop)
         except BaseException:
             loop.close()
             raise

@@ -9,6 +9,7 @@ comma-separated list.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from otpgate.aws.clients import Clients
@@ -19,8 +20,13 @@ SECRETS = "secretsmanager:"
 _LISTS = "OTPGATE_DRIVERS_"
 
 
+_REF = re.compile(r"(ssm:[A-Za-z0-9_./-]+|secretsmanager:[A-Za-z0-9/_+=.@-]+)", re.ASCII)
+
+
 def _is_ref(value: str) -> bool:
-    return value.startswith((SSM, SECRETS))
+    """Whether ``value`` names a parameter or a secret (and is not text that merely
+    starts like one)."""
+    return _REF.fullmatch(value) is not None
 
 
 def references(env: Mapping[str, str]) -> dict[str, list[str]]:

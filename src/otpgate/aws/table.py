@@ -31,6 +31,7 @@ answers is decided by the code from the times kept in the records.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 import uuid
@@ -191,13 +192,11 @@ class Table:
     async def timeline(self, kind: str, before: float, limit: int) -> list[Item]:
         """Items listed under ``kind`` in the time index with a time at or before
         ``before``, up to ``limit`` per shard, oldest first within each shard."""
-        found: list[Item] = []
-        for number in range(SHARDS):
-            found.extend(await self.query(
-                limit=limit, IndexName=INDEX,
-                KeyConditionExpression="tl_pk = :k AND tl_at <= :t",
-                ExpressionAttributeValues={":k": s(f"{kind}#{number}"), ":t": n(before)}))
-        return found
+        shards = await asyncio.gather(*(self.query(
+            limit=limit, IndexName=INDEX, KeyConditionExpression="tl_pk = :k AND tl_at <= :t",
+            ExpressionAttributeValues={":k": s(f"{kind}#{number}"), ":t": n(before)})
+            for number in range(SHARDS)))
+        return [item for shard in shards for item in shard]
 
     async def put(self, item: Item, condition: str | None = None,
                   values: Item | None = None, names: dict[str, str] | None = None) -> None:
