@@ -1,4 +1,4 @@
-"""``otpgate serve | worker | send | verify | keys | bench``.
+"""``otpgate serve | worker | send | verify | keys | bench | aws``.
 
 Settings come from ``OTPGATE_*`` variables (and ``OTPGATE_CONFIG``); flags override them.
 """
@@ -257,6 +257,15 @@ def keys_revoke(key_id: str) -> None:
     if not _with_runtime(_settings(), run):
         raise click.ClickException(f"no active key {key_id}")
     click.echo(f"revoked {key_id}")
+
+
+def _add_aws() -> None:
+    from otpgate.aws.cli import aws
+
+    main.add_command(aws)
+
+
+_add_aws()
 
 
 @main.command(context_settings={"ignore_unknown_options": True})

@@ -75,6 +75,15 @@ class RouteSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     drivers: tuple[str, ...]
     prefix: str | None = None
     country: str | None = None
+class AwsSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The AWS runtime's topics, and which driver a dispatch function sends with."""
+
+    topic_arn: str | None = None
+    """The SNS topic of dispatch events (``OTPGATE_TOPIC_ARN``)."""
+    events_topic_arn: str | None = None
+    """The SNS topic of every other event, for the app (``OTPGATE_EVENTS_TOPIC_ARN``)."""
+    driver: str | None = None
+    """The driver a dispatch function sends with (``OTPGATE_DRIVER``)."""
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -95,6 +104,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     store: StoreSettings = msgspec.field(default_factory=StoreSettings)
     bus: BusSettings = msgspec.field(default_factory=BusSettings)
     policy: Policy = msgspec.field(default_factory=Policy)
+    aws: AwsSettings = msgspec.field(default_factory=AwsSettings)
     drivers: dict[str, tuple[SecretUrl, ...]] = {}
     """Driver URLs per channel, first tried first; empty means the dev capture driver."""
     routes: tuple[RouteSettings, ...] = ()
@@ -140,9 +150,12 @@ FLAT: dict[str, tuple[str | None, str]] = {
     "allow_capture": (None, "allow_capture"), "secret_key": (None, "secret_key"),
     "brand": (None, "brand"), "retention": (None, "retention"),
     "public_url": (None, "public_url"),
+    "topic_arn": ("aws", "topic_arn"), "events_topic_arn": ("aws", "events_topic_arn"),
+    "driver": ("aws", "driver"),
 }
 """Flat setting names (``OTPGATE_<NAME>``, or top-level keys in TOML) → (section, field)."""
-_SECTIONS = {"server": ServerSettings, "store": StoreSettings, "bus": BusSettings}
+_SECTIONS = {"server": ServerSettings, "store": StoreSettings, "bus": BusSettings,
+             "aws": AwsSettings}
 
 
 def from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

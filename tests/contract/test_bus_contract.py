@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from otpgate.clock import FrozenClock
 from otpgate.errors import BusError, TemporaryDeliveryError
 from otpgate.events import CloudEvent, EventType, Filter
 from tests.contract.conftest import (
-    BACKEND_NAMES,
+    BUS_BACKEND_NAMES,
     Recorder,
     emitting,
     event,
@@ -22,6 +23,18 @@ from tests.contract.conftest import (
 )
 
 OTP = "otp_" + "b" * 22
+
+
+@pytest.fixture(params=BUS_BACKEND_NAMES)
+async def backend(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: FrozenClock
+) -> AsyncIterator[Backend]:
+    """The backends whose bus this contract fits (see ``BackendCase.bus_contract``)."""
+    opened = await open_named(request.param, tmp_path / "data" / "otpgate.db", clock)
+    try:
+        yield opened
+    finally:
+        await opened.close()
 
 
 async def test_events_reach_the_subscriptions_whose_filter_matches_only(
@@ -179,7 +192,7 @@ async def test_a_started_bus_delivers_in_the_background_until_stopped(
     assert (await arrived.get()).id == second.id
 
 
-@pytest.mark.parametrize("backend_name", BACKEND_NAMES)
+@pytest.mark.parametrize("backend_name", BUS_BACKEND_NAMES)
 async def test_a_saturated_consumer_moves_on_as_slots_free_without_waiting_for_a_poll(
     tmp_path: Path, clock: FrozenClock, backend_name: str
 ) -> None:
