@@ -118,18 +118,23 @@ def serve(host: str, port: int, data_dir: Path, dev: bool, dev_public: bool, wor
 
 def _run_server(settings: Settings) -> None:
     """uvicorn over the app for ``settings``: each server process gets them as an
-    argument (encoded), never through the environment."""
+    argument (encoded), never through the environment; its HTTP protocol bounds request
+    heads and the time to send a request (``otpgate.api.http11``)."""
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
     from otpgate.api.app import from_encoded
+    from otpgate.api.http11 import HttpLimits, ServerConfig
 
     server = settings.server
     app = functools.partial(from_encoded, settings.encode())
-    uv = uvicorn.Config(app, factory=True, host=server.host, port=server.port,
-                        workers=server.workers, log_level=server.log_level,
-                        access_log=False, lifespan="on", server_header=False,
-                        date_header=False)
+    limits = HttpLimits(max_head_bytes=server.max_header_bytes,
+                        max_headers=server.max_headers,
+                        request_timeout=server.request_timeout)
+    uv = ServerConfig(app, limits=limits, factory=True, host=server.host, port=server.port,
+                      workers=server.workers, log_level=server.log_level,
+                      access_log=False, lifespan="on", server_header=False,
+                      date_header=False)
     if server.workers > 1:
         Multiprocess(uv, sockets=[uv.bind_socket()]).run()
         return

@@ -17,12 +17,12 @@ import msgspec
 from litestar import HttpMethod, Litestar, Request, Response, Router, get, route
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
-from litestar.handlers.base import BaseRouteHandler
-from litestar.types import Guard
 from litestar.handlers import HTTPRouteHandler
+from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.types import Guard
 
 from otpgate import config, devmode, redact, urls
 from otpgate.api import ApiContext, auth, edge, problems, routes_dev, routes_otp
