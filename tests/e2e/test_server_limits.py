@@ -29,8 +29,7 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[srv.Server]:
 
 def _connect(server: srv.Server) -> socket.socket:
     port = int(server.url.rsplit(":", 1)[1])
-    sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT * 5)
-    return sock
+    return socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT * 5)
 
 
 def _read_all(sock: socket.socket) -> bytes:
