@@ -100,8 +100,7 @@ def serve(host: str, port: int, data_dir: Path, dev: bool, dev_public: bool, wor
         warnings = devmode.check(settings)
     except OtpgateError as exc:
         raise click.ClickException(exc.detail) from None
-    if not api_only:
-        _preflight(settings)
+    _preflight(settings)
     url = f"http://{host}:{port}"
     role = "API only" if api_only else "API and dispatchers"
     click.echo(f"otpgate listening on {url} ({role}, {workers} worker(s), "
@@ -210,6 +209,34 @@ def verify(otp_id: str | None, to: str | None, purpose: str | None, code: str) -
     _echo_json(result)
     if not result["valid"]:
         sys.exit(1)
+
+
+@main.command()
+@click.option("--to", "to", default=None, help="Show the chain this recipient would get.")
+@click.option("--country", default=None, help="Country hint for a national number.")
+def routes(to: str | None, country: str | None) -> None:
+    """Print the effective routing table, or the driver chain per channel for --to."""
+    from otpgate.core import recipients
+    from otpgate.runtime import route_table
+
+    settings = _settings()
+    try:
+        table = asyncio.run(check_drivers(settings)) if settings.drivers else \
+            route_table(settings)
+        if to is None:
+            for route in table.table():
+                click.echo(f"{route.channel:<9} {route.destination:<10} "
+                           f"{' -> '.join(route.drivers)}")
+            return
+        rcpt = recipients.parse(to, country)
+        for channel in sorted(table.channels()):
+            try:
+                chain = table.route(rcpt, channel)
+            except OtpgateError:
+                continue
+            click.echo(f"{channel:<9} {' -> '.join(chain)}")
+    except OtpgateError as exc:
+        raise click.ClickException(exc.detail) from None
 
 
 @main.group()

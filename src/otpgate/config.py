@@ -20,6 +20,7 @@ from typing import Any
 
 import msgspec
 
+from otpgate import routing
 from otpgate.core.policy import Policy
 from otpgate.errors import ConfigurationError
 from otpgate.urls import mask
@@ -76,6 +77,16 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     sweep_interval: float = 5.0
 
 
+class RouteSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[[routes]]``: a channel and a destination (``prefix`` or ``country``, neither for
+    the channel's default) → driver names, first tried first."""
+
+    channel: str
+    drivers: tuple[str, ...]
+    prefix: str | None = None
+    country: str | None = None
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Everything otpgate is told; built by ``from_env`` and passed down."""
 
@@ -87,6 +98,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """Allow the capture driver and dev routes outside dev mode (never by default)."""
     secret_key: Secret | None = None
     brand: str = "otpgate"
+    public_url: str | None = None
+    """The origin otpgate is reached at from outside (``https://otp.example.com``): the
+    base of the receipt callbacks given to providers, and the origin they sign."""
     retention: float = 7 * 24 * 3600.0
     """Seconds a finished OTP stays readable (``GET /v1/otp/{id}``) before it is purged."""
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
@@ -95,6 +109,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     policy: Policy = msgspec.field(default_factory=Policy)
     drivers: dict[str, tuple[SecretUrl, ...]] = {}
     """Driver URLs per channel, first tried first; empty means the dev capture driver."""
+    routes: tuple[RouteSettings, ...] = ()
+    """Routes by destination over the drivers' names (see ``otpgate.routing``)."""
 
     @property
     def store_url(self) -> str:
@@ -138,6 +154,7 @@ FLAT: dict[str, tuple[str | None, str]] = {
     "data_dir": (None, "data_dir"), "dev": (None, "dev"), "dev_public": (None, "dev_public"),
     "allow_capture": (None, "allow_capture"), "secret_key": (None, "secret_key"),
     "brand": (None, "brand"), "retention": (None, "retention"),
+    "public_url": (None, "public_url"),
 }
 """Flat setting names (``OTPGATE_<NAME>``, or top-level keys in TOML) → (section, field)."""
 _SECTIONS = {"server": ServerSettings, "store": StoreSettings, "bus": BusSettings}
@@ -249,6 +266,10 @@ def _from_vars(env: Mapping[str, str]) -> dict[str, Any]:
     }
     if drivers:
         values["drivers"] = drivers
+    if (raw_routes := env.get("OTPGATE_ROUTES")) is not None:
+        values["routes"] = [
+            {"channel": r.channel, "drivers": list(r.drivers), "prefix": r.prefix,
+             "country": r.country} for r in routing.parse_compact(raw_routes)]
     policy = {
         key[len("OTPGATE_POLICY_"):].lower(): _scalar(key, int, raw)
         for key, raw in env.items() if key.startswith("OTPGATE_POLICY_")
@@ -264,7 +285,7 @@ def _from_toml(path: Path) -> dict[str, Any]:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigurationError(f"cannot read {path}: {exc}") from None
-    known = set(FLAT) | {"policy", "drivers", *_SECTIONS}
+    known = set(FLAT) | {"policy", "drivers", "routes", *_SECTIONS}
     if unknown := sorted(set(data) - known):
         raise ConfigurationError(f"unknown setting {unknown[0]!r} in {path}")
     if isinstance(data.get("policy"), dict):

@@ -17,7 +17,8 @@ OtpgateError
       ├── TemporaryDeliveryError   try again later (with backoff), maybe on another driver
       │    └── UnknownOutcomeError  no answer: the provider may have accepted the message
       ├── PermanentDeliveryError   never retry this message on this driver (the number)
-      └── BrokenDriverError        the driver is misconfigured (credentials): not the number
+      ├── BrokenDriverError        the driver is misconfigured (credentials): not the number
+      └── SendExpired              the code would expire before it could go out: not sent
 ```
 
 Each error carries a stable ``slug`` used as the problem+json ``type``.
@@ -132,3 +133,10 @@ class BrokenDriverError(DeliveryError):
     driver is at fault, not the recipient. The send moves on to the next driver."""
 
     slug = "driver-broken"
+
+
+class SendExpired(DeliveryError):
+    """The code would expire before this send could go out (a driver's pace): it is
+    recorded ``expired`` and never sent."""
+
+    slug = "send-expired"

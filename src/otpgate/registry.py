@@ -23,6 +23,15 @@ BACKENDS: Table = {
 DRIVERS: Table = {
     "capture": ("otpgate.drivers.capture:from_url", None),
     "console": ("otpgate.drivers.console:from_url", None),
+    "twilio": ("otpgate.drivers.twilio:from_url", None),
+    "vonage": ("otpgate.drivers.vonage:from_url", None),
+    "plivo": ("otpgate.drivers.plivo:from_url", None),
+    "telnyx": ("otpgate.drivers.telnyx:from_url", None),
+    "sinch": ("otpgate.drivers.sinch:from_url", None),
+    "infobip": ("otpgate.drivers.infobip:from_url", None),
+    "clickatell": ("otpgate.drivers.clickatell:from_url", None),
+    "webhook+https": ("otpgate.drivers.webhook:from_url", None),
+    "webhook+http": ("otpgate.drivers.webhook:from_url", None),
 }
 
 

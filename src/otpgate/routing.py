@@ -4,14 +4,23 @@ one gives up on a send.
 A chain is an ordered tuple of driver names: the first is tried, the rest are failovers.
 The chain chosen for a code is kept on the OTP and travels in its dispatch events, so a
 send fails over along the chain it started with even if the routes change meanwhile.
+
+Routes (``RouteTable``) map a channel and a destination — a number prefix (``+44``,
+``+1415``) or an ISO country (``GB``) — to a chain; the most specific match wins: a longer
+prefix beats a shorter one, and a country counts as its calling code plus a little (so
+``GB`` beats ``+44``, and ``+447`` beats ``GB``). A route without a destination is the
+channel's default; without one, a channel's default is its driver list's order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
-from otpgate.core.recipients import Recipient
+import phonenumbers
+
+from otpgate.core.recipients import Kind, Recipient
 from otpgate.errors import ConfigurationError, InvalidRequest
 
 Chain = tuple[str, ...]
@@ -28,27 +37,141 @@ class Router(Protocol):
         ...
 
 
-class StaticRouter:
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One line of the table: ``channel`` (and ``prefix`` or ``country``) → ``drivers``."""
+
+    channel: str
+    drivers: Chain
+    prefix: str | None = None
+    country: str | None = None
+
+    @property
+    def destination(self) -> str:
+        return self.prefix or self.country or "default"
+
+    def specificity(self) -> float:
+        """How specific the destination is (higher wins); -1 for a default route."""
+        if self.prefix is not None:
+            return float(len(self.prefix))
+        if self.country is not None:
+            code = phonenumbers.country_code_for_region(self.country)
+            return len(f"+{code}") + 0.5
+        return -1.0
+
+    def matches(self, recipient: Recipient) -> bool:
+        if self.prefix is not None:
+            return recipient.kind is Kind.PHONE and recipient.address.startswith(self.prefix)
+        if self.country is not None:
+            return recipient.country == self.country
+        return True
+
+
+class RouteTable:
+    """Routes per channel, most specific first (see the module docstring)."""
+
+    def __init__(self, routes: Iterable[Route]) -> None:
+        by_channel: dict[str, list[Route]] = {}
+        seen: set[tuple[str, str]] = set()
+        for route in routes:
+            _check(route)
+            key = (route.channel, route.destination)
+            if key in seen:
+                raise ConfigurationError(
+                    f"two routes for {route.channel} to {route.destination}")
+            seen.add(key)
+            by_channel.setdefault(route.channel, []).append(route)
+        self._routes = {channel: sorted(found, key=lambda r: -r.specificity())
+                        for channel, found in by_channel.items()}
+
+    def channels(self) -> frozenset[str]:
+        return frozenset(self._routes)
+
+    def route(self, recipient: Recipient, channel: str) -> Chain:
+        for route in self._routes.get(channel, ()):
+            if route.matches(recipient):
+                return route.drivers
+        if channel in self._routes:
+            raise InvalidRequest(f"no route serves channel {channel!r} for this recipient",
+                                 "to")
+        raise InvalidRequest(f"no driver is configured for channel {channel!r}", "channel")
+
+    def table(self) -> list[Route]:
+        """Every route, by channel, most specific first."""
+        return [r for channel in sorted(self._routes) for r in self._routes[channel]]
+
+    def check(self, channels_of: Mapping[str, frozenset[str]]) -> None:
+        """Refuse a table naming a driver that is not configured (``channels_of`` maps each
+        configured driver's name to its channels) or that cannot carry the route's
+        channel."""
+        for route in self.table():
+            for name in route.drivers:
+                if name not in channels_of:
+                    known = ", ".join(sorted(channels_of)) or "none"
+                    raise ConfigurationError(
+                        f"the {route.channel} route to {route.destination} names driver "
+                        f"{name!r}, which is not configured (drivers: {known})")
+                if route.channel not in channels_of[name]:
+                    raise ConfigurationError(
+                        f"the {route.channel} route to {route.destination} names driver "
+                        f"{name!r}, which cannot send on {route.channel}")
+
+
+class StaticRouter(RouteTable):
     """One chain per channel, whoever the recipient."""
 
     def __init__(self, chains: Mapping[str, Sequence[str]]) -> None:
-        for channel, chain in chains.items():
-            if not chain:
-                raise ConfigurationError(f"the route for {channel!r} names no driver")
-        self._chains = {channel: tuple(chain) for channel, chain in chains.items()}
+        super().__init__(Route(channel, tuple(chain)) for channel, chain in chains.items())
 
-    def channels(self) -> frozenset[str]:
-        return frozenset(self._chains)
 
-    def route(self, recipient: Recipient, channel: str) -> Chain:
-        chain = self._chains.get(channel)
-        if chain is None:
-            raise InvalidRequest(f"no driver is configured for channel {channel!r}",
-                                 "channel")
-        return chain
+def _check(route: Route) -> None:
+    if not route.drivers:
+        raise ConfigurationError(f"the {route.channel} route to {route.destination} names "
+                                 "no driver")
+    if len(set(route.drivers)) != len(route.drivers):
+        raise ConfigurationError(f"the {route.channel} route to {route.destination} names "
+                                 "a driver twice")
+    if route.prefix is not None and route.country is not None:
+        raise ConfigurationError("a route has a prefix or a country, not both")
+    if route.channel == "email" and route.destination != "default":
+        raise ConfigurationError("e-mail routes have no prefix or country")
+    if route.prefix is not None and not (route.prefix.startswith("+")
+                                         and route.prefix[1:].isascii()
+                                         and route.prefix[1:].isdigit()
+                                         and 2 <= len(route.prefix) <= 16):
+        raise ConfigurationError(f"route prefix {route.prefix!r} must look like +44 or +1415")
+    if route.country is not None and (
+            route.country not in phonenumbers.SUPPORTED_REGIONS):
+        raise ConfigurationError(f"route country {route.country!r} is not an ISO 3166-1 "
+                                 "alpha-2 code libphonenumber knows")
 
-    def table(self) -> dict[str, Chain]:
-        return dict(self._chains)
+
+def table_of(defaults: Mapping[str, Sequence[str]], routes: Iterable[Route]) -> RouteTable:
+    """The effective table: ``routes``, plus a default route per channel of ``defaults``
+    (the driver list order) where ``routes`` gives the channel none."""
+    given = list(routes)
+    have_default = {r.channel for r in given if r.prefix is None and r.country is None}
+    extra = [Route(channel, tuple(chain)) for channel, chain in defaults.items()
+             if channel not in have_default and chain]
+    return RouteTable([*extra, *given])
+
+
+def parse_compact(text: str) -> list[Route]:
+    """``OTPGATE_ROUTES``: ``sms:+44=vonage,twilio; sms:GB=twilio; voice=twilio``."""
+    routes = []
+    for entry in (e.strip() for e in text.split(";")):
+        if not entry:
+            continue
+        target, eq, names = entry.partition("=")
+        if not eq:
+            raise ConfigurationError(f"a route looks like sms:+44=vonage,twilio, not {entry!r}")
+        channel, _, destination = target.strip().partition(":")
+        destination = destination.strip()
+        drivers = tuple(n.strip() for n in names.split(",") if n.strip())
+        prefix = destination if destination.startswith("+") else None
+        country = destination.upper() if destination and prefix is None else None
+        routes.append(Route(channel.strip(), drivers, prefix, country))
+    return routes
 
 
 def next_driver(fallbacks: Sequence[str]) -> tuple[str, list[str]] | None:

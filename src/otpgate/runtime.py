@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from otpgate import backends, urls
 from otpgate.backends import Backend
+from otpgate.breaker import BreakerPolicy, Breakers
 from otpgate.bus.base import Limits
 from otpgate.capture.memory import MemoryCaptureSink
 from otpgate.clock import Clock, SystemClock
@@ -21,10 +22,12 @@ from otpgate.core.messages import Templates
 from otpgate.crypto import Keyring, load_or_create_secret, parse_secret
 from otpgate.dispatch import Dispatcher, subscription_for
 from otpgate.drivers import open_driver
-from otpgate.drivers.base import Driver, DriverContext, driver_name
+from otpgate.drivers.base import Driver, DriverContext, ReceiptReader, driver_name
+from otpgate.drivers.wrappers import innermost
 from otpgate.errors import ConfigurationError
 from otpgate.housekeeping import FailureWatcher, Housekeeping
-from otpgate.routing import StaticRouter
+from otpgate.receipts import ReceiptDesk
+from otpgate.routing import Route, RouteTable, table_of
 from otpgate.service import OtpService
 
 log = logging.getLogger(__name__)
@@ -62,13 +65,27 @@ def name_drivers(chains: dict[str, tuple[str, ...]]) -> tuple[dict[str, str],
     return by_name, routes
 
 
-async def check_drivers(settings: Settings) -> None:
+def route_table(settings: Settings) -> RouteTable:
+    """The routes in effect: the configured ones over the drivers' default chains."""
+    _, chains = name_drivers(settings.driver_urls)
+    return table_of(chains, (Route(r.channel, tuple(r.drivers), r.prefix, r.country)
+                             for r in settings.routes))
+
+
+async def check_drivers(settings: Settings) -> RouteTable:
     """Open and close every configured driver once, so that a bad driver URL (or the
-    capture driver outside dev mode) stops a server before it starts listening."""
+    capture driver outside dev mode) stops a server before it starts listening, and check
+    the routes against what the drivers can carry."""
     by_name, _ = name_drivers(settings.driver_urls)
+    table = route_table(settings)
     ctx = DriverContext(SystemClock(), MemoryCaptureSink(), settings.captures)
-    for url in by_name.values():
-        await open_driver(url, ctx).close()
+    channels = {}
+    for name, url in by_name.items():
+        driver = open_driver(url, ctx)
+        channels[name] = driver.channels
+        await driver.close()
+    table.check(channels)
+    return table
 
 
 @dataclass(slots=True)
@@ -82,20 +99,24 @@ class Runtime:
     driver_urls: dict[str, str]
     """Driver name -> URL; drivers themselves are opened only where codes are sent."""
     drivers: dict[str, Driver] = field(default_factory=dict)
+    breakers: Breakers = field(default_factory=lambda: Breakers(BreakerPolicy(), SystemClock()))
+    """One circuit breaker per driver, shared by this process's dispatchers."""
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _receipts: ReceiptDesk | None = None
 
     @classmethod
     async def open(cls, settings: Settings, clock: Clock | None = None) -> Runtime:
         clock = clock or SystemClock()
-        by_name, routes = name_drivers(settings.driver_urls)
+        by_name, _ = name_drivers(settings.driver_urls)
+        router = route_table(settings)
         backend = await backends.open_backend(
             settings.store_url, clock, poll_interval=settings.bus.poll_interval)
         try:
             keyring = load_keyring(settings, backend.embedded)
-            router = StaticRouter(routes)
             service = OtpService(backend.store, clock, keyring, settings.policy, router)
             runtime = cls(settings, clock, keyring, backend, service,
-                          Housekeeping(backend.store, clock, settings.policy), by_name)
+                          Housekeeping(backend.store, clock, settings.policy), by_name,
+                          breakers=Breakers(BreakerPolicy(), clock))
             await runtime._declare_subscriptions()
         except BaseException:
             await backend.close()
@@ -118,10 +139,25 @@ class Runtime:
     def open_drivers(self) -> dict[str, Driver]:
         """Open every configured driver (refusing ``capture`` outside dev mode)."""
         if not self.drivers:
-            ctx = DriverContext(self.clock, self.backend.capture, self.settings.captures)
+            ctx = DriverContext(self.clock, self.backend.capture, self.settings.captures,
+                                public_url=self.settings.public_url)
             self.drivers = {name: open_driver(url, ctx)
                             for name, url in self.driver_urls.items()}
         return self.drivers
+
+    def receipt_reader(self, name: str) -> ReceiptReader | None:
+        """The driver ``name`` if it reads delivery receipts (opening the drivers here if
+        this process has not yet: an API-only process takes receipts too)."""
+        if name not in self.driver_urls:
+            return None
+        driver = innermost(self.open_drivers()[name])
+        return driver if isinstance(driver, ReceiptReader) else None
+
+    @property
+    def receipts(self) -> ReceiptDesk:
+        if self._receipts is None:
+            self._receipts = ReceiptDesk(self.backend.store, self.clock, self.receipt_reader)
+        return self._receipts
 
     def dispatchers(self) -> list[Dispatcher]:
         templates = Templates.default()

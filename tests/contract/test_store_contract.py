@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -10,11 +12,12 @@ from otpgate.backends import Backend
 from otpgate.capture.base import CapturedMessage
 from otpgate.clock import FrozenClock
 from otpgate.core.lifecycle import Change
-from otpgate.core.otp import Delivery, DeliveryStatus, RecipientState, SendKey, Status
+from otpgate.core.otp import Delivery, DeliveryStatus, Otp, RecipientState, SendKey, Status
 from otpgate.core.policy import Policy
+from otpgate.core.receipts import ReceiptNews, decide_receipt
 from otpgate.crypto import Keyring
 from otpgate.errors import RateLimited
-from otpgate.events import CloudEvent, EventType, Filter
+from otpgate.events import EventType, Filter
 from otpgate.routing import StaticRouter
 from otpgate.service import OtpRequest, OtpService
 from otpgate.store.base import ApiKey, Claim, ClaimState, Decide, Keep, Remembered
@@ -414,13 +417,23 @@ async def test_a_claim_says_whether_its_otp_is_still_pending_and_which_send_is_l
 
 
 async def sent_as(backend: Backend, now: float, provider_id: str,
-                  channel: str = "sms") -> None:
+                  routes: dict[str, list[str]] | None = None) -> Otp:
     otp = make_otp(OTP, "r", now)
-    await backend.store.transact("r", lambda s: Change(None, None, [otp]))
-    claim = await backend.store.claim(SendKey(OTP, 1, channel), "twilio", now, 30)
+    otp.routes = routes or {"sms": ["twilio"]}
+    otp.sealed = "sealed-for-dispatchers"
+    await backend.store.transact("r", lambda s: Change(None, with_pending("r", otp), [otp]))
+    claim = await backend.store.claim(SendKey(OTP, 1, "sms"), "twilio", now, 30)
     assert await backend.store.settle(Delivery(
-        otp_id=OTP, send_no=1, channel=channel, driver="twilio", status=DeliveryStatus.SENT,
+        otp_id=OTP, send_no=1, channel="sms", driver="twilio", status=DeliveryStatus.SENT,
         attempts=1, updated_at=now, provider_id=provider_id), [], claimed=claim.attempts)
+    return otp
+
+
+def news(status: DeliveryStatus, provider_id: str, at: float, driver: str = "twilio",
+         code: str | None = None) -> Callable[[Delivery, Otp | None], Any]:
+    report = ReceiptNews(driver=driver, provider_id=provider_id, status=status,
+                         error_code=code, at=at)
+    return lambda row, otp: decide_receipt(row, otp, report)
 
 
 async def test_a_receipt_moves_the_send_it_names_forward_once_and_publishes_with_it(
@@ -431,11 +444,8 @@ async def test_a_receipt_moves_the_send_it_names_forward_once_and_publishes_with
     await subscribe(backend.bus, "delivered", Filter.of(type=EventType.DELIVERED.value), seen)
     await sent_as(backend, now, "SM42")
 
-    def delivered(row: Delivery) -> list[CloudEvent]:
-        return [event(EventType.DELIVERED, row.otp_id, now + 5)]
-
-    moved = await backend.store.record_receipt("twilio", "SM42", DeliveryStatus.DELIVERED,
-                                               now + 5, delivered)
+    moved = await backend.store.record_receipt(
+        "twilio", "SM42", news(DeliveryStatus.DELIVERED, "SM42", now + 5))
     assert moved is not None
     assert (moved.otp_id, moved.channel, moved.status) == (OTP, "sms",
                                                            DeliveryStatus.DELIVERED)
@@ -447,8 +457,8 @@ async def test_a_receipt_moves_the_send_it_names_forward_once_and_publishes_with
 
     # The same callback again, and a late "failed" after "delivered", change nothing.
     for status in (DeliveryStatus.DELIVERED, DeliveryStatus.FAILED):
-        assert await backend.store.record_receipt("twilio", "SM42", status, now + 9,
-                                                  delivered) is None
+        assert await backend.store.record_receipt(
+            "twilio", "SM42", news(status, "SM42", now + 9)) is None
     [row] = await backend.store.deliveries(OTP)
     assert row.status is DeliveryStatus.DELIVERED
     assert await backend.bus.pump() == 0
@@ -460,26 +470,49 @@ async def test_a_receipt_for_an_unknown_message_or_another_driver_changes_nothin
     now = clock.now()
     await sent_as(backend, now, "SM7")
 
-    def never(row: Delivery) -> list[CloudEvent]:
-        raise AssertionError("no events for a receipt that applies to nothing")
+    def never(row: Delivery, otp: Otp | None) -> None:
+        raise AssertionError("no decision for a receipt that names no send")
 
-    assert await backend.store.record_receipt("twilio", "SM-unknown",
-                                              DeliveryStatus.DELIVERED, now, never) is None
-    assert await backend.store.record_receipt("vonage", "SM7", DeliveryStatus.DELIVERED,
-                                              now, never) is None
+    assert await backend.store.record_receipt("twilio", "SM-unknown", never) is None
+    assert await backend.store.record_receipt("vonage", "SM7", never) is None
     [row] = await backend.store.deliveries(OTP)
     assert row.status is DeliveryStatus.SENT
 
 
-async def test_a_failed_receipt_keeps_the_providers_error(
+async def test_a_failed_receipt_keeps_the_providers_code_when_no_driver_is_left(
     backend: Backend, clock: FrozenClock
 ) -> None:
     now = clock.now()
     await sent_as(backend, now, "SM9")
-    moved = await backend.store.record_receipt("twilio", "SM9", DeliveryStatus.FAILED, now + 1,
-                                               lambda row: [], error="30003")
+    moved = await backend.store.record_receipt(
+        "twilio", "SM9", news(DeliveryStatus.FAILED, "SM9", now + 1, code="30003"))
     assert moved is not None
-    assert (moved.status, moved.error) == (DeliveryStatus.FAILED, "30003")
+    assert moved.status is DeliveryStatus.FAILED
+    assert moved.error is not None and "30003" in moved.error
+
+
+async def test_a_failed_receipt_hands_a_pending_send_to_the_next_driver_of_its_chain(
+    backend: Backend, clock: FrozenClock
+) -> None:
+    now = clock.now()
+    seen = Recorder()
+    await subscribe(backend.bus, "to-vonage", Filter.of(type=EventType.DISPATCH.value,
+                                                        driver="vonage"), seen)
+    await sent_as(backend, now, "SM5", routes={"sms": ["twilio", "vonage", "sinch"]})
+
+    moved = await backend.store.record_receipt(
+        "twilio", "SM5", news(DeliveryStatus.FAILED, "SM5", now + 2, code="30006"))
+    assert moved is not None
+    assert (moved.driver, moved.status, moved.attempts) == ("vonage", DeliveryStatus.QUEUED, 0)
+    assert await backend.bus.pump() == 1
+    [handover] = seen.seen
+    assert handover.data["fallbacks"] == ["sinch"]
+    assert handover.data["sealed"] == "sealed-for-dispatchers"
+    # The old driver's id names nothing any more; the new driver's claim goes through.
+    assert await backend.store.record_receipt(
+        "twilio", "SM5", news(DeliveryStatus.DELIVERED, "SM5", now + 3)) is None
+    claim = await backend.store.claim(SendKey(OTP, 1, "sms"), "vonage", now + 4, 30)
+    assert claim.state is ClaimState.CLAIMED
 
 
 async def test_concurrent_requests_under_one_idempotency_slot_decide_once(

@@ -100,3 +100,23 @@ def test_a_code_sent_before_any_server_ever_ran_is_kept_for_the_dispatcher(
     with sqlite3.connect(tmp_path / "var" / "otpgate.db") as conn:
         queued = conn.execute("SELECT subscription FROM deliveries").fetchall()
     assert queued == [("dispatch.capture",)]
+
+
+def test_routes_prints_the_table_and_the_chain_a_number_would_get(env: dict[str, str]) -> None:
+    env = {**env, "OTPGATE_DRIVERS_SMS": "console://,console://?name=backup",
+           "OTPGATE_ROUTES": "sms:+44=backup,console"}
+    code, out = run(env, "routes")
+    assert code == 0, out
+    assert out.splitlines() == ["sms       +44        backup -> console",
+                                "sms       default    console -> backup"]
+    code, out = run(env, "routes", "--to", "+447912345678")
+    assert (code, out.strip()) == (0, "sms       backup -> console")
+    code, out = run(env, "routes", "--to", "+14155550123")
+    assert (code, out.strip()) == (0, "sms       console -> backup")
+
+
+def test_routes_refuses_a_table_naming_an_unknown_driver(env: dict[str, str]) -> None:
+    env = {**env, "OTPGATE_DRIVERS_SMS": "console://", "OTPGATE_ROUTES": "sms:+44=ghost"}
+    code, out = run(env, "routes")
+    assert code == 1
+    assert "'ghost'" in out and "not configured" in out

@@ -1,4 +1,4 @@
-"""The HTTP API: a Litestar app over ``otpgate.service.Gateway``.
+"""The HTTP API: a Litestar app over ``otpgate.service.OtpService``.
 
 ``otpgate.api.app.create_app(settings)`` builds it; ``otpgate.api.app:from_env`` is the
 uvicorn factory. ``ApiContext`` is what the route handlers share: the settings, and the

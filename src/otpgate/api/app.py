@@ -25,7 +25,15 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import Guard
 
 from otpgate import config, devmode, redact, urls
-from otpgate.api import ApiContext, auth, edge, problems, routes_dev, routes_otp
+from otpgate.api import (
+    ApiContext,
+    auth,
+    edge,
+    problems,
+    routes_dev,
+    routes_otp,
+    routes_receipts,
+)
 from otpgate.api.schemas import REQUEST_BODIES, Health, Problem, document_rules
 from otpgate.clock import Clock, SystemClock
 from otpgate.config import Settings
@@ -45,7 +53,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
     warnings = devmode.check(settings)
     ctx = ApiContext(settings, clock or SystemClock())
     v1: list[HTTPRouteHandler] = routes_otp.handlers(ctx)
-    root: list[HTTPRouteHandler] = [*_health(ctx)]
+    root: list[HTTPRouteHandler] = [*_health(ctx), *routes_receipts.receipts_handlers(ctx)]
     if settings.captures:
         v1.append(routes_dev.messages_handler(ctx))
     if settings.dev:

@@ -21,6 +21,7 @@ from otpgate.api.schemas import Problem
 from otpgate.errors import (
     BusError,
     Conflict,
+    Forbidden,
     InvalidRequest,
     NotFound,
     OtpgateError,
@@ -38,6 +39,7 @@ _STATUS: tuple[tuple[type[OtpgateError], int], ...] = (
     (InvalidRequest, 422),  # InvalidRecipient included
     (NotFound, 404),
     (Unauthorized, 401),
+    (Forbidden, 403),
     (Conflict, 422),
     (RateLimited, 429),
     (StoreError, 503),
@@ -48,6 +50,7 @@ _TITLES: dict[str, str] = {
     "invalid-recipient": "Invalid recipient",
     "not-found": "Not found",
     "unauthorized": "Unauthorized",
+    "forbidden": "Forbidden",
     "idempotency-key-reused": "Idempotency-Key reused with another request",
     "rate-limited": "Too many requests",
     "store-unavailable": "Store unavailable",

@@ -116,6 +116,14 @@ class MessageOut(msgspec.Struct):
     sent_at: str
 
 
+class ReceiptOut(msgspec.Struct):
+    """Answer to a provider's delivery report."""
+
+    received: bool
+    moved: int
+    """How many sends the report moved (0 for one otpgate does not know)."""
+
+
 class Health(msgspec.Struct):
     status: str
 

@@ -101,6 +101,7 @@ def _sends(policy: Policy) -> SlidingLog:
 def finish(otp: Otp, status: Status, now: float) -> Otp:
     otp.status = status
     otp.updated_at = now
+    otp.sealed = ""
     return otp
 
 
@@ -140,24 +141,28 @@ def otp_event(type_: EventType, otp: Otp, now: float, **extra: object) -> CloudE
     return events.new(type_, otp.id, data, now)
 
 
-def _dispatches(otp: Otp, req: NewCode, minted: Minted, now: float) -> list[CloudEvent]:
-    out = []
-    for channel in otp.channels:
-        chain = req.drivers[channel]
-        data = {
-            "otp_id": otp.id,
-            "send_no": otp.send_count,
-            "channel": channel,
-            "to": otp.to_masked,
-            "purpose": otp.purpose,
-            "locale": otp.locale,
-            "expires_at": otp.expires_at,
-            "sealed": minted.sealed,
-            "fallbacks": list(chain[1:]),
-        }
-        out.append(events.new(EventType.DISPATCH, otp.id, data, now,
-                              channel=channel, driver=chain[0]))
-    return out
+def dispatch_event(otp: Otp, channel: str, driver: str, fallbacks: list[str],
+                   now: float) -> CloudEvent:
+    """The ``dispatch.v1`` event handing the OTP's latest send on ``channel`` to
+    ``driver``, with the drivers to fail over to after it."""
+    data = {
+        "otp_id": otp.id,
+        "send_no": otp.send_count,
+        "channel": channel,
+        "to": otp.to_masked,
+        "purpose": otp.purpose,
+        "locale": otp.locale,
+        "expires_at": otp.expires_at,
+        "sealed": otp.sealed,
+        "fallbacks": fallbacks,
+    }
+    return events.new(EventType.DISPATCH, otp.id, data, now, channel=channel, driver=driver)
+
+
+def _dispatches(otp: Otp, req: NewCode, now: float) -> list[CloudEvent]:
+    return [dispatch_event(otp, channel, req.drivers[channel][0],
+                           list(req.drivers[channel][1:]), now)
+            for channel in otp.channels]
 
 
 def _check_lock(state: RecipientState, policy: Policy, now: float) -> None:
@@ -201,6 +206,7 @@ def decide_request(
         outcome = Outcome.RESENT
     minted = req.mint(otp.id, otp.send_count)
     otp.digest = minted.digest
+    otp.sealed = minted.sealed
     otp.resend_after = now + policy.resend_cooldown
     otp.updated_at = now
     state.pending[req.purpose] = otp
@@ -208,7 +214,7 @@ def decide_request(
     change.otps.append(otp)
     change.events.append(otp_event(EventType.REQUESTED, otp, now, channels=otp.channels,
                                 expires_at=otp.expires_at))
-    change.events.extend(_dispatches(otp, req, minted, now))
+    change.events.extend(_dispatches(otp, req, now))
     change.result = Requested(otp, outcome, attempts_left(otp, state, policy))
     return change
 

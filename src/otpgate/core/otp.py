@@ -58,6 +58,9 @@ class Otp(msgspec.Struct, kw_only=True):
     reference: str | None = None
     routes: dict[str, list[str]] = {}
     """The driver chain chosen per channel for the latest send."""
+    sealed: str = ""
+    """While pending: the latest send's code and address, sealed for dispatchers alone
+    (``crypto.Keyring.seal``), so that a send can fail over after a delivery receipt."""
 
     @property
     def attempts_left(self) -> int:

@@ -48,6 +48,15 @@ class Recipient:
     def masked(self) -> str:
         return mask(self.address)
 
+    @property
+    def country(self) -> str | None:
+        """ISO 3166-1 alpha-2 code of a phone number's country (``None`` for e-mail, and
+        for numbers of no single country, such as +800 freephone)."""
+        if self.kind is not Kind.PHONE:
+            return None
+        region = phonenumbers.region_code_for_number(phonenumbers.parse(self.address))
+        return region if region and region != "001" else None
+
     def default_channel(self) -> str:
         return "sms" if self.kind is Kind.PHONE else "email"
 

@@ -9,11 +9,18 @@ No credentials: messages go to the backend's capture sink, where the dev inbox
 It refuses to start unless captures are allowed (``otpgate serve --dev`` or
 ``OTPGATE_ALLOW_CAPTURE=true``), so real traffic never ends up in an inbox by accident.
 A repeated send (same idempotency key) is kept once and answers with the same id.
+
+Delivery receipts can be played by hand, as a provider would send them:
+``POST /v1/receipts/capture`` with ``{"id": "cap_…", "status": "delivered"}`` (or
+``"failed"`` with an ``"error_code"``). The capture driver exists only in dev mode, so
+these need no signature.
 """
 
 from __future__ import annotations
 
 import asyncio
+
+import msgspec
 
 from otpgate.capture.base import CapturedMessage, CaptureSink
 from otpgate.clock import Clock
@@ -22,14 +29,28 @@ from otpgate.drivers.base import (
     Driver,
     DriverContext,
     Message,
+    Receipt,
+    ReceiptRequest,
+    ReceiptStatus,
     SendReceipt,
     check_host_less,
     stable_id,
 )
-from otpgate.errors import ConfigurationError, PermanentDeliveryError
+from otpgate.errors import ConfigurationError, InvalidRequest, PermanentDeliveryError
 from otpgate.urls import Url
 
 CHANNELS = frozenset({"sms", "email", "voice", "whatsapp"})
+
+
+class PlayedReceipt(msgspec.Struct, forbid_unknown_fields=True):
+    """A delivery report played by hand against the capture driver."""
+
+    id: str
+    status: ReceiptStatus
+    error_code: str | None = None
+
+
+_played = msgspec.json.Decoder(PlayedReceipt)
 
 
 class CaptureDriver:
@@ -58,6 +79,15 @@ class CaptureDriver:
             encoding, parts = segments(message.body)
             return SendReceipt(message_id, parts, encoding.value)
         return SendReceipt(message_id)
+
+    async def read_receipts(self, request: ReceiptRequest) -> list[Receipt]:
+        try:
+            played = _played.decode(request.body)
+        except msgspec.DecodeError as exc:
+            raise InvalidRequest(f"a capture receipt is {{id, status[, error_code]}}: {exc}"
+                                 ) from None
+        return [Receipt(provider_id=played.id, status=played.status,
+                        error_code=played.error_code)]
 
     def url(self, privacy: bool = True) -> str:
         options = [f"latency_ms={self._latency_ms}"] if self._latency_ms else []

@@ -86,8 +86,10 @@ class Claim(msgspec.Struct, frozen=True, kw_only=True):
     """The OTP's latest send number when claimed (a higher one supersedes this send)."""
 
 
-ReceiptEvents = Callable[[Delivery], Sequence[CloudEvent]]
-"""The events a receipt publishes, made from the ledger entry it moved."""
+ReceiptDecision = Callable[[Delivery, Otp | None],
+                           "tuple[Delivery, Sequence[CloudEvent]] | None"]
+"""A receipt's effect (``otpgate.core.receipts.decide_receipt``): from the ledger entry
+and its OTP, the entry to write and the events to publish, or ``None`` for no change."""
 
 
 class Recipients(Protocol):
@@ -140,14 +142,13 @@ class SendLedger(Protocol):
         """Ledger entries of the OTP's latest send, one per channel."""
         ...
 
-    async def record_receipt(self, driver: str, provider_id: str, status: DeliveryStatus,
-                             now: float, events: ReceiptEvents,
-                             error: str | None = None) -> Delivery | None:
-        """Move the entry ``driver`` sent as ``provider_id`` to ``status`` (``DELIVERED``
-        or ``FAILED``) and publish ``events(entry)`` with it, atomically. ``None`` — and
-        nothing written — for an unknown id, or when the entry is already final (a
-        receipt never moves a channel backwards, and the same receipt twice changes
-        nothing the second time)."""
+    async def record_receipt(self, driver: str, provider_id: str,
+                             decide: ReceiptDecision) -> Delivery | None:
+        """Run ``decide`` over the entry ``driver`` sent as ``provider_id`` and that
+        entry's OTP, atomically: write the entry it returns (which may move the send to
+        another driver, dropping ``provider_id``) and publish its events in the same
+        step. ``None`` — and nothing written — for an unknown id or when ``decide`` changes
+        nothing; ``decide`` may run more than once, like ``transact``'s."""
         ...
 
 
@@ -196,18 +197,6 @@ class Store(Recipients, SendLedger, ApiKeys, Answers, KeyCheck, Protocol):
 FINAL_DELIVERY = frozenset({DeliveryStatus.SENT, DeliveryStatus.DELIVERED,
                             DeliveryStatus.FAILED, DeliveryStatus.EXPIRED})
 """Ledger states a claim never reopens."""
-RECEIPT_FINAL = frozenset({DeliveryStatus.DELIVERED, DeliveryStatus.FAILED,
-                           DeliveryStatus.EXPIRED})
-"""States a receipt never moves an entry out of."""
-
-
-def receipt_applies(current: DeliveryStatus, incoming: DeliveryStatus) -> bool:
-    """Whether a receipt saying ``incoming`` moves an entry that is ``current``: only
-    forward, from a sent (or still in-flight) send to delivered or failed."""
-    return incoming in (DeliveryStatus.DELIVERED, DeliveryStatus.FAILED) and \
-        current not in RECEIPT_FINAL
-
-
 def claim_of(key: SendKey, row: Delivery | None, driver: str, now: float, lease: float,
              otp: Otp | None) -> tuple[Claim, Delivery | None]:
     """The claim rules every backend shares, over the current ledger row: the claim, and

@@ -19,11 +19,10 @@ from otpgate.store.base import (
     Decide,
     Keep,
     Kept,
-    ReceiptEvents,
+    ReceiptDecision,
     Remembered,
     T,
     claim_of,
-    receipt_applies,
 )
 
 
@@ -105,19 +104,23 @@ class MemoryStore:
             self._bus.enqueue(events)
             return True
 
-    async def record_receipt(self, driver: str, provider_id: str, status: DeliveryStatus,
-                             now: float, events: ReceiptEvents,
-                             error: str | None = None) -> Delivery | None:
+    async def record_receipt(self, driver: str, provider_id: str,
+                             decide: ReceiptDecision) -> Delivery | None:
         async with self._lock:
             key = self._sent_as.get((driver, provider_id))
             row = self._ledger.get(key) if key is not None else None
-            if row is None or row.provider_id != provider_id \
-                    or not receipt_applies(row.status, status):
+            if key is None or row is None or (row.driver, row.provider_id) != (driver,
+                                                                               provider_id):
                 return None
-            moved = msgspec.structs.replace(row, status=status, updated_at=now,
-                                            error=error if error is not None else row.error)
-            self._ledger[SendKey(row.otp_id, row.send_no, row.channel)] = moved
-            self._bus.enqueue(events(moved))
+            otp = self._otps.get(key.otp_id)
+            outcome = decide(copy.deepcopy(row), copy.deepcopy(otp) if otp else None)
+            if outcome is None:
+                return None
+            moved, published = outcome
+            self._ledger[key] = copy.deepcopy(moved)
+            if (moved.driver, moved.provider_id) != (driver, provider_id):
+                del self._sent_as[(driver, provider_id)]
+            self._bus.enqueue(published)
             return copy.deepcopy(moved)
 
     async def purge(self, otps_before: float, recipients_before: float) -> int:

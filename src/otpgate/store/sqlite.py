@@ -27,11 +27,10 @@ from otpgate.store.base import (
     Decide,
     Keep,
     Kept,
-    ReceiptEvents,
+    ReceiptDecision,
     Remembered,
     T,
     claim_of,
-    receipt_applies,
 )
 
 _encode = msgspec.msgpack.Encoder().encode
@@ -208,9 +207,8 @@ class SqliteStore:
             self._bus.notify()
         return settled
 
-    async def record_receipt(self, driver: str, provider_id: str, status: DeliveryStatus,
-                             now: float, events: ReceiptEvents,
-                             error: str | None = None) -> Delivery | None:
+    async def record_receipt(self, driver: str, provider_id: str,
+                             decide: ReceiptDecision) -> Delivery | None:
         queued = [0]
 
         def unit(conn: sqlite3.Connection) -> Delivery | None:
@@ -220,12 +218,13 @@ class SqliteStore:
             if found is None:
                 return None
             row = _delivery(found)
-            if not receipt_applies(row.status, status):
+            record = conn.execute("SELECT record FROM otps WHERE id = ?",
+                                  (row.otp_id,)).fetchone()
+            outcome = decide(row, _otp_of(record[0]) if record else None)
+            if outcome is None:
                 return None
-            moved = msgspec.structs.replace(row, status=status, updated_at=now,
-                                            error=error if error is not None else row.error)
+            moved, published = outcome
             _put_ledger(conn, moved)
-            published = events(moved)
             queued[0] = self._bus.append(conn, published) if published else 0
             return moved
 
