@@ -83,12 +83,20 @@ class Edge:
         if scope["type"] != "http":
             await self.app(asgi_scope, receive, send)
             return
-        headers = dict(scope["headers"])
-        if self._check_host and not self._host_allowed(headers.get(b"host")):
+        host = origin = site = None
+        for name, value in scope["headers"]:
+            if name == b"host":
+                host = value
+            elif name == b"origin":
+                origin = value
+            elif name == b"sec-fetch-site":
+                site = value
+        if self._check_host and not self._host_allowed(host):
             await _refuse(send, 421, "misdirected-request",
                           "this server does not answer for that Host")
             return
-        if self._cross_site(scope["method"], headers):
+        if (origin is not None or site is not None) and self._cross_site(
+                scope["method"], host, origin, site):
             await _refuse(send, 403, "cross-origin-refused",
                           "requests from other sites' pages are refused; allow an origin "
                           "with OTPGATE_ALLOWED_ORIGINS")
@@ -113,23 +121,26 @@ class Edge:
         name, _ = _split_host(raw.decode("latin-1").lower())
         return name in self._names or _is_ip(name)
 
-    def _cross_site(self, method: str, headers: dict[bytes, bytes]) -> bool:
-        origin = headers.get(b"origin")
+    def _cross_site(self, method: str, host: bytes | None, origin: bytes | None,
+                    site: bytes | None) -> bool:
         if origin is not None:
             seen = origin.decode("latin-1").lower()
             if seen in self._origins:
                 return False
-            own = headers.get(b"host", b"").decode("latin-1").lower()
+            own = (host or b"").decode("latin-1").lower()
             return origin_of(seen) != seen or urlsplit(seen).netloc != own
-        return method not in _SAFE_METHODS and headers.get(b"sec-fetch-site") in _OTHER_SITE
+        return method not in _SAFE_METHODS and site in _OTHER_SITE
 
 
 def _with_defaults(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    # ASGI header names are lowercase (Litestar writes them so).
     out = list(headers)
-    present = {name.lower() for name, _ in out}
-    out.extend(h for h in _DEFAULTS if h[0] not in present)
+    present = [name for name, _ in out]
+    for default in _DEFAULTS:
+        if default[0] not in present:
+            out.append(default)
     if b"allow" in present:
-        out = [(n, _with_head(v)) if n.lower() == b"allow" else (n, v) for n, v in out]
+        out = [(n, _with_head(v)) if n == b"allow" else (n, v) for n, v in out]
     return out
 
 

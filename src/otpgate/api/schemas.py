@@ -149,11 +149,7 @@ REQUEST_BODIES: dict[tuple[str, str], type[msgspec.Struct]] = {
 _DECODERS: dict[type[msgspec.Struct], msgspec.json.Decoder[msgspec.Struct]] = {
     t: msgspec.json.Decoder(t) for t in REQUEST_BODIES.values()
 }
-_KEYS: dict[type[msgspec.Struct], tuple[bytes, ...]] = {
-    t: tuple(f'"{name}"'.encode() for name in t.__struct_fields__)
-    for t in REQUEST_BODIES.values()
-}
-"""Each body's field names as they appear in JSON, to spot a repeated one cheaply."""
+_JSON_KEY = re.compile(rb'"([^"]*)"\s*:')
 _AT = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
 _NAMED = re.compile(r"field `(?P<name>[^`]*)`")
 
@@ -185,11 +181,16 @@ def decode(body: bytes, type_: type[T]) -> T:
         raise _shape_error(str(exc)) from None
     except (msgspec.DecodeError, UnicodeDecodeError):
         raise ClientException("request body must be a JSON object (UTF-8)") from None
-    # msgspec keeps the last of repeated keys; only a body that names a field twice (or
-    # escapes a character, which could spell a name) can repeat one, so only such
-    # bodies are parsed again to find out.
-    if b"\\" in body or any(body.count(key) > 1 for key in _KEYS[type_]):  # type: ignore[index]
+    # msgspec keeps the last of repeated keys. Without a backslash no string can hold a
+    # quote, so every `"…" :` is a key (and, decoded, a known field): a scan finds them.
+    # A body with escapes is parsed again, exactly.
+    if b"\\" in body:
         _refuse_repeated_keys(body)
+    else:
+        keys = _JSON_KEY.findall(body)
+        if len(keys) != len(set(keys)):
+            repeated = next(k for k in keys if keys.count(k) > 1).decode()
+            raise InvalidRequest(f"the field {repeated!r} is given twice", repeated)
     return value
 
 
