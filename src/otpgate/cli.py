@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import click
 
-from otpgate import apikeys, config, urls
+from otpgate import apikeys, config, devmode, redact, urls
 from otpgate.clock import isoformat
 from otpgate.config import Settings
 from otpgate.errors import OtpgateError, RateLimited
@@ -73,6 +73,7 @@ def main(log_level: str) -> None:
     """
     logging.basicConfig(level=log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    redact.install()
 
 
 @main.command()
@@ -82,16 +83,23 @@ def main(log_level: str) -> None:
               type=click.Path(file_okay=False, path_type=Path),
               help="Where the embedded database and the secret key live.")
 @click.option("--dev/--no-dev", envvar="OTPGATE_DEV", default=False, show_default=True,
-              help="Dev mode: no API key needed, messages captured for the dev inbox.")
+              help="Dev mode: no API key needed, messages only captured for the dev inbox "
+                   "(the capture driver only; loopback only).")
+@click.option("--dev-public", envvar="OTPGATE_DEV_PUBLIC", is_flag=True, default=False,
+              help="Let dev mode listen on an address other than loopback (it warns).")
 @click.option("--workers", envvar="OTPGATE_WORKERS", default=1, show_default=True,
               type=click.IntRange(1, 64), help="Server processes sharing the port.")
 @click.option("--api-only", envvar="OTPGATE_API_ONLY", is_flag=True, default=False,
               help="Serve the API without dispatchers; run otpgate worker to send.")
-def serve(host: str, port: int, data_dir: Path, dev: bool, workers: int,
+def serve(host: str, port: int, data_dir: Path, dev: bool, dev_public: bool, workers: int,
           api_only: bool) -> None:
     """Run the HTTP API together with the dispatchers (or, with --api-only, without)."""
     settings = _settings(host=host, port=port, data_dir=data_dir, dev=dev, workers=workers,
-                         api_only=api_only)
+                         api_only=api_only, dev_public=dev_public or None)
+    try:
+        warnings = devmode.check(settings)
+    except OtpgateError as exc:
+        raise click.ClickException(exc.detail) from None
     _preflight(settings)
     url = f"http://{host}:{port}"
     role = "API only" if api_only else "API and dispatchers"
@@ -99,25 +107,33 @@ def serve(host: str, port: int, data_dir: Path, dev: bool, workers: int,
                f"store {urls.mask(settings.store_url)})")
     if settings.dev:
         click.secho(
-            f"DEV MODE: no API key is required and messages are captured, not sent — "
-            f"see {url}/dev/inbox", fg="yellow", bold=True)
+            f"DEV MODE: no API key is required, and messages are captured, not sent: only "
+            f"the capture driver runs (see {url}/dev/inbox); real drivers need --no-dev and "
+            "an API key", fg="yellow", bold=True)
+    for warning in warnings:
+        click.secho(warning, fg="red", bold=True)
     _run_server(settings)
 
 
 def _run_server(settings: Settings) -> None:
     """uvicorn over the app for ``settings``: each server process gets them as an
-    argument (encoded), never through the environment."""
+    argument (encoded), never through the environment; its HTTP protocol bounds request
+    heads and the time to send a request (``otpgate.api.http11``)."""
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
     from otpgate.api.app import from_encoded
+    from otpgate.api.http11 import HttpLimits, ServerConfig
 
     server = settings.server
     app = functools.partial(from_encoded, settings.encode())
-    uv = uvicorn.Config(app, factory=True, host=server.host, port=server.port,
-                        workers=server.workers, log_level=server.log_level,
-                        access_log=False, lifespan="on", server_header=False,
-                        date_header=False)
+    limits = HttpLimits(max_head_bytes=server.max_header_bytes,
+                        max_headers=server.max_headers,
+                        request_timeout=server.request_timeout)
+    uv = ServerConfig(app, limits=limits, factory=True, host=server.host, port=server.port,
+                      workers=server.workers, log_level=server.log_level,
+                      access_log=False, lifespan="on", server_header=False,
+                      date_header=False)
     if server.workers > 1:
         Multiprocess(uv, sockets=[uv.bind_socket()]).run()
         return

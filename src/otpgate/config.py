@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,15 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     """Serve the HTTP API without dispatchers; ``otpgate worker`` processes send."""
     max_body_bytes: int = 16 * 1024
     log_level: str = "info"
+    max_header_bytes: int = 8 * 1024
+    """The request line and headers of one request, together (431 beyond)."""
+    max_headers: int = 64
+    """Header lines in one request (431 beyond)."""
+    request_timeout: float = 10.0
+    """Seconds a client has to send a whole request, head and body (408 and closed
+    beyond); idle keep-alive connections are closed after 5 s."""
+    allowed_origins: tuple[str, ...] = ()
+    """Browser origins besides the server's own that may call it (``https://app.example``)."""
 
 
 class StoreSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -91,6 +101,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
     data_dir: Path = Path("var")
     dev: bool = False
+    dev_public: bool = False
+    """Let dev mode (no API key) listen on an address other than loopback."""
     allow_capture: bool = False
     """Allow the capture driver and dev routes outside dev mode (never by default)."""
     secret_key: Secret | None = None
@@ -143,10 +155,13 @@ FLAT: dict[str, tuple[str | None, str]] = {
     "host": ("server", "host"), "port": ("server", "port"),
     "workers": ("server", "workers"), "api_only": ("server", "api_only"),
     "max_body_bytes": ("server", "max_body_bytes"), "log_level": ("server", "log_level"),
+    "max_header_bytes": ("server", "max_header_bytes"), "max_headers": ("server", "max_headers"),
+    "request_timeout": ("server", "request_timeout"),
+    "allowed_origins": ("server", "allowed_origins"),
     "store_url": ("store", "url"),
     "bus_lease": ("bus", "lease"), "bus_max_deliveries": ("bus", "max_deliveries"),
     "poll_interval": ("bus", "poll_interval"), "sweep_interval": ("bus", "sweep_interval"),
-    "data_dir": (None, "data_dir"), "dev": (None, "dev"),
+    "data_dir": (None, "data_dir"), "dev": (None, "dev"), "dev_public": (None, "dev_public"),
     "allow_capture": (None, "allow_capture"), "secret_key": (None, "secret_key"),
     "brand": (None, "brand"), "retention": (None, "retention"),
     "public_url": (None, "public_url"),
@@ -253,6 +268,9 @@ def _from_vars(env: Mapping[str, str]) -> dict[str, Any]:
     for name in FLAT:
         if (raw := env.get(f"OTPGATE_{name.upper()}")) is not None:
             kind = _kind(name)
+            if typing.get_origin(kind) is tuple:  # a comma-separated list
+                values[name] = [s for part in raw.split(",") if (s := part.strip())]
+                continue
             values[name] = _scalar(name, bool if kind is bool else int if kind is int
                                    else float if kind is float else str, raw)
     drivers = {

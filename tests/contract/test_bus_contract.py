@@ -21,6 +21,7 @@ from tests.contract.conftest import (
     open_named,
     subscribe,
 )
+from tests.leaky import CODE, NUMBER, leaky_error
 
 OTP = "otp_" + "b" * 22
 
@@ -279,3 +280,19 @@ async def test_the_backlog_counts_what_waits_and_how_long_the_oldest_has_been_du
     assert (found["queue"].depth, found["queue"].due) == (2, 2)
     assert found["queue"].oldest_due_age == pytest.approx(5)
     assert (found["idle"].depth, found["idle"].due, found["idle"].oldest_due_age) == (0, 0, 0)
+
+
+async def test_a_dead_letter_keeps_an_error_with_the_code_and_number_it_quoted_masked(
+    backend: Backend, clock: FrozenClock
+) -> None:
+    async def leaky(evt: CloudEvent) -> None:
+        raise leaky_error(NUMBER, CODE)
+
+    await subscribe(backend.bus, "leaky", Filter(), leaky, max_deliveries=1)
+    await backend.store.transact("r", lambda s: emitting(
+        [event(EventType.DISPATCH, OTP, clock.now(), driver="leaky")]))
+    assert await backend.bus.pump() == 1
+    [dead] = await backend.bus.dead_letters()
+    assert dead.error.startswith("HTTPStatusError: Server error '502 Bad Gateway'")
+    assert CODE not in dead.error
+    assert NUMBER[1:] not in dead.error and "%2B1415" not in dead.error

@@ -25,7 +25,7 @@ from otpgate.errors import InvalidRecipient
 
 REFRESH_SECONDS = 3
 _ENCODER = msgspec.json.Encoder()
-_CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"
+_CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"
 
 
 def _address(to: str | None) -> str | None:

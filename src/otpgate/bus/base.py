@@ -24,6 +24,7 @@ import msgspec
 
 from otpgate.errors import BusError, TemporaryDeliveryError
 from otpgate.events import CloudEvent, Filter
+from otpgate.redact import scrub
 
 Handler = Callable[[CloudEvent], Awaitable[None]]
 Redact = Callable[[CloudEvent], CloudEvent]
@@ -137,8 +138,9 @@ async def finish(task: asyncio.Task[None], wake: asyncio.Event, grace: float = 1
 
 
 def describe(error: BaseException) -> str:
-    """A one-line description of a handler failure, safe to keep at rest."""
-    return f"{type(error).__name__}: {error}"[:500]
+    """A one-line description of a handler failure, safe to keep at rest: numbers,
+    addresses and anything shaped like a code are masked (``otpgate.redact``)."""
+    return scrub(f"{type(error).__name__}: {error}")[:500]
 
 
 class Bus(Protocol):
