@@ -101,8 +101,8 @@ def test_empty_entries_in_a_driver_list_are_ignored() -> None:
 
 def test_policy_values_are_read_as_integers() -> None:
     policy = from_env({"OTPGATE_POLICY_MAX_ATTEMPTS": "3", "OTPGATE_POLICY_DEFAULT_TTL": "120",
-                       "OTPGATE_POLICY_MAX_FAILURES": "20"}).policy
-    assert (policy.max_attempts, policy.default_ttl, policy.max_failures) == (3, 120, 20)
+                       "OTPGATE_POLICY_LOCK_AFTER": "20"}).policy
+    assert (policy.max_attempts, policy.default_ttl, policy.lock_after) == (3, 120, 20)
     assert policy.max_sends == Policy().max_sends
 
 

@@ -51,8 +51,15 @@ def test_ttls_that_are_not_integers_are_refused(ttl: object) -> None:
         {"max_attempts": 0},
         {"max_sends": 0},
         {"send_window": 0},
-        {"max_failures": 0},
-        {"failure_window": -1},
+        {"recipient_max_sends": 0},
+        {"recipient_send_window": 0},
+        {"delay_after": 0},
+        {"delay_base": 0},
+        {"delay_base": 60, "delay_cap": 59},
+        {"lock_after": 0},
+        {"lock_time": -1},
+        {"min_code_length": 3},
+        {"min_code_length": 11},
         {"resend_cooldown": -1},
     ],
 )
@@ -77,8 +84,9 @@ def test_a_default_code_length_outside_four_to_ten_is_a_configuration_error(
 
 def test_edge_values_make_a_valid_policy() -> None:
     policy = Policy(min_ttl=1, default_ttl=1, max_ttl=1, resend_cooldown=0, max_attempts=1,
-                    max_sends=1, send_window=1, max_failures=1, failure_window=1,
-                    default_code_length=4)
+                    max_sends=1, send_window=1, recipient_max_sends=1,
+                    recipient_send_window=1, delay_after=1, delay_base=1, delay_cap=1,
+                    lock_after=1, lock_time=1, default_code_length=4, min_code_length=4)
     assert policy.ttl(None) == 1
 
 

@@ -1,4 +1,4 @@
-"""The HTTP API: a Litestar app over ``otpgate.service.Gateway``.
+"""The HTTP API: a Litestar app over ``otpgate.service.OtpService``.
 
 ``otpgate.api.app.create_app(settings)`` builds it; ``otpgate.api.app:from_env`` is the
 uvicorn factory. ``ApiContext`` is what the route handlers share: the settings, and the
@@ -39,4 +39,5 @@ class ApiContext:
         """Bind the runtime the lifespan opened (``None`` once it is closed)."""
         self._runtime = runtime
         self._authenticator = (
-            None if runtime is None else Authenticator(runtime.backend.store, self.clock))
+            None if runtime is None else Authenticator(runtime.backend.store, self.clock,
+                                                       audit=runtime.audit))

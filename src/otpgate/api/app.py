@@ -22,7 +22,7 @@ from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from otpgate import config, urls
-from otpgate.api import ApiContext, auth, problems, routes_dev, routes_otp
+from otpgate.api import ApiContext, auth, problems, routes_admin, routes_dev, routes_otp
 from otpgate.api.schemas import REQUEST_BODIES, Health, Problem
 from otpgate.clock import Clock, SystemClock
 from otpgate.config import Settings
@@ -37,7 +37,7 @@ _STATE_KEY = "otpgate"
 def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
     """The API over a runtime opened from ``settings`` when the app starts."""
     ctx = ApiContext(settings, clock or SystemClock())
-    v1: list[HTTPRouteHandler] = routes_otp.handlers(ctx)
+    v1: list[HTTPRouteHandler] = [*routes_otp.handlers(ctx), *routes_admin.handlers(ctx)]
     root: list[HTTPRouteHandler] = [*_health(ctx)]
     if settings.captures:
         v1.append(routes_dev.messages_handler(ctx))

@@ -21,6 +21,7 @@ from otpgate.api.schemas import Problem
 from otpgate.errors import (
     BusError,
     Conflict,
+    Forbidden,
     InvalidRequest,
     NotFound,
     OtpgateError,
@@ -38,6 +39,7 @@ _STATUS: tuple[tuple[type[OtpgateError], int], ...] = (
     (InvalidRequest, 422),  # InvalidRecipient included
     (NotFound, 404),
     (Unauthorized, 401),
+    (Forbidden, 403),
     (Conflict, 422),
     (RateLimited, 429),
     (StoreError, 503),
@@ -48,6 +50,7 @@ _TITLES: dict[str, str] = {
     "invalid-recipient": "Invalid recipient",
     "not-found": "Not found",
     "unauthorized": "Unauthorized",
+    "forbidden": "Forbidden",
     "idempotency-key-reused": "Idempotency-Key reused with another request",
     "rate-limited": "Too many requests",
     "store-unavailable": "Store unavailable",
@@ -83,11 +86,12 @@ def status_of(error: OtpgateError) -> int:
 
 
 def problem(status: int, slug: str, detail: str, *, field: str | None = None,
-            retry_after: int | None = None,
+            retry_after: int | None = None, rule: str | None = None,
             headers: Mapping[str, str] | None = None) -> Response[bytes]:
     """A problem+json response."""
     body = Problem(type=TYPE_BASE + slug, title=_TITLES.get(slug, slug.replace("-", " ")),
-                   status=status, detail=detail, field=field, retry_after=retry_after)
+                   status=status, detail=detail, field=field, retry_after=retry_after,
+                   rule=rule)
     return Response(_ENCODER.encode(body), status_code=status, media_type=MEDIA_TYPE,
                     headers=dict(headers) if headers else None)
 
@@ -99,7 +103,7 @@ def from_error(error: OtpgateError) -> Response[bytes]:
         return _internal()
     if isinstance(error, RateLimited):
         return problem(status, error.slug, error.detail, retry_after=error.retry_after,
-                       headers={"Retry-After": str(error.retry_after)})
+                       rule=error.rule, headers={"Retry-After": str(error.retry_after)})
     if isinstance(error, Unauthorized):
         return problem(status, error.slug, error.detail, headers={"WWW-Authenticate": "Bearer"})
     if status == 503:
