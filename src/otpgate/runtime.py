@@ -196,7 +196,7 @@ class Runtime:
         """Expire due codes, and now and then forget what retention allows."""
         rounds = 0
         while True:
-            self._watch_secret_file()
+            self.watch_secret_file()
             try:
                 await self.housekeeping.expire_due()
                 if rounds % _PURGE_EVERY == 0:
@@ -206,7 +206,7 @@ class Runtime:
             rounds += 1
             await asyncio.sleep(self.settings.bus.sweep_interval)
 
-    def _watch_secret_file(self) -> None:
+    def watch_secret_file(self) -> None:
         """Say loudly, once, that the key file this process was started with is gone."""
         if self.secret_file is None or self._secret_gone or self.secret_file.exists():
             return

@@ -253,3 +253,11 @@ def test_reading_settings_changes_nothing_in_the_environment(
     before = dict(os.environ)
     from_env(port=9999, dev=True)
     assert dict(os.environ) == before
+
+
+def test_the_operator_lowers_the_code_length_minimum_with_a_policy_variable() -> None:
+    policy = from_env({"OTPGATE_POLICY_MIN_CODE_LENGTH": "4",
+                       "OTPGATE_POLICY_LOCK_TIME": "3600"}).policy
+    assert (policy.min_code_length, policy.lock_time) == (4, 3600)
+    with pytest.raises(ConfigurationError):
+        from_env({"OTPGATE_POLICY_MIN_CODE_LENGTH": "3"})

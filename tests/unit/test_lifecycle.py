@@ -287,6 +287,61 @@ def test_repeated_answers_with_no_pending_code_run_down_like_wrong_ones() -> Non
             wrong.valid, wrong.status, wrong.attempts_left), i
 
 
+def test_answers_with_no_live_code_neither_lock_nor_touch_the_codes_of_other_purposes(
+) -> None:
+    flow = Flow(Policy(lock_after=3, delay_after=2))
+    other = flow.request(T0, "123456", purpose="signup").otp
+    for i in range(50):
+        flow.verify(T0 + 1 + i, "000000", purpose=f"p{i % 7}")
+    assert flow.state is not None
+    assert (flow.state.streak, flow.state.locked_until) == (0, 0.0)
+    assert flow.state.pending["signup"].failed_attempts == 0
+    assert flow.request(T0 + 60, purpose="login").outcome is Outcome.CREATED
+    assert flow.verify(T0 + 61, "123456", purpose="signup").valid is True
+    assert flow.otps[other.id].status is Status.APPROVED
+    assert EventType.LOCKED not in flow.types()
+
+
+def test_consecutive_failures_are_forgotten_a_lock_time_after_the_last_one() -> None:
+    flow = Flow(Policy(lock_time=86400))
+    flow.request(T0, "123456")
+    for i in range(5):
+        flow.verify(T0 + i, "000000")
+    flow.request(T0 + 30, "123456", purpose="other")
+    flow.verify(T0 + 31, "000000", purpose="other")
+    assert flow.state is not None and flow.state.streak == 6
+    flow.request(T0 + 4 + 86399, "123456", purpose="third")
+    assert flow.state.streak == 6
+    flow.request(T0 + 31 + 86400, "123456", purpose="fourth")
+    assert flow.state.streak == 0
+
+
+def test_an_unlock_ends_the_lock_and_forgets_the_failures() -> None:
+    flow = Flow(Policy(lock_after=5))
+    flow.request(T0, "123456")
+    for i in range(5):
+        flow.verify(T0 + i, "000000")
+    assert flow.state is not None and flow.state.locked(T0 + 10)
+    change = endings.decide_unlock(flow._copy(), T0 + 10, flow.policy)
+    flow._apply(change)  # type: ignore[arg-type]
+    assert change.result == endings.Unlocked(was_locked=True, failures=5)
+    assert not flow.state.locked(T0 + 10)
+    assert flow.request(T0 + 40).attempts_left == 5
+    assert endings.decide_unlock(None, T0, flow.policy).result == endings.Unlocked(False, 0)
+
+
+def test_a_right_code_is_told_approved_only_for_a_while_after_its_approval() -> None:
+    flow = Flow()
+    otp = flow.request(T0, "123456").otp
+    assert flow.verify(T0 + 1, "123456").valid is True
+    again = flow.verify(T0 + 2, "123456")
+    assert (again.valid, again.status, again.otp_id, again.counted) == (
+        False, Status.APPROVED, otp.id, False)
+    later = flow.verify(T0 + 1 + 600, "123456")  # max_ttl later: a stand-in answers
+    assert (later.status, later.otp_id, later.counted) == (Status.PENDING, None, False)
+    assert flow.state is not None and flow.state.streak == 0
+
+
 def test_by_id_an_answer_with_no_pending_code_counts_nothing(
     flow: Flow,
 ) -> None:

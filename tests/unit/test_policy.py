@@ -68,8 +68,8 @@ def test_inconsistent_policies_are_configuration_errors(fields: dict[str, int]) 
         Policy(**fields)
 
 
-@pytest.mark.parametrize("length", [3, 11, True])
-def test_a_default_code_length_outside_four_to_ten_is_a_configuration_error(
+@pytest.mark.parametrize("length", [3, 5, 11, True])
+def test_a_default_code_length_outside_six_to_ten_is_a_configuration_error(
     length: int,
 ) -> None:
     # A bad policy is a mistake in the settings, not in a caller's request: it must not
@@ -94,3 +94,40 @@ def test_a_policy_cannot_be_changed_once_made() -> None:
     policy = Policy()
     with pytest.raises(AttributeError):
         policy.max_attempts = 99  # type: ignore[misc]
+
+
+def test_the_failure_defaults_follow_nist_and_the_readme() -> None:
+    policy = Policy()
+    assert (policy.delay_after, policy.delay_base, policy.delay_cap) == (10, 60, 3600)
+    assert (policy.lock_after, policy.lock_time) == (100, 86400)
+    assert (policy.recipient_max_sends, policy.recipient_send_window) == (10, 3600)
+    assert policy.min_code_length == 6
+
+
+@pytest.mark.parametrize(("streak", "delay"), [
+    (0, 0), (9, 0), (10, 60), (11, 120), (12, 240), (13, 480), (14, 960), (15, 1920),
+    (16, 3600), (17, 3600), (99, 3600), (10**6, 3600)])
+def test_the_send_delay_doubles_from_ten_failures_and_stops_at_an_hour(
+    streak: int, delay: int,
+) -> None:
+    assert Policy().send_delay(streak) == delay
+
+
+@pytest.mark.parametrize(("minimum", "allowed", "refused"), [
+    (6, [6, 8, 10], [4, 5, 11]), (4, [4, 5, 6, 10], [3, 11])])
+def test_code_lengths_run_from_the_policys_minimum_to_ten(
+    minimum: int, allowed: list[int], refused: list[int],
+) -> None:
+    policy = Policy(min_code_length=minimum, default_code_length=6)
+    assert [policy.code_length(n) for n in allowed] == allowed
+    assert policy.code_length(None) == 6
+    for length in refused:
+        with pytest.raises(InvalidRequest) as err:
+            policy.code_length(length)
+        assert err.value.field == "code_length"
+
+
+def test_a_default_code_length_below_the_minimum_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError):
+        Policy(default_code_length=4)
+    assert Policy(default_code_length=4, min_code_length=4).code_length(None) == 4

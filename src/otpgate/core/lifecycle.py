@@ -115,8 +115,8 @@ def sweep(state: RecipientState, policy: Policy, now: float, change: Change[T]) 
             del state.pending[purpose]
             change.otps.append(finish(otp, Status.EXPIRED, now))
             change.events.append(otp_event(EventType.EXPIRED, otp, now))
-    if (state.locked_until and not state.locked(now)) or \
-            (state.streak and now - state.last_failure_at >= policy.lock_time):
+    if not state.locked(now) and (state.locked_until or (
+            state.streak and now - state.last_failure_at >= policy.lock_time)):
         reset_failures(state)
     state.sent = limits.recipient_sends(policy).prune(state.sent, now)
     for history, log in ((state.sends, limits.sends(policy)), (state.phantoms, _phantoms(policy))):
@@ -309,13 +309,14 @@ def _wrong(state: RecipientState, otp: Otp, policy: Policy, now: float,
 
 def _stand_in(state: RecipientState, purpose: str, policy: Policy, now: float) -> Verdict:
     """The answer a wrong answer to a fresh code for ``purpose`` would get, counting
-    nothing: a stand-in's attempts run down within the life of a code."""
+    nothing: a stand-in's attempts run down within the life of a code (and, as a real
+    code's, with the recipient's budget — except while locked, which must not show)."""
     stand_in = state.phantoms.get(purpose, [])
     if len(stand_in) < policy.max_attempts:
         stand_in = [*stand_in, now]
     state.phantoms[purpose] = stand_in
-    left = max(0, min(policy.max_attempts - len(stand_in),
-                      policy.lock_after - state.streak - 1))
+    budget = policy.max_attempts if state.locked(now) else policy.lock_after - state.streak - 1
+    left = max(0, min(policy.max_attempts - len(stand_in), budget))
     return Verdict(None, False, Status.PENDING if left else Status.MAX_ATTEMPTS_REACHED, left)
 
 
