@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from otpgate import events
-from otpgate.core import codes, endings, ids
+from otpgate.core import codes, endings, ids, lifecycle
 from otpgate.core.lifecycle import Outcome, Verdict
 from otpgate.core.otp import Status
 from otpgate.core.policy import Policy
@@ -456,3 +456,21 @@ def test_records_kept_for_the_store_hold_only_digests_and_masked_recipients() ->
     blobs: Iterator[bytes] = (msgspec.json.encode(o) for o in flow.otps.values())
     for blob in [*blobs, msgspec.json.encode(flow.state)]:
         assert _leaks(blob.decode(), used) == []
+
+
+def test_a_wrong_answer_costs_as_many_code_checks_with_a_live_code_as_without() -> None:
+    calls: list[str] = []
+
+    def check(otp_id: str, digest: bytes) -> bool:
+        calls.append(otp_id)
+        return False
+
+    known = Flow()
+    known.request(T0, "123456")
+    counts = []
+    for state in (known._copy(), None):
+        calls.clear()
+        lifecycle.decide_verify(state, KEY, lambda s: s.pending.get("login"), check,
+                                Policy(), T0 + 1, missing="login")
+        counts.append(len(calls))
+    assert counts == [2, 2]

@@ -250,6 +250,10 @@ def decide_verify(
     the right code of a code approved a moment ago is told ``approved``. By id (no
     ``missing``) an answer that meets no live code gets ``otp None``: the caller reports the
     dead code's status.
+
+    Every answer that is not approved costs two code checks, whether or not there was a code
+    to check (a missing one is checked against nothing), so that a live code and none take
+    alike long to answer.
     """
     state = state or RecipientState.empty(key)
     change: Change[Verdict] = Change(result=None, state=state)  # type: ignore[arg-type]
@@ -258,7 +262,11 @@ def decide_verify(
     if otp is not None and check(otp.id, otp.digest):
         change.result = _approve(state, otp, policy, now, change)
         return change
+    if otp is None:
+        _check_nothing(check)
     done = state.approved.get(missing) if missing is not None else None
+    if done is None:
+        _check_nothing(check)
     if done is not None and check(done.id, done.digest):
         change.result = Verdict(None, False, Status.APPROVED, None, otp_id=done.id)
     elif otp is not None:
@@ -272,6 +280,11 @@ def decide_verify(
     if not change.otps:
         change.state = None
     return change
+
+
+def _check_nothing(check: Checker) -> None:
+    """The work of a code check where there is no code to check."""
+    check("", b"")
 
 
 def _approve(state: RecipientState, otp: Otp, policy: Policy, now: float,
