@@ -26,6 +26,7 @@ from otpgate.api import ApiContext, auth, problems, routes_admin, routes_dev, ro
 from otpgate.api.schemas import REQUEST_BODIES, Health, Problem
 from otpgate.clock import Clock, SystemClock
 from otpgate.config import Settings
+from otpgate.errors import OtpgateError
 from otpgate.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,11 @@ def from_encoded(encoded: bytes) -> Litestar:
 def _lifespan(ctx: ApiContext) -> Any:
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
-        runtime = await Runtime.open(ctx.settings, ctx.clock)
+        try:
+            runtime = await Runtime.open(ctx.settings, ctx.clock)
+        except OtpgateError as exc:
+            log.error("cannot start: %s", exc.detail)  # the reason, not just a traceback
+            raise
         try:
             if not ctx.settings.server.api_only:
                 await runtime.start_workers()

@@ -41,8 +41,9 @@ def handlers(ctx: ApiContext) -> list[HTTPRouteHandler]:
     async def unlock(request: Request[Any, Any, Any]) -> Response[bytes]:
         who = auth.require_admin(auth.caller(request, ctx.settings.dev))
         data = decode(await request.body(), UnlockIn)
-        masked, done = await ctx.runtime.service.unlock(
-            data.to, data.country, tenant=who.tenant, by=f"api key {who.key_id}")
+        by = "keyless dev mode" if who is auth.DEV_CALLER else f"api key {who.key_id}"
+        masked, done = await ctx.runtime.service.unlock(data.to, data.country,
+                                                        tenant=who.tenant, by=by)
         return Response(_ENCODER.encode(UnlockOut(masked, done.was_locked, done.failures)),
                         media_type="application/json")
 

@@ -75,8 +75,8 @@ def accepted_body(result: Requested) -> bytes:
 
 
 def verify_body(answer: VerifyAnswer) -> bytes:
-    return _ENCODER.encode(VerifyOut(answer.valid, answer.status, answer.id,
-                                     answer.attempts_left))
+    return _ENCODER.encode(VerifyOut(id=answer.id, valid=answer.valid, status=answer.status,
+                                     attempts_left=answer.attempts_left))
 
 
 def status_body(otp: Otp, deliveries: list[Delivery]) -> bytes:

@@ -62,13 +62,13 @@ class OtpAccepted(msgspec.Struct):
     attempts_left: int
 
 
-class VerifyOut(msgspec.Struct, omit_defaults=True):
+class VerifyOut(msgspec.Struct, omit_defaults=True, kw_only=True):
     """Answer to a verification; ``attempts_left`` only while the code can still be tried.
     By recipient, only an ``approved`` answer carries the ``id``."""
 
+    id: str | None = None
     valid: bool
     status: Status
-    id: str | None = None
     attempts_left: int | None = None
 
 

@@ -341,9 +341,10 @@ def _lock(state: RecipientState, trigger: Otp, policy: Policy, now: float,
     ended = [trigger]
     for purpose, live in list(state.pending.items()):
         del state.pending[purpose]
-        if live not in change.otps:
+        if live is not trigger:
             change.otps.append(live)
-        ended.append(finish(live, Status.MAX_ATTEMPTS_REACHED, now))
+            ended.append(live)
+        finish(live, Status.MAX_ATTEMPTS_REACHED, now)
     for otp in ended:
         change.events.append(otp_event(EventType.LOCKED, otp, now,
                                     locked_until=state.locked_until, failures=state.streak))
