@@ -22,7 +22,7 @@ class Rule(enum.StrEnum):
     RECIPIENT_LOCK = "recipient-lock"
 
 
-REFUSED = "too many requests for this recipient; try again after Retry-After seconds"
+REFUSED = "too many requests for this recipient; try again later"
 """The one text of every refusal of a recipient, whatever refused it: a lock reads like a
 send limit (only the problem's ``rule`` tells them apart)."""
 
