@@ -30,6 +30,7 @@ from otpgate.api import (
     auth,
     edge,
     problems,
+    routes_admin,
     routes_dev,
     routes_otp,
     routes_receipts,
@@ -37,6 +38,7 @@ from otpgate.api import (
 from otpgate.api.schemas import REQUEST_BODIES, Health, Problem, document_rules
 from otpgate.clock import Clock, SystemClock
 from otpgate.config import Settings
+from otpgate.errors import OtpgateError
 from otpgate.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -52,7 +54,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
     redact.install()
     warnings = devmode.check(settings)
     ctx = ApiContext(settings, clock or SystemClock())
-    v1: list[HTTPRouteHandler] = routes_otp.handlers(ctx)
+    v1: list[HTTPRouteHandler] = [*routes_otp.handlers(ctx), *routes_admin.handlers(ctx)]
     root: list[HTTPRouteHandler] = [*_health(ctx), *routes_receipts.receipts_handlers(ctx)]
     if settings.captures:
         v1.append(routes_dev.messages_handler(ctx))
@@ -134,7 +136,11 @@ def _options_handler(path: str, methods: set[str]) -> HTTPRouteHandler:
 def _lifespan(ctx: ApiContext, warnings: list[str]) -> Any:
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
-        runtime = await Runtime.open(ctx.settings, ctx.clock)
+        try:
+            runtime = await Runtime.open(ctx.settings, ctx.clock)
+        except OtpgateError as exc:
+            log.error("cannot start: %s", exc.detail)  # the reason, not just a traceback
+            raise
         try:
             if not ctx.settings.server.api_only:
                 await runtime.start_workers()

@@ -7,7 +7,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from otpgate.core import codes, recipients
+from otpgate.core import recipients
 from otpgate.core.policy import Policy
 from otpgate.core.recipients import Recipient
 from otpgate.errors import InvalidRequest
@@ -58,10 +58,9 @@ def parse_request(req: OtpRequest, policy: Policy,
     rcpt = recipients.parse(req.to, req.country)
     channels = parse_channels(rcpt, req.channel, req.channels, available)
     purpose = parse_purpose(req.purpose)
-    length = policy.default_code_length if req.code_length is None else req.code_length
-    codes.check_length(length)
     return ParsedRequest(recipient=rcpt, channels=channels, purpose=purpose,
-                         code_length=length, ttl=policy.ttl(req.ttl_seconds),
+                         code_length=policy.code_length(req.code_length),
+                         ttl=policy.ttl(req.ttl_seconds),
                          locale=parse_locale(req.locale),
                          reference=parse_reference(req.reference))
 

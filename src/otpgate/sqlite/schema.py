@@ -71,4 +71,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """CREATE TABLE IF NOT EXISTS meta (
             name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID""",
     ),
+    (
+        # tenants: every key acts for one tenant; admin keys may unlock its recipients
+        "ALTER TABLE api_keys ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default'",
+        "ALTER TABLE api_keys ADD COLUMN admin INTEGER NOT NULL DEFAULT 0",
+    ),
 )
