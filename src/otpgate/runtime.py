@@ -9,22 +9,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from dataclasses import dataclass, field
 
-from otpgate import backends, urls
+from otpgate import backends, templates, urls
 from otpgate.backends import Backend
 from otpgate.breaker import BreakerPolicy, Breakers
 from otpgate.bus.base import Limits
 from otpgate.capture.memory import MemoryCaptureSink
 from otpgate.clock import Clock, SystemClock
 from otpgate.config import Settings
+from otpgate.core import autofill, codes
 from otpgate.core.messages import Templates
 from otpgate.crypto import Keyring, load_or_create_secret, parse_secret
 from otpgate.dispatch import Dispatcher, subscription_for
 from otpgate.drivers import open_driver
 from otpgate.drivers.base import Driver, DriverContext, ReceiptReader, driver_name
 from otpgate.drivers.wrappers import innermost
-from otpgate.errors import ConfigurationError
+from otpgate.errors import ConfigurationError, InvalidRequest
 from otpgate.housekeeping import FailureWatcher, Housekeeping
 from otpgate.receipts import ReceiptDesk
 from otpgate.routing import Route, RouteTable, table_of
@@ -78,6 +80,7 @@ async def check_drivers(settings: Settings) -> RouteTable:
     the routes against what the drivers can carry."""
     by_name, _ = name_drivers(settings.driver_urls)
     table = route_table(settings)
+    load_templates(settings)
     ctx = DriverContext(SystemClock(), MemoryCaptureSink(), settings.captures)
     channels = {}
     for name, url in by_name.items():
@@ -86,6 +89,32 @@ async def check_drivers(settings: Settings) -> RouteTable:
         await driver.close()
     table.check(channels)
     return table
+
+
+def load_templates(settings: Settings) -> Templates:
+    """The message templates in effect (``OTPGATE_TEMPLATES_DIR`` over the shipped ones),
+    checked, and the WebOTP domain setting with them."""
+    try:
+        autofill.parse_webotp_domain(settings.webotp_domain, "OTPGATE_WEBOTP_DOMAIN")
+    except InvalidRequest as exc:
+        raise ConfigurationError(exc.detail) from None
+    return templates.load(settings.templates_dir)
+
+
+def warn_long_sms(settings: Settings, found: Templates) -> None:
+    """Log, in one warning, every (locale, channel) whose SMS needs more than one segment
+    with the brand, the longest code, the longest TTL's minutes and the WebOTP line set
+    for every SMS (if any)."""
+    longest = found.longest_sms(settings.brand, codes.MAX_LENGTH,
+                                math.ceil(settings.policy.max_ttl / 60),
+                                settings.webotp_domain)
+    if longest:
+        log.warning(
+            "these SMS need more than one segment with the brand %r and a %d-digit code "
+            "(each segment is billed; shorten the brand or override the template in "
+            "OTPGATE_TEMPLATES_DIR): %s", settings.brand, codes.MAX_LENGTH,
+            ", ".join(f"({one.locale}, {one.channel}): {one.segments.parts} "
+                      f"{one.segments.encoding.value} segments" for one in longest))
 
 
 @dataclass(slots=True)
@@ -160,12 +189,14 @@ class Runtime:
         return self._receipts
 
     def dispatchers(self) -> list[Dispatcher]:
-        templates = Templates.default()
+        found = load_templates(self.settings)
+        warn_long_sms(self.settings, found)
         bus = self.settings.bus
         return [
             Dispatcher(store=self.backend.store, driver=driver, keyring=self.keyring,
-                       clock=self.clock, templates=templates, brand=self.settings.brand,
-                       max_deliveries=bus.max_deliveries, lease=bus.lease)
+                       clock=self.clock, templates=found, brand=self.settings.brand,
+                       max_deliveries=bus.max_deliveries, lease=bus.lease,
+                       webotp_domain=self.settings.webotp_domain)
             for driver in self.open_drivers().values()
         ]
 
