@@ -509,6 +509,21 @@ async def test_a_number_of_another_country_gets_its_language_in_the_dev_inbox(
     assert english.startswith("Your otpgate code is ")
 
 
+async def test_an_sms_retriever_message_past_one_segment_is_sent_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, "otpgate.dispatch")
+    async with api(tmp_path) as client:
+        english = await _sms(client, "+14155550123", app_hash=HASH)
+        russian = await _sms(client, _example("RU"), app_hash=HASH)
+    assert segments(english).parts == 1
+    assert segments(russian).parts == 2
+    assert russian.endswith(HASH)
+    [record] = [r for r in caplog.records if "SMS Retriever" in r.getMessage()]
+    assert "140 bytes" in record.getMessage()
+    assert HASH not in caplog.text
+
+
 @pytest.mark.parametrize(("field", "value"), [
     ("app_hash", "FA+9qCX9VS"), ("app_hash", "FA_9qCX9VSu"),
     ("webotp_domain", "https://example.com"), ("webotp_domain", "example.com:8443"),
