@@ -105,14 +105,13 @@ def warn_long_sms(settings: Settings, found: Templates) -> None:
     """Log, in one warning, every (locale, channel) whose SMS needs more than one segment
     with the brand, the longest code, the longest TTL's minutes and the WebOTP line set
     for every SMS (if any)."""
-    longest = found.longest_sms(settings.brand, codes.MAX_LENGTH,
-                                math.ceil(settings.policy.max_ttl / 60),
-                                settings.webotp_domain)
+    most = math.ceil(settings.policy.max_ttl / 60)
+    longest = found.longest_sms(settings.brand, codes.MAX_LENGTH, most, settings.webotp_domain)
     if longest:
         log.warning(
-            "these SMS need more than one segment with the brand %r and a %d-digit code "
-            "(each segment is billed; shorten the brand or override the template in "
-            "OTPGATE_TEMPLATES_DIR): %s", settings.brand, codes.MAX_LENGTH,
+            "these SMS need more than one segment with the brand %r, a %d-digit code and "
+            "up to %d minutes (each segment is billed; shorten the brand or override the "
+            "template in OTPGATE_TEMPLATES_DIR): %s", settings.brand, codes.MAX_LENGTH, most,
             ", ".join(f"({one.locale}, {one.channel}): {one.segments.parts} "
                       f"{one.segments.encoding.value} segments" for one in longest))
 
