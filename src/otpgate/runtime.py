@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from otpgate import backends, urls
+from otpgate import backends, templates, urls
 from otpgate.audit import Audit
 from otpgate.backends import Backend
 from otpgate.breaker import BreakerPolicy, Breakers
@@ -20,13 +21,14 @@ from otpgate.bus.base import Limits
 from otpgate.capture.memory import MemoryCaptureSink
 from otpgate.clock import Clock, SystemClock
 from otpgate.config import Settings
+from otpgate.core import autofill, codes
 from otpgate.core.messages import Templates
 from otpgate.crypto import Keyring, create_secret, parse_secret, read_secret
 from otpgate.dispatch import Dispatcher, subscription_for
 from otpgate.drivers import open_driver
 from otpgate.drivers.base import Driver, DriverContext, ReceiptReader, driver_name
 from otpgate.drivers.wrappers import innermost
-from otpgate.errors import ConfigurationError
+from otpgate.errors import ConfigurationError, InvalidRequest
 from otpgate.housekeeping import FailureWatcher, Housekeeping
 from otpgate.receipts import ReceiptDesk
 from otpgate.routing import Route, RouteTable, table_of
@@ -119,6 +121,7 @@ async def check_drivers(settings: Settings) -> RouteTable:
     the routes against what the drivers can carry."""
     by_name, _ = name_drivers(settings.driver_urls)
     table = route_table(settings)
+    load_templates(settings)
     ctx = DriverContext(SystemClock(), MemoryCaptureSink(), settings.captures)
     channels = {}
     for name, url in by_name.items():
@@ -127,6 +130,31 @@ async def check_drivers(settings: Settings) -> RouteTable:
         await driver.close()
     table.check(channels)
     return table
+
+
+def load_templates(settings: Settings) -> Templates:
+    """The message templates in effect (``OTPGATE_TEMPLATES_DIR`` over the shipped ones),
+    checked, and the WebOTP domain setting with them."""
+    try:
+        autofill.parse_webotp_domain(settings.webotp_domain, "OTPGATE_WEBOTP_DOMAIN")
+    except InvalidRequest as exc:
+        raise ConfigurationError(exc.detail) from None
+    return templates.load(settings.templates_dir)
+
+
+def warn_long_sms(settings: Settings, found: Templates) -> None:
+    """Log, in one warning, every (locale, channel) whose SMS needs more than one segment
+    with the brand, the longest code, the longest TTL's minutes and the WebOTP line set
+    for every SMS (if any)."""
+    most = math.ceil(settings.policy.max_ttl / 60)
+    longest = found.longest_sms(settings.brand, codes.MAX_LENGTH, most, settings.webotp_domain)
+    if longest:
+        log.warning(
+            "these SMS need more than one segment with the brand %r, a %d-digit code and "
+            "up to %d minutes (each segment is billed; shorten the brand or override the "
+            "template in OTPGATE_TEMPLATES_DIR): %s", settings.brand, codes.MAX_LENGTH, most,
+            ", ".join(f"({one.locale}, {one.channel}): {one.segments.parts} "
+                      f"{one.segments.encoding.value} segments" for one in longest))
 
 
 @dataclass(slots=True)
@@ -210,12 +238,14 @@ class Runtime:
         return self._receipts
 
     def dispatchers(self) -> list[Dispatcher]:
-        templates = Templates.default()
+        found = load_templates(self.settings)
+        warn_long_sms(self.settings, found)
         bus = self.settings.bus
         return [
             Dispatcher(store=self.backend.store, driver=driver, keyring=self.keyring,
-                       clock=self.clock, templates=templates, brand=self.settings.brand,
-                       max_deliveries=bus.max_deliveries, lease=bus.lease)
+                       clock=self.clock, templates=found, brand=self.settings.brand,
+                       max_deliveries=bus.max_deliveries, lease=bus.lease,
+                       webotp_domain=self.settings.webotp_domain)
             for driver in self.open_drivers().values()
         ]
 

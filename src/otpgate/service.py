@@ -91,6 +91,7 @@ class OtpService:
             purpose=parsed.purpose, channels=parsed.channels, drivers=drivers,
             code_length=parsed.code_length, locale=parsed.locale, ttl=parsed.ttl,
             reference=parsed.reference, fresh_id=ids.new_otp_id(), mint=mint, tenant=tenant,
+            app_hash=parsed.app_hash, webotp_domain=parsed.webotp_domain,
         )
         now, policy = self.clock.now(), self.policy
         return new, lambda s: lifecycle.decide_request(s, new, policy, now)

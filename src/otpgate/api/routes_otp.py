@@ -104,7 +104,8 @@ def _otp_request(data: OtpIn) -> OtpRequest:
     return OtpRequest(to=data.to, channel=data.channel, channels=data.channels,
                       purpose=data.purpose, locale=data.locale, code_length=data.code_length,
                       ttl_seconds=data.ttl_seconds, reference=data.reference,
-                      country=data.country)
+                      country=data.country, app_hash=data.app_hash,
+                      webotp_domain=data.webotp_domain)
 
 
 def handlers(ctx: ApiContext) -> list[HTTPRouteHandler]:

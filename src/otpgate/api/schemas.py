@@ -38,6 +38,10 @@ class OtpIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     ttl_seconds: int | None = None
     reference: str | None = None
     country: str | None = None
+    app_hash: str | None = None
+    """Android SMS Retriever: the app's 11-character hash, on the SMS's last lines."""
+    webotp_domain: str | None = None
+    """WebOTP: the domain of the SMS's last line, ``@domain #code``."""
 
 
 class CodeIn(msgspec.Struct, forbid_unknown_fields=True):

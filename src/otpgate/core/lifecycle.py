@@ -58,6 +58,8 @@ class NewCode:
     fresh_id: str
     mint: Callable[[str, int], Minted]
     tenant: str = tenants.DEFAULT
+    app_hash: str | None = None
+    webotp_domain: str | None = None
 
 
 Finder = Callable[[RecipientState], Otp | None]
@@ -171,6 +173,10 @@ def dispatch_event(otp: Otp, channel: str, driver: str, fallbacks: list[str],
         "sealed": otp.sealed,
         "fallbacks": fallbacks,
     }
+    if otp.app_hash is not None:
+        data["app_hash"] = otp.app_hash
+    if otp.webotp_domain is not None:
+        data["webotp_domain"] = otp.webotp_domain
     return events.new(EventType.DISPATCH, otp.id, data, now, channel=channel, driver=driver)
 
 
@@ -205,6 +211,7 @@ def decide_request(
         otp.send_count += 1
         otp.channels = list(req.channels)
         otp.code_length, otp.locale, otp.reference = req.code_length, req.locale, req.reference
+        otp.app_hash, otp.webotp_domain = req.app_hash, req.webotp_domain
         otp.routes = {c: list(req.drivers[c]) for c in req.channels}
         otp.expires_at = now + req.ttl
         outcome = Outcome.RESENT
@@ -232,6 +239,7 @@ def _new_otp(req: NewCode, policy: Policy, now: float) -> Otp:
         failed_attempts=0, max_attempts=policy.max_attempts, created_at=now,
         expires_at=now + req.ttl, resend_after=now, updated_at=now, reference=req.reference,
         routes={c: list(req.drivers[c]) for c in req.channels}, tenant=req.tenant,
+        app_hash=req.app_hash, webotp_domain=req.webotp_domain,
     )
 
 

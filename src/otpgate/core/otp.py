@@ -63,6 +63,10 @@ class Otp(msgspec.Struct, kw_only=True):
     (``crypto.Keyring.seal``), so that a send can fail over after a delivery receipt."""
     tenant: str = "default"
     """The tenant whose key asked for it; other tenants see no such OTP."""
+    app_hash: str | None = None
+    """The Android SMS Retriever hash the latest send's SMS ends with, if asked for."""
+    webotp_domain: str | None = None
+    """The domain of the latest send's WebOTP line (``@domain #code``), if asked for."""
 
     @property
     def attempts_left(self) -> int:
