@@ -42,6 +42,7 @@ _MIN_DISTINCT = 16
 """Distinct byte values a 32-byte secret must hold (random ones hold about 30; fewer than
 16 happens by chance with a probability below 10^-10)."""
 _HEX = re.compile(r"(?:[0-9a-fA-F]{2})+", re.ASCII)
+_HEX_DIGITS = re.compile(r"[0-9a-fA-F]+", re.ASCII)
 _B64URL = re.compile(r"[A-Za-z0-9_-]+={0,2}", re.ASCII)
 HOW_TO_MAKE = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
@@ -121,6 +122,8 @@ def parse_secret(text: str) -> bytes:
     raw: bytes | None = None
     if _HEX.fullmatch(text):
         raw = bytes.fromhex(text)
+    elif _HEX_DIGITS.fullmatch(text):
+        raw = None  # hex with a digit lost or added: never read it as base64 instead
     elif _B64URL.fullmatch(text):
         bare = text.rstrip("=")
         try:
