@@ -45,11 +45,23 @@ def _with_runtime(settings: Settings, work: Callable[[Runtime], Awaitable[T]]) -
             await runtime.close()
 
     try:
-        return asyncio.run(run())
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            return runner.run(run())
     except RateLimited as exc:
         raise click.ClickException(f"{exc.detail} (retry after {exc.retry_after} s)") from None
     except OtpgateError as exc:
         raise click.ClickException(exc.detail) from None
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop where it is installed (it comes with uvicorn[standard]), as
+    ``otpgate serve`` runs on it: a worker sends on it too."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvicorn[standard] brings it
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
 
 
 def _preflight(settings: Settings) -> None:

@@ -19,9 +19,9 @@ from otpgate.clock import Clock, SystemClock
 from otpgate.config import Settings
 from otpgate.core.messages import Templates
 from otpgate.crypto import Keyring, load_or_create_secret, parse_secret
-from otpgate.dispatch import Dispatcher, subscription_for
+from otpgate.dispatch import DEFAULT_CONCURRENCY, Dispatcher, subscription_for
 from otpgate.drivers import open_driver
-from otpgate.drivers.base import Driver, DriverContext, driver_name
+from otpgate.drivers.base import Driver, DriverContext, driver_concurrency, driver_name
 from otpgate.errors import ConfigurationError
 from otpgate.housekeeping import FailureWatcher, Housekeeping
 from otpgate.routing import StaticRouter
@@ -50,7 +50,9 @@ def name_drivers(chains: dict[str, tuple[str, ...]]) -> tuple[dict[str, str],
     for channel, chain in chains.items():
         names = []
         for url in chain:
-            name = driver_name(urls.parse(url))
+            parsed = urls.parse(url)
+            name = driver_name(parsed)
+            driver_concurrency(parsed)  # a bad concurrency= stops the start, too
             if by_name.setdefault(name, url) != url:
                 raise ConfigurationError(
                     f"two drivers are named {name!r} ({urls.mask(by_name[name])} and "
@@ -137,8 +139,9 @@ class Runtime:
         """Consume with a dispatcher per driver, start the bus, and sweep expired codes."""
         bus = self.backend.bus
         for dispatcher in self.dispatchers():
+            in_flight = driver_concurrency(urls.parse(self.driver_urls[dispatcher.name]))
             bus.consume(dispatcher.subscription().name, dispatcher.handle,
-                        dispatcher.limits())
+                        dispatcher.limits(in_flight or DEFAULT_CONCURRENCY))
         watcher = FailureWatcher(self.housekeeping)
         bus.consume(watcher.subscription.name, watcher.handle, self.limits)
         await bus.start()

@@ -10,16 +10,24 @@ GIL — and point reads use the same connection between batches.
 
 Several processes may open the same file. A batch that finds the database busy never
 blocks the loop: it is tried again a moment later, and fails after ``busy_timeout_ms``.
+
+Units wait in two lanes: the API's, and the background's (the bus's consumers and the
+handlers they run: ``background``). When both have more than a batch holds, each gets at
+least half of it, so that sending never starves behind accepting, nor the other way round.
+``writable`` tells whether writes commit, from the last batch or, when nothing was
+written for a while, from a probe write.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -43,6 +51,54 @@ class _Unit:
     future: asyncio.Future[Any] | None
 
 
+_background: ContextVar[bool] = ContextVar("otpgate_sqlite_background", default=False)
+
+
+@contextlib.contextmanager
+def background() -> Iterator[None]:
+    """Writes made in this context (and the tasks it starts) queue in the background
+    lane."""
+    token = _background.set(True)
+    try:
+        yield
+    finally:
+        _background.reset(token)
+
+
+@dataclass(slots=True)
+class _Lanes:
+    """Pending units: the API's lane and the background lane, each first in, first out."""
+
+    front: list[_Unit] = field(default_factory=list)
+    back: list[_Unit] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.front or self.back)
+
+    def add(self, unit: _Unit) -> None:
+        (self.back if _background.get() else self.front).append(unit)
+
+    def peek(self, size: int) -> tuple[int, int]:
+        """How many units of each lane the next batch of ``size`` takes: all when they
+        fit, else at least half of it for each lane that has that many."""
+        front = min(len(self.front), max(size // 2, size - len(self.back)))
+        return front, min(len(self.back), size - front)
+
+    def take(self, counts: tuple[int, int]) -> list[_Unit]:
+        batch = self.front[:counts[0]] + self.back[:counts[1]]
+        del self.front[:counts[0]], self.back[:counts[1]]
+        return batch
+
+    def clear(self) -> list[_Unit]:
+        return self.take((len(self.front), len(self.back)))
+
+
+@dataclass(slots=True)
+class _Probe:
+    """What ``writable`` last found, and when (``time.monotonic()``)."""
+
+    at: float = -1e9
+    error: str | None = None
 
 
 class Database:
@@ -53,7 +109,10 @@ class Database:
         self.path = path
         self._batch_size = max(1, batch_size)
         self._busy_ms = busy_timeout_ms
-        self._pending: list[_Unit] = []
+        self._pending = _Lanes()
+        self._committed_at = -1e9
+        self._failed_at = -1e9
+        self._probe = _Probe()
         self._handle: asyncio.Handle | None = None
         self._busy_since: float | None = None
         self._busy_tries = 0
@@ -95,7 +154,7 @@ class Database:
         """Run ``fn`` in the next write transaction; its result or its exception."""
         loop = self._running(error)
         future: asyncio.Future[T] = loop.create_future()
-        self._pending.append(_Unit(fn, error, loop, future))
+        self._pending.add(_Unit(fn, error, loop, future))
         self._schedule()
         return await future
 
@@ -103,7 +162,7 @@ class Database:
         """Queue ``fn`` for the next write transaction without waiting; failures are
         logged."""
         self._running(error)
-        self._pending.append(_Unit(fn, error, None, None))
+        self._pending.add(_Unit(fn, error, None, None))
         self._schedule()
 
     async def read(self, fn: Work[T], error: ErrorType = StoreError) -> T:
@@ -180,7 +239,7 @@ class Database:
             self._wait_for_turn()
             return
         try:
-            batch = self._pending[: self._batch_size]
+            counts = self._pending.peek(self._batch_size)
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
@@ -188,7 +247,7 @@ class Database:
                     raise
                 self._wait_for_turn()
                 return
-            del self._pending[: len(batch)]
+            batch = self._pending.take(counts)
             self._busy_since, self._busy_tries = None, 0
             outcomes = self._commit(self._conn, batch)
         except Exception as exc:  # the database itself fails: fail what waits
@@ -207,7 +266,11 @@ class Database:
         try:
             outcomes = [_apply(conn, unit) for unit in batch]
             conn.execute("COMMIT")
+            self._committed_at = time.monotonic()
+            if any(not ok and _disk_error(value) for ok, value in outcomes):
+                self._failed_at = self._committed_at
         except Exception as exc:  # a failed COMMIT (or savepoint) fails the whole batch
+            self._failed_at = time.monotonic()
             log.exception("sqlite write batch of %d failed", len(batch))
             if conn.in_transaction:
                 try:
@@ -230,8 +293,39 @@ class Database:
         self._schedule(min(0.01, 0.0002 * 2 ** min(self._busy_tries, 6)))
 
     def _fail_pending(self, exc: BaseException) -> None:
-        batch, self._pending = self._pending, []
+        if not isinstance(exc, StoreError):
+            self._failed_at = time.monotonic()
+        batch = self._pending.clear()
         _deliver(batch, [(False, _batch_error(exc, u.error)) for u in batch])
+
+    # -- readiness ----------------------------------------------------------------------
+
+    async def writable(self, fresh: float = 1.0) -> None:
+        """``StoreError`` unless writes commit. A batch committed in the last ``fresh``
+        seconds, with none failed since, says so for free; otherwise a probe write (a row
+        of ``meta`` rewritten) says so, and its answer is kept for ``fresh`` seconds, so
+        that readiness checks cost no writes under load and one a second at most when
+        idle."""
+        now = time.monotonic()
+        if now - self._committed_at < fresh and self._failed_at < self._committed_at:
+            return
+        if now - self._probe.at >= fresh:
+            self._probe = _Probe(now, await self._probe_write())
+        if self._probe.error is not None:
+            raise StoreError(self._probe.error)
+
+    async def _probe_write(self) -> str | None:
+        def probe(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT INTO meta (name, value) VALUES ('write_probe', ?) "
+                         "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                         (repr(time.time()),))
+
+        try:
+            await self.write(probe)
+        except StoreError as exc:
+            log.warning("the database does not take writes: %s", exc.detail)
+            return "the database does not take writes"
+        return None
 
 
 def _apply(conn: sqlite3.Connection, unit: _Unit) -> tuple[bool, Any]:
@@ -245,6 +339,13 @@ def _apply(conn: sqlite3.Connection, unit: _Unit) -> tuple[bool, Any]:
         return False, wrap(exc, unit.error)
     conn.execute("RELEASE unit")
     return True, value
+
+
+def _disk_error(exc: BaseException) -> bool:
+    """Whether a unit failed because the file could not grow or be written."""
+    cause = exc.__cause__ if isinstance(exc, OtpgateError) else exc
+    code = getattr(cause, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR)
 
 
 def _batch_error(exc: BaseException, error: ErrorType) -> BaseException:

@@ -71,4 +71,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """CREATE TABLE IF NOT EXISTS meta (
             name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID""",
     ),
+    (
+        # which consumer holds a send claim, so that a dead one's claims are handed on
+        "ALTER TABLE ledger ADD COLUMN lease_owner TEXT",
+        """CREATE INDEX IF NOT EXISTS ledger_sending ON ledger (lease_owner)
+            WHERE status = 'sending'""",
+    ),
 )
