@@ -52,6 +52,11 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     """Serve the HTTP API without dispatchers; ``otpgate worker`` processes send."""
     max_body_bytes: int = 16 * 1024
     log_level: str = "info"
+    shutdown_grace: float = 10.0
+    """Seconds a stopping process (SIGTERM) gives in-flight requests, and then the sends
+    in flight, to finish before it exits."""
+    ready_max_due_age: float = 30.0
+    """``/readyz`` is 503 once a due send has waited longer than this (0: never)."""
 
 
 class StoreSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -117,6 +122,8 @@ FLAT: dict[str, tuple[str | None, str]] = {
     "host": ("server", "host"), "port": ("server", "port"),
     "workers": ("server", "workers"), "api_only": ("server", "api_only"),
     "max_body_bytes": ("server", "max_body_bytes"), "log_level": ("server", "log_level"),
+    "shutdown_grace": ("server", "shutdown_grace"),
+    "ready_max_due_age": ("server", "ready_max_due_age"),
     "store_url": ("store", "url"),
     "bus_lease": ("bus", "lease"), "bus_max_deliveries": ("bus", "max_deliveries"),
     "poll_interval": ("bus", "poll_interval"), "sweep_interval": ("bus", "sweep_interval"),

@@ -319,9 +319,12 @@ class SqliteStore:
         return await self._db.write(unit)
 
     async def ping(self) -> None:
+        """``StoreError`` unless the file can be read and written (see
+        ``Database.writable``: no probe while writes commit anyway)."""
         if not self._db.alive():
             raise StoreError("the sqlite writer is not running")
         await self._db.read(lambda c: c.execute("SELECT 1").fetchall())
+        await self._db.writable()
 
     async def close(self) -> None:
         await self._db.close()
