@@ -10,6 +10,7 @@ import contextlib
 import functools
 import json
 import logging
+import math
 import signal
 import subprocess
 import sys
@@ -119,10 +120,12 @@ def serve(host: str, port: int, data_dir: Path, dev: bool, workers: int,
 
 def _run_server(settings: Settings) -> None:
     """uvicorn over the app for ``settings``: each server process gets them as an
-    argument (encoded), never through the environment."""
+    argument (encoded), never through the environment. SIGTERM stops it gracefully
+    (``otpgate.api.serving``)."""
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
+    from otpgate.api import serving
     from otpgate.api.app import from_encoded
 
     server = settings.server
@@ -130,15 +133,14 @@ def _run_server(settings: Settings) -> None:
     uv = uvicorn.Config(app, factory=True, host=server.host, port=server.port,
                         workers=server.workers, log_level=server.log_level,
                         access_log=False, lifespan="on", server_header=False,
-                        date_header=False)
+                        date_header=False,
+                        timeout_graceful_shutdown=math.ceil(server.shutdown_grace))
     if server.workers > 1:
         Multiprocess(uv, sockets=[uv.bind_socket()]).run()
         return
-    one = uvicorn.Server(uv)
-    with contextlib.suppress(KeyboardInterrupt):
-        one.run()
-    if not one.started:
-        sys.exit(3)  # uvicorn's start-up failure
+    status = serving.run(uv)
+    if status:
+        sys.exit(status)  # uvicorn's start-up failure
 
 
 @main.command()

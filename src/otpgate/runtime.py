@@ -91,7 +91,8 @@ class Runtime:
         clock = clock or SystemClock()
         by_name, routes = name_drivers(settings.driver_urls)
         backend = await backends.open_backend(
-            settings.store_url, clock, poll_interval=settings.bus.poll_interval)
+            settings.store_url, clock, poll_interval=settings.bus.poll_interval,
+            drain_timeout=settings.server.shutdown_grace)
         try:
             keyring = load_keyring(settings, backend.embedded)
             router = StaticRouter(routes)

@@ -51,6 +51,9 @@ class _Unit:
     future: asyncio.Future[Any] | None
 
 
+PROBE_BYTES = 64 * 1024
+"""What a write probe commits (16 pages: about what a few OTP requests write)."""
+
 _background: ContextVar[bool] = ContextVar("otpgate_sqlite_background", default=False)
 
 
@@ -302,12 +305,15 @@ class Database:
 
     async def writable(self, fresh: float = 1.0) -> None:
         """``StoreError`` unless writes commit. A batch committed in the last ``fresh``
-        seconds, with none failed since, says so for free; otherwise a probe write (a row
-        of ``meta`` rewritten) says so, and its answer is kept for ``fresh`` seconds, so
-        that readiness checks cost no writes under load and one a second at most when
-        idle."""
+        seconds, and none failed in them, says so for free; otherwise a probe write says
+        so, and its answer is kept for ``fresh`` seconds, so that readiness checks cost no
+        writes under load and one a second at most when idle. The probe commits as many
+        pages as a few requests do (``PROBE_BYTES``): on a full disk the last frames of a
+        WAL can still take a page or two while no request fits; for the same reason, once
+        a probe failed only a probe can say the file takes writes again."""
         now = time.monotonic()
-        if now - self._committed_at < fresh and self._failed_at < self._committed_at:
+        if self._probe.error is None and now - self._committed_at < fresh \
+                and now - self._failed_at >= fresh:
             return
         if now - self._probe.at >= fresh:
             self._probe = _Probe(now, await self._probe_write())
@@ -316,9 +322,9 @@ class Database:
 
     async def _probe_write(self) -> str | None:
         def probe(conn: sqlite3.Connection) -> None:
-            conn.execute("INSERT INTO meta (name, value) VALUES ('write_probe', ?) "
+            conn.execute("INSERT INTO meta (name, value) VALUES ('write_probe', zeroblob(?)) "
                          "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                         (repr(time.time()),))
+                         (PROBE_BYTES,))
 
         try:
             await self.write(probe)
