@@ -44,11 +44,13 @@ class Owners:
         self._dir = db_path.with_name(db_path.name + "-owners")
         self.owner = owner
         self._fd: int | None = None
+        self._tried = False
 
     def hold(self) -> None:
         """Take this consumer's lock (once; before it leases anything)."""
-        if fcntl is None or self._fd is not None:
+        if fcntl is None or self._tried:
             return
+        self._tried = True
         try:
             self._dir.mkdir(mode=0o700, exist_ok=True)
             hidden = self._dir / f".{self.owner}.tmp"
@@ -107,3 +109,4 @@ class Owners:
                 (self._dir / (self.owner + _SUFFIX)).unlink()
         os.close(self._fd)
         self._fd = None
+        self._tried = False
