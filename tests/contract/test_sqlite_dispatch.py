@@ -28,7 +28,8 @@ from otpgate.drivers.capture import CaptureDriver
 from otpgate.errors import StoreError, TemporaryDeliveryError
 from otpgate.routing import StaticRouter
 from otpgate.service import OtpRequest, OtpService
-from otpgate.sqlite.db import Database, background
+from otpgate.sqlite.db import Database
+from otpgate.sqlite.lanes import background
 from otpgate.sqlite.owners import Owners
 from otpgate.store.sqlite import SqliteStore
 

@@ -23,7 +23,7 @@ import logging
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import msgspec
@@ -45,16 +45,14 @@ from otpgate.bus.base import (
     finish,
     wait_briefly,
 )
+from otpgate.bus.sqlite_handover import Handover, Release
 from otpgate.clock import Clock
 from otpgate.errors import BusError
 from otpgate.events import CloudEvent, Filter
-from otpgate.sqlite.db import Database, background
-from otpgate.sqlite.owners import Owners
+from otpgate.sqlite.db import Database
+from otpgate.sqlite.lanes import background
 
 log = logging.getLogger(__name__)
-
-Release = Callable[[sqlite3.Connection, str, float], None]
-"""Run in the transaction that hands a consumer's leases on: (connection, owner, now)."""
 
 _filter_json = msgspec.json.Encoder()
 _filter_of = msgspec.json.Decoder(Filter)
@@ -85,8 +83,6 @@ _DEAD = ("INSERT INTO dead_letters (subscription, seq, event, error, deliveries,
          "WHERE subscription = ?1 AND seq = ?2 AND lease_owner = ?3 AND deliveries = ?4")
 _GC = """DELETE FROM outbox WHERE seq = ?
          AND NOT EXISTS (SELECT 1 FROM deliveries WHERE deliveries.seq = ?)"""
-_HAND_ON = ("UPDATE deliveries SET lease_until = ?1 "
-            "WHERE lease_owner = ?2 AND lease_until > ?1")
 _BURY_EVERY = 1.0
 """Seconds between two looks for spent leases (a scan of the subscription's rows)."""
 _REAP_EVERY = 2.0
@@ -118,8 +114,7 @@ class SqliteOutboxBus:
         self._poll = poll_interval
         self._drain = drain_timeout
         self._owner = uuid.uuid4().hex
-        self._owners = Owners(db.path, self._owner)
-        self._releases: list[Release] = []
+        self._handover = Handover(db, clock, self._owner)
         self._subs: dict[str, Subscription] = {}
         self._consumers: dict[str, Consumer] = {}
         self._cache: tuple[int, list[tuple[str, Filter]]] | None = None
@@ -142,7 +137,7 @@ class SqliteOutboxBus:
     def on_release(self, release: Release) -> None:
         """Also run ``release`` in every transaction that hands a consumer's leases on
         (the consumer proven dead, or this one stopping with handlers unfinished)."""
-        self._releases.append(release)
+        self._handover.on_release(release)
 
     # -- producing ----------------------------------------------------------------------
 
@@ -220,7 +215,7 @@ class SqliteOutboxBus:
     async def _claim(self, consumer: Consumer, limit: int) -> list[_Leased]:
         if limit <= 0:
             return []
-        self._owners.hold()  # before the first lease: a lease's owner can be proven dead
+        self._handover.hold()  # before the first lease: its owner can be proven dead
         now, limits = self._clock.now(), consumer.limits
         params = (now + limits.lease, self._owner, consumer.name, now, limit,
                   limits.max_deliveries)
@@ -311,7 +306,10 @@ class SqliteOutboxBus:
     async def start(self) -> None:
         """Hand on what dead consumers left, then consume in the background."""
         if self._task is None:
-            await self._reap()
+            try:
+                await self._reap()
+            except Exception:  # the consumer tries again every few seconds
+                log.exception("looking for the leases of stopped consumers failed")
             self._task = asyncio.create_task(self._consume(), name="otpgate-sqlite-bus")
 
     async def _consume(self) -> None:
@@ -369,42 +367,13 @@ class SqliteOutboxBus:
             self._inflight[consumer.name].discard(asyncio.current_task())
             self._wake.set()
 
-    async def _reap(self) -> int:
-        """Hand on at once the leases of consumers proven dead (and the store's send
-        claims they held): what a killed process had in flight goes out again now, not
-        when its leases run out."""
+    async def _reap(self) -> None:
+        """Hand on at once what consumers proven dead held: what a killed process had in
+        flight goes out again now, not when its leases run out."""
         self._reaped_at = time.monotonic()
-        self._owners.hold()
-        gone = self._owners.dead()
-        if not gone:
-            return 0
-        try:
-            moved = await self._hand_on([g.owner for g in gone])
-        except BaseException:
-            Owners.forget(gone, remove=False)
-            raise
-        Owners.forget(gone, remove=True)
-        if moved:
-            log.warning("%d deliveries of %d stopped consumer(s) handed on at once", moved,
-                        len(gone))
+        if await self._handover.reap():
             self._fresh = True
             self._wake.set()
-        return moved
-
-    async def _hand_on(self, owners: Sequence[str]) -> int:
-        """Make the leases of ``owners`` due now (spent ones are then dead-lettered), and
-        run the ``on_release`` hooks, in one transaction."""
-        now = self._clock.now()
-
-        def unit(conn: sqlite3.Connection) -> int:
-            moved = 0
-            for owner in owners:
-                moved += conn.execute(_HAND_ON, (now, owner)).rowcount
-                for release in self._releases:
-                    release(conn, owner, now)
-            return moved
-
-        return await self._db.write(unit, BusError)
 
     async def stop(self) -> None:
         """Stop claiming; give in-flight handlers ``drain_timeout`` seconds, then cancel
@@ -419,15 +388,7 @@ class SqliteOutboxBus:
             for handler in late:
                 handler.cancel()
             await asyncio.gather(*late, return_exceptions=True)
-        handed = True
-        if late:
-            try:
-                await self._hand_on([self._owner])
-            except BusError:
-                log.exception("handing back %d unfinished deliveries failed", len(late))
-                handed = False
-        # A lock file left behind (not removed) lets others prove this process gone.
-        self._owners.release(remove=handed)
+        await self._handover.stop(unfinished=len(late))
 
     async def dead_letters(self, subscription: str | None = None) -> list[DeadLetter]:
         def load(conn: sqlite3.Connection) -> list[DeadLetter]:

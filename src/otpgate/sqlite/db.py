@@ -11,28 +11,26 @@ GIL — and point reads use the same connection between batches.
 Several processes may open the same file. A batch that finds the database busy never
 blocks the loop: it is tried again a moment later, and fails after ``busy_timeout_ms``.
 
-Units wait in two lanes: the API's, and the background's (the bus's consumers and the
-handlers they run: ``background``). When both have more than a batch holds, each gets at
-least half of it, so that sending never starves behind accepting, nor the other way round.
-``writable`` tells whether writes commit, from the last batch or, when nothing was
-written for a while, from a probe write.
+Units wait in two lanes (``otpgate.sqlite.lanes``): the API's, and the background's (the
+bus's consumers and the handlers they run); a full batch takes at least half of it from
+each. ``writable`` tells whether writes commit (``otpgate.sqlite.probe``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
-from contextvars import ContextVar
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from otpgate.errors import OtpgateError, StoreError
 from otpgate.sqlite.conn import Checkpointer, connect, is_busy, migrate, wrap
+from otpgate.sqlite.lanes import Lanes
+from otpgate.sqlite.probe import Writability
 from otpgate.sqlite.turn import WriterTurn
 
 log = logging.getLogger(__name__)
@@ -51,59 +49,6 @@ class _Unit:
     future: asyncio.Future[Any] | None
 
 
-PROBE_BYTES = 64 * 1024
-"""What a write probe commits (16 pages: about what a few OTP requests write)."""
-
-_background: ContextVar[bool] = ContextVar("otpgate_sqlite_background", default=False)
-
-
-@contextlib.contextmanager
-def background() -> Iterator[None]:
-    """Writes made in this context (and the tasks it starts) queue in the background
-    lane."""
-    token = _background.set(True)
-    try:
-        yield
-    finally:
-        _background.reset(token)
-
-
-@dataclass(slots=True)
-class _Lanes:
-    """Pending units: the API's lane and the background lane, each first in, first out."""
-
-    front: list[_Unit] = field(default_factory=list)
-    back: list[_Unit] = field(default_factory=list)
-
-    def __bool__(self) -> bool:
-        return bool(self.front or self.back)
-
-    def add(self, unit: _Unit) -> None:
-        (self.back if _background.get() else self.front).append(unit)
-
-    def peek(self, size: int) -> tuple[int, int]:
-        """How many units of each lane the next batch of ``size`` takes: all when they
-        fit, else at least half of it for each lane that has that many."""
-        front = min(len(self.front), max(size // 2, size - len(self.back)))
-        return front, min(len(self.back), size - front)
-
-    def take(self, counts: tuple[int, int]) -> list[_Unit]:
-        batch = self.front[:counts[0]] + self.back[:counts[1]]
-        del self.front[:counts[0]], self.back[:counts[1]]
-        return batch
-
-    def clear(self) -> list[_Unit]:
-        return self.take((len(self.front), len(self.back)))
-
-
-@dataclass(slots=True)
-class _Probe:
-    """What ``writable`` last found, and when (``time.monotonic()``)."""
-
-    at: float = -1e9
-    error: str | None = None
-
-
 class Database:
     """The write queue and the connections of one file, driven by one event loop."""
 
@@ -112,10 +57,8 @@ class Database:
         self.path = path
         self._batch_size = max(1, batch_size)
         self._busy_ms = busy_timeout_ms
-        self._pending = _Lanes()
-        self._committed_at = -1e9
-        self._failed_at = -1e9
-        self._probe = _Probe()
+        self._pending: Lanes[_Unit] = Lanes()
+        self._writability = Writability()
         self._handle: asyncio.Handle | None = None
         self._busy_since: float | None = None
         self._busy_tries = 0
@@ -269,11 +212,9 @@ class Database:
         try:
             outcomes = [_apply(conn, unit) for unit in batch]
             conn.execute("COMMIT")
-            self._committed_at = time.monotonic()
-            if any(not ok and _disk_error(value) for ok, value in outcomes):
-                self._failed_at = self._committed_at
+            self._writability.committed(outcomes)
         except Exception as exc:  # a failed COMMIT (or savepoint) fails the whole batch
-            self._failed_at = time.monotonic()
+            self._writability.failed()
             log.exception("sqlite write batch of %d failed", len(batch))
             if conn.in_transaction:
                 try:
@@ -297,41 +238,14 @@ class Database:
 
     def _fail_pending(self, exc: BaseException) -> None:
         if not isinstance(exc, StoreError):
-            self._failed_at = time.monotonic()
+            self._writability.failed()
         batch = self._pending.clear()
         _deliver(batch, [(False, _batch_error(exc, u.error)) for u in batch])
 
-    # -- readiness ----------------------------------------------------------------------
-
     async def writable(self, fresh: float = 1.0) -> None:
-        """``StoreError`` unless writes commit. A batch committed in the last ``fresh``
-        seconds, and none failed in them, says so for free; otherwise a probe write says
-        so, and its answer is kept for ``fresh`` seconds, so that readiness checks cost no
-        writes under load and one a second at most when idle. The probe commits as many
-        pages as a few requests do (``PROBE_BYTES``): on a full disk the last frames of a
-        WAL can still take a page or two while no request fits; for the same reason, once
-        a probe failed only a probe can say the file takes writes again."""
-        now = time.monotonic()
-        if self._probe.error is None and now - self._committed_at < fresh \
-                and now - self._failed_at >= fresh:
-            return
-        if now - self._probe.at >= fresh:
-            self._probe = _Probe(now, await self._probe_write())
-        if self._probe.error is not None:
-            raise StoreError(self._probe.error)
-
-    async def _probe_write(self) -> str | None:
-        def probe(conn: sqlite3.Connection) -> None:
-            conn.execute("INSERT INTO meta (name, value) VALUES ('write_probe', zeroblob(?)) "
-                         "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                         (PROBE_BYTES,))
-
-        try:
-            await self.write(probe)
-        except StoreError as exc:
-            log.warning("the database does not take writes: %s", exc.detail)
-            return "the database does not take writes"
-        return None
+        """``StoreError`` unless writes commit: known from the last ``fresh`` seconds of
+        batches, or else from a probe write (``otpgate.sqlite.probe``)."""
+        await self._writability.check(self.write, fresh)
 
 
 def _apply(conn: sqlite3.Connection, unit: _Unit) -> tuple[bool, Any]:
@@ -345,13 +259,6 @@ def _apply(conn: sqlite3.Connection, unit: _Unit) -> tuple[bool, Any]:
         return False, wrap(exc, unit.error)
     conn.execute("RELEASE unit")
     return True, value
-
-
-def _disk_error(exc: BaseException) -> bool:
-    """Whether a unit failed because the file could not grow or be written."""
-    cause = exc.__cause__ if isinstance(exc, OtpgateError) else exc
-    code = getattr(cause, "sqlite_errorcode", None)
-    return code is not None and code & 0xFF in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR)
 
 
 def _batch_error(exc: BaseException, error: ErrorType) -> BaseException:
