@@ -23,6 +23,7 @@ import uvicorn
 
 LINGER = 0.2
 """Seconds a stopping server keeps reading before it stops accepting."""
+_SETTLE = 0.05
 
 
 class GracefulServer(uvicorn.Server):
@@ -30,6 +31,10 @@ class GracefulServer(uvicorn.Server):
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         await asyncio.sleep(LINGER)
+        for server in self.servers:
+            server.close()  # stop accepting; uvicorn closes them again, harmlessly
+        # Let the connections accepted last be read: uvicorn closes any with no request.
+        await asyncio.sleep(_SETTLE)
         await super().shutdown(sockets)
 
 
