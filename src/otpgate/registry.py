@@ -19,6 +19,10 @@ Table = dict[str, tuple[str, str | None]]
 BACKENDS: Table = {
     "memory": ("otpgate.backends:open_memory", None),
     "sqlite": ("otpgate.backends:open_sqlite", None),
+    "redis": ("otpgate.backends:open_redis", "redis"),
+    "rediss": ("otpgate.backends:open_redis", "redis"),
+    "redis+cluster": ("otpgate.backends:open_redis", "redis"),
+    "redis+sentinel": ("otpgate.backends:open_redis", "redis"),
 }
 DRIVERS: Table = {
     "capture": ("otpgate.drivers.capture:from_url", None),

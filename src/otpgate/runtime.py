@@ -89,7 +89,8 @@ class Runtime:
         clock = clock or SystemClock()
         by_name, routes = name_drivers(settings.driver_urls)
         backend = await backends.open_backend(
-            settings.store_url, clock, poll_interval=settings.bus.poll_interval)
+            settings.store_url, clock, poll_interval=settings.bus.poll_interval,
+            timeout=settings.store.timeout)
         try:
             keyring = load_keyring(settings, backend.embedded)
             router = StaticRouter(routes)

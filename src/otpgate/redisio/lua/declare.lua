@@ -1,0 +1,12 @@
+-- Make a subscription durable: its filter in the shard's subs hash (bumping their version
+-- when it changes, so writers reload them) and its stream with the consumer group.
+-- KEYS: 1 subs, 2 stream; ARGV: 1 name, 2 filter, 3 group. Returns the subs version.
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  redis.call('HINCRBY', KEYS[1], '~v', 1)
+end
+local made = redis.pcall('XGROUP', 'CREATE', KEYS[2], ARGV[3], '$', 'MKSTREAM')
+if type(made) == 'table' and made.err and not string.find(made.err, 'BUSYGROUP') then
+  return redis.error_reply(made.err)
+end
+return redis.call('HGET', KEYS[1], '~v')
