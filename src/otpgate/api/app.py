@@ -127,7 +127,8 @@ def _health(ctx: ApiContext) -> list[HTTPRouteHandler]:
             except Exception as exc:
                 log.warning("readiness: the %s is unreachable: %s", name, exc)
                 return problems.problem(503, f"{name}-unavailable",
-                                        f"the {name} cannot be reached")
+                                        f"the {name} cannot be reached",
+                                        headers=problems.UNAVAILABLE_HEADERS)
         return Response(_OK, media_type="application/json")
 
     return [healthz, readyz]

@@ -72,6 +72,8 @@ _HTTP_DETAILS: dict[int, str] = {
     413: "request body is too large",
 }
 _ENCODER = msgspec.json.Encoder()
+UNAVAILABLE_HEADERS = {"Retry-After": "1"}
+"""On a 503: the store or bus is expected back soon (and clients retry on their own)."""
 
 
 def status_of(error: OtpgateError) -> int:
@@ -104,6 +106,7 @@ def from_error(error: OtpgateError) -> Response[bytes]:
         return problem(status, error.slug, error.detail, headers={"WWW-Authenticate": "Bearer"})
     if status == 503:
         log.warning("dependency unavailable: %s", error.detail)
+        return problem(status, error.slug, error.detail, headers=UNAVAILABLE_HEADERS)
     field = error.field if isinstance(error, InvalidRequest) else None
     return problem(status, error.slug, error.detail, field=field)
 

@@ -103,12 +103,15 @@ class RedisStreamsBus:
 
     async def declare(self, sub: Subscription) -> None:
         self._subs[sub.name] = sub
-        raw = _filter_json.encode(sub.filter)
         for shard in range(self._keys.shards):
-            await self._conn.script(
-                "declare", [self._keys.subs(shard), self._keys.queue(shard, sub.name)],
-                [sub.name, raw, GROUP], error=BusError)
-            self._routes.forget(shard)
+            await self._declare(sub, shard)
+
+    async def _declare(self, sub: Subscription, shard: int) -> None:
+        await self._conn.script(
+            "declare", [self._keys.subs(shard), self._keys.queue(shard, sub.name)],
+            [sub.name, _filter_json.encode(sub.filter), GROUP, secrets.token_hex(8)],
+            error=BusError)
+        self._routes.forget(shard)
 
     def consume(self, name: str, handler: Handler, limits: Limits) -> None:
         self._consumers[name] = consumer_of(self._subs, name, handler, limits)
@@ -178,6 +181,11 @@ class RedisStreamsBus:
 
     async def _took(self, consumer: Consumer, shard: int,
                     reply: list[Any]) -> tuple[list[_Taken], float | None]:
+        if not reply:
+            log.warning("the stream of %s is gone (Redis lost its data?); declaring it again",
+                        consumer.name)
+            await self._declare(consumer.sub, shard)
+            return [], None
         taken, spent, next_retry = reply
         if spent:
             await self._bury(consumer, shard, [self._taken(shard, s) for s in spent],

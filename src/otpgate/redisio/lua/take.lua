@@ -7,8 +7,10 @@
 -- ARGV: 1 group, 2 consumer, 3 now, 4 lease until, 5 how many, 6 max deliveries,
 --       7 idle ms for XAUTOCLAIM (0: skip), 8 '1' to read new entries
 -- Returns {taken, spent, next retry due ('' none)}; taken and spent hold
--- {id, event, delivery number, times delivered in the group} each.
+-- {id, event, delivery number, times delivered in the group} each; {} when the stream is
+-- gone (Redis lost its data: the caller declares its subscription again).
 local stream, leases, retries = KEYS[1], KEYS[2], KEYS[3]
+if redis.call('EXISTS', stream) == 0 then return {} end
 local group, me, now, lease_until = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local budget, max = tonumber(ARGV[5]), tonumber(ARGV[6])
 local taken, spent = {}, {}
