@@ -19,7 +19,7 @@ import msgspec
 from otpgate import events as cloudevents
 from otpgate.errors import OtpgateError, StoreError
 from otpgate.events import CloudEvent, Filter
-from otpgate.redisio.conn import Arg, RedisConn
+from otpgate.redisio.conn import RedisConn
 from otpgate.store.redis_keys import VERSION_FIELD
 
 _filter_of = msgspec.json.Decoder(Filter)
@@ -30,12 +30,11 @@ MAX_RELOADS = 5
 
 @dataclass(slots=True)
 class Plan:
-    """A routing: the subscriptions' version, the stream keys to pass after the script's
-    other keys, and the events block of its arguments (see ``lua/prelude.lua``)."""
+    """A routing: the subscriptions' version and, per routed event, its JSON and the
+    subscriptions it goes to (the ``events`` of ``lua/prelude.lua``'s ``emit``)."""
 
     version: str
-    streams: list[str] = field(default_factory=list)
-    args: list[Arg] = field(default_factory=list)
+    events: list[tuple[bytes, list[str]]] = field(default_factory=list)
     deliveries: int = 0
 
 
@@ -55,30 +54,18 @@ class Routes:
         """Read the shard's subscriptions again before the next routing."""
         self._known.pop(shard, None)
 
-    async def plan(self, shard: int, batch: Sequence[CloudEvent], first_key: int,
+    async def plan(self, shard: int, batch: Sequence[CloudEvent],
                    error: type[OtpgateError] = StoreError) -> Plan:
-        """Route ``batch``; its streams will be passed from KEYS index ``first_key``."""
+        """Route ``batch`` with the shard's subscriptions as this process knows them."""
         if not batch:
-            return Plan(version="", args=[0])
+            return Plan(version="")
         version, subs = await self._load(shard, error)
         plan = Plan(version=version)
-        where: dict[str, int] = {}
-        block: list[Arg] = []
-        routed = 0
         for event in batch:
             names = [name for name, flt in subs if flt.matches(event)]
-            if not names:
-                continue
-            routed += 1
-            block += [cloudevents.encode(event), len(names)]
-            for name in names:
-                stream = self._keys.queue(shard, name)
-                if stream not in where:
-                    where[stream] = first_key + len(plan.streams)
-                    plan.streams.append(stream)
-                block.append(where[stream])
-            plan.deliveries += len(names)
-        plan.args = [routed, *block]
+            if names:
+                plan.events.append((cloudevents.encode(event), names))
+                plan.deliveries += len(names)
         return plan
 
     async def _load(self, shard: int,

@@ -54,8 +54,10 @@ from otpgate.bus.redis_routes import STALE, Routes
 from otpgate.clock import Clock
 from otpgate.errors import BusError, OtpgateError
 from otpgate.events import CloudEvent
-from otpgate.redisio.conn import Arg, RedisConn
+from otpgate.redisio.conn import RedisConn
+from otpgate.redisio.pipeline import Arg
 from otpgate.store.redis_keys import GROUP
+from otpgate.store.redis_records import number, pack
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +98,7 @@ class RedisStreamsBus:
         self._inflight: dict[str, dict[asyncio.Task[None], _Taken]] = {}
         self._freed: dict[str, asyncio.Event] = {}
         self._orphans_checked: dict[tuple[str, int], float] = {}
+        self._settling: dict[tuple[str, int], list[Outcome]] = {}
         self._readers: list[asyncio.Task[None]] = []
         self._running = False
 
@@ -108,7 +111,7 @@ class RedisStreamsBus:
 
     async def _declare(self, sub: Subscription, shard: int) -> None:
         await self._conn.script(
-            "declare", [self._keys.subs(shard), self._keys.queue(shard, sub.name)],
+            "declare", [self._keys.tag(shard)],
             [sub.name, _filter_json.encode(sub.filter), GROUP, secrets.token_hex(8)],
             error=BusError)
         self._routes.forget(shard)
@@ -124,12 +127,13 @@ class RedisStreamsBus:
             by_shard.setdefault(self._keys.shard(event.subject), []).append(event)
         for shard, batch in by_shard.items():
             for _ in range(8):
-                plan = await self._routes.plan(shard, batch, 2, BusError)
-                if not plan.streams:
+                plan = await self._routes.plan(shard, batch, BusError)
+                if not plan.events:
                     break
                 done = await self._conn.script(
-                    "emit", [self._keys.subs(shard), *plan.streams],
-                    [plan.version, self._clock.now(), *plan.args], error=BusError)
+                    "emit", [self._keys.tag(shard)],
+                    [pack([plan.version, number(self._clock.now()), plan.events])],
+                    error=BusError)
                 if done != STALE:
                     break
                 self._routes.forget(shard)
@@ -164,8 +168,8 @@ class RedisStreamsBus:
     async def _take(self, consumer: Consumer, shard: int,
                     room: int) -> tuple[list[_Taken], float | None]:
         """Deliveries to handle now (and when the next retry is due)."""
-        reply = await self._conn.script("take", *self._take_call(consumer, shard, room),
-                                        error=BusError)
+        keys, args = self._take_call(consumer, shard, room)
+        reply = await self._conn.script("take", keys, args, error=BusError)
         return await self._took(consumer, shard, reply)
 
     def _take_call(self, consumer: Consumer, shard: int,
@@ -175,9 +179,9 @@ class RedisStreamsBus:
         orphans = time.monotonic() - checked >= limits.lease / 2
         if orphans:
             self._orphans_checked[(name, shard)] = time.monotonic()
-        return (self._stream_keys(shard, name)[:3],
-                [GROUP, self._me, now, now + limits.lease, room, limits.max_deliveries,
-                 int(limits.lease * 1000) if orphans else 0, 1])
+        return ([self._keys.tag(shard)],
+                [name, GROUP, self._me, number(now), number(now + limits.lease), room,
+                 limits.max_deliveries, int(limits.lease * 1000) if orphans else 0, 1])
 
     async def _took(self, consumer: Consumer, shard: int,
                     reply: list[Any]) -> tuple[list[_Taken], float | None]:
@@ -197,11 +201,6 @@ class RedisStreamsBus:
         entry, raw, number, times = row
         return _Taken(shard, bytes(entry), events.decode(raw), int(number), int(times))
 
-    def _stream_keys(self, shard: int, name: str) -> list[str]:
-        keys = self._keys
-        return [keys.queue(shard, name), keys.leases(shard, name), keys.retries(shard, name),
-                keys.dead(shard, name)]
-
     @staticmethod
     async def _run(consumer: Consumer, taken: _Taken) -> Outcome:
         try:
@@ -212,41 +211,47 @@ class RedisStreamsBus:
 
     async def _settle(self, consumer: Consumer, shard: int,
                       outcomes: Sequence[Outcome]) -> None:
-        await self._conn.script("settle_deliveries",
-                                *self._settle_call(consumer, shard, outcomes), error=BusError)
+        keys, args = self._settle_call(consumer, shard, outcomes)
+        await self._conn.script("settle_deliveries", keys, args, error=BusError)
 
     def _settle_call(self, consumer: Consumer, shard: int,
                      outcomes: Sequence[Outcome]) -> tuple[list[str], list[Arg]]:
         """Acknowledge, retry later or dead-letter, each only while still ours."""
         now, limits, name = self._clock.now(), consumer.limits, consumer.name
-        items: list[Arg] = []
+        items: list[list[Any]] = []
         for taken, error in outcomes:
             if error is None:
-                items += ["a", taken.entry, taken.times, "", "", ""]
+                items.append(["a", taken.entry, taken.times])
             elif taken.number >= limits.max_deliveries:
                 log.error("dead-lettered %s on %s after %d deliveries: %s", taken.event.id,
                           name, taken.number, describe(error))
                 kept = events.encode(dead_letter_event(consumer.sub, taken.event))
-                items += ["d", taken.entry, taken.times, kept, describe(error), taken.number]
+                items.append(["d", taken.entry, taken.times, kept, describe(error),
+                              taken.number])
             else:
                 log.warning("retrying %s on %s: %s", taken.event.id, name, describe(error))
                 due = now + backoff(limits, taken.number, error)
                 member = (f"{taken.number}:{taken.entry.decode()}:".encode()
                           + events.encode(taken.event))
-                items += ["r", taken.entry, taken.times, due, member, ""]
-        return self._stream_keys(shard, name), [GROUP, self._me, now, *items]
+                items.append(["r", taken.entry, taken.times, number(due), member])
+        return self._settlement(consumer.name, shard, items, now)
+
+    def _settlement(self, name: str, shard: int, items: list[list[Any]],
+                    now: float) -> tuple[list[str], list[Arg]]:
+        return [self._keys.tag(shard)], [pack([name, GROUP, self._me, number(now), items])]
 
     async def _bury(self, consumer: Consumer, shard: int, spent: Sequence[_Taken],
                     now: float) -> None:
         """Dead-letter deliveries whose last lease ran out without an answer."""
-        items: list[Arg] = []
+        items: list[list[Any]] = []
         for taken in spent:
             log.error("dead-lettered %s on %s: its last delivery never answered",
                       taken.event.id, consumer.name)
             kept = events.encode(dead_letter_event(consumer.sub, taken.event))
-            items += ["b", taken.entry, taken.times, kept, _LAST_LEASE_RAN_OUT, taken.number]
-        await self._conn.script("settle_deliveries", self._stream_keys(shard, consumer.name),
-                                [GROUP, self._me, now, *items], error=BusError)
+            items.append(["b", taken.entry, taken.times, kept, _LAST_LEASE_RAN_OUT,
+                          taken.number])
+        keys, args = self._settlement(consumer.name, shard, items, now)
+        await self._conn.script("settle_deliveries", keys, args, error=BusError)
 
     # -- consuming in the background ----------------------------------------------------
 
@@ -285,9 +290,11 @@ class RedisStreamsBus:
                 await asyncio.sleep(pause)
 
     async def _room(self, consumer: Consumer) -> int:
-        """How many deliveries this reader may take: wait for a free slot first."""
+        """How many deliveries this reader may take: wait for free slots first — a
+        quarter of them while others are in flight, so that one take brings several."""
         running, freed = self._inflight[consumer.name], self._freed[consumer.name]
-        while self._running and len(running) >= consumer.limits.concurrency:
+        limit = consumer.limits.concurrency
+        while self._running and limit - len(running) < (max(1, limit // 4) if running else 1):
             freed.clear()
             await freed.wait()
         if not self._running:
@@ -322,17 +329,31 @@ class RedisStreamsBus:
 
     async def _handle(self, consumer: Consumer, taken: _Taken) -> None:
         try:
-            outcome = await self._run(consumer, taken)
-            try:
-                await self._settle(consumer, taken.shard, [outcome])
-            except BusError as exc:
-                log.warning("settling %s on %s failed (%s); its lease will run out",
-                            taken.event.id, consumer.name, exc.detail)
+            await self._settle_soon(consumer, taken.shard, await self._run(consumer, taken))
         finally:
             task = asyncio.current_task()
             if task is not None:
                 self._inflight[consumer.name].pop(task, None)
             self._freed[consumer.name].set()
+
+    async def _settle_soon(self, consumer: Consumer, shard: int, outcome: Outcome) -> None:
+        """Settle with the other deliveries of this subscription and shard that end in the
+        same turn of the loop: one script for all of them (its first caller sends it)."""
+        key = (consumer.name, shard)
+        batch = self._settling.get(key)
+        if batch is not None:
+            batch.append(outcome)
+            return
+        batch = self._settling[key] = [outcome]
+        try:
+            await asyncio.sleep(0)
+        finally:
+            del self._settling[key]
+        try:
+            await self._settle(consumer, shard, batch)
+        except BusError as exc:
+            log.warning("settling %d deliveries on %s failed (%s); their leases will run out",
+                        len(batch), consumer.name, exc.detail)
 
     async def stop(self) -> None:
         """Stop reading; let in-flight deliveries finish for up to ``drain_timeout`` (and
@@ -360,16 +381,14 @@ class RedisStreamsBus:
         for task in late:
             task.cancel()
         await asyncio.gather(*late, return_exceptions=True)
-        back: dict[tuple[str, int], list[Arg]] = {}
+        back: dict[tuple[str, int], list[list[Any]]] = {}
         for task in late:
             name, taken = held[task]
-            back.setdefault((name, taken.shard), []).extend(
-                ["h", taken.entry, taken.times, "", "", ""])
+            back.setdefault((name, taken.shard), []).append(["h", taken.entry, taken.times])
         for (name, shard), items in back.items():
+            keys, args = self._settlement(name, shard, items, self._clock.now())
             with contextlib.suppress(BusError):
-                await self._conn.script("settle_deliveries", self._stream_keys(shard, name),
-                                        [GROUP, self._me, self._clock.now(), *items],
-                                        error=BusError)
+                await self._conn.script("settle_deliveries", keys, args, error=BusError)
         if back:
             log.warning("handed back %d unfinished deliveries", len(late))
 
@@ -394,9 +413,8 @@ class RedisStreamsBus:
         now = self._clock.now()
         totals: dict[str, list[float]] = {}
         for shard in range(self._keys.shards):
-            flat = await self._conn.script("backlog", [self._keys.subs(shard)],
-                                           [now, self._keys.queue_prefix(shard), GROUP],
-                                           error=BusError)
+            flat = await self._conn.script("backlog", [self._keys.tag(shard)],
+                                           [number(now), GROUP], error=BusError)
             for i in range(0, len(flat), 4):
                 name, depth, due, since = bytes(flat[i]).decode(), flat[i + 1], flat[i + 2], \
                     flat[i + 3]

@@ -23,16 +23,12 @@ class RedisCaptureSink:
         self._keys = conn.keys
 
     async def add(self, message: CapturedMessage, idempotency_key: str) -> bool:
-        k = self._keys
-        added = await self._conn.script("capture_add", [
-            k.capture(f"k:{idempotency_key}"), k.capture("seq"), k.capture(f"m:{message.id}"),
-            k.capture("all"), k.capture(f"to:{message.to}")], [message.id, _encode(message)])
+        added = await self._conn.script("capture_add", [self._keys.capture_tag], [
+            idempotency_key, message.id, message.to, _encode(message)])
         return bool(added == 1)
 
     async def list(self, to: str | None = None, limit: int = 100,
                    before: str | None = None) -> list[CapturedMessage]:
-        k = self._keys
-        index = k.capture("all") if to is None else k.capture(f"to:{to}")
-        raws = await self._conn.script("capture_list", [index, k.capture("all")],
-                                       [limit, before or "", k.capture("m:")])
+        raws = await self._conn.script("capture_list", [self._keys.capture_tag],
+                                       [limit, before or "", to or ""])
         return [_message_of(raw) for raw in raws if raw is not None]

@@ -43,21 +43,18 @@ from redis.exceptions import (
 
 from otpgate import urls
 from otpgate.errors import ConfigurationError, OtpgateError, StoreError
+from otpgate.redisio.pipeline import Arg, BatchFailed, PipelineClient, Pipeliner
 from otpgate.redisio.scripts import script
 from otpgate.store.redis_keys import Keys
 
 log = logging.getLogger(__name__)
 
-Arg = str | bytes | int | float
 OWN_OPTIONS = ("shards", "prefix")
+_FAILURES = (TimeoutError, RedisError, RedisClusterException, OSError, BatchFailed)
 CLUSTER_SHARDS = 16
 
 
-class _Client(Protocol):
-    async def execute_command(self, *args: Any, **options: Any) -> Any: ...
-
-    def pipeline(self, transaction: bool = ...) -> Any: ...
-
+class _Client(PipelineClient, Protocol):
     async def aclose(self) -> None: ...
 
 
@@ -73,59 +70,35 @@ class RedisConn:
         self.masked_url = masked_url
         self._sent: set[str] = set()
         """Scripts sent whole once (which loads them); later calls send their SHA."""
+        self._calls = Pipeliner(client, timeout)
 
     async def script(self, name: str, keys: Sequence[str], args: Sequence[Arg], *,
                      error: type[OtpgateError] = StoreError) -> Any:
-        """Run the Lua script ``name`` (loaded into Redis on first use)."""
+        """Run the Lua script ``name`` (sent whole the first time, which loads it)."""
         found = script(name)
-        async with self.bounded(error):
+        try:
             if name not in self._sent:
                 self._sent.add(name)
-                return await self._client.execute_command("EVAL", found.source, len(keys),
-                                                          *keys, *args)
+                return await self._calls.call("EVAL", found.source, len(keys), *keys, *args)
             try:
-                return await self._client.execute_command("EVALSHA", found.sha, len(keys),
-                                                          *keys, *args)
-            except NoScriptError:
-                return await self._client.execute_command("EVAL", found.source, len(keys),
-                                                          *keys, *args)
+                return await self._calls.call("EVALSHA", found.sha, len(keys), *keys, *args)
+            except NoScriptError:  # a server that restarted, or another Cluster primary
+                return await self._calls.call("EVAL", found.source, len(keys), *keys, *args)
+        except _FAILURES as exc:
+            raise self._failed(exc, error, self.timeout) from None
 
     async def scripts(self, name: str, calls: Sequence[tuple[Sequence[str], Sequence[Arg]]],
                       *, error: type[OtpgateError] = StoreError) -> list[Any]:
-        """Run ``name`` once per (keys, args) in ``calls``, pipelined: one round trip per
-        server (on Cluster, per primary, all at once), not one per call."""
-        if len(calls) <= 1:
-            return [await self.script(name, keys, args, error=error) for keys, args in calls]
-        found = script(name)
-        command = "EVALSHA" if name in self._sent else "EVAL"
-        body = found.sha if name in self._sent else found.source
-        self._sent.add(name)
-        async with self.bounded(error):
-            replies = await self._pipelined([(command, body, len(keys), *keys, *args)
-                                             for keys, args in calls])
-            missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-            if missing:
-                again = await self._pipelined([
-                    ("EVAL", found.source, len(calls[i][0]), *calls[i][0], *calls[i][1])
-                    for i in missing])
-                for i, reply in zip(missing, again, strict=True):
-                    replies[i] = reply
-            for reply in replies:
-                if isinstance(reply, Exception):
-                    raise reply
-            return replies
-
-    async def _pipelined(self, commands: Sequence[Sequence[Arg]]) -> list[Any]:
-        pipe = self._client.pipeline(transaction=False)
-        for command in commands:
-            pipe.execute_command(*command)
-        replies: list[Any] = await pipe.execute(raise_on_error=False)
-        return replies
+        """Run ``name`` once per (keys, args) in ``calls``, at once (so, pipelined)."""
+        return list(await asyncio.gather(*(self.script(name, keys, args, error=error)
+                                           for keys, args in calls)))
 
     async def command(self, *args: Arg, error: type[OtpgateError] = StoreError) -> Any:
         """One plain command, its reply as redis-py shapes it."""
-        async with self.bounded(error):
-            return await self._client.execute_command(*args)
+        try:
+            return await self._calls.call(*args)
+        except _FAILURES as exc:
+            raise self._failed(exc, error, self.timeout) from None
 
     async def blocking_read(self, stream: str, group: str, consumer: str, count: int,
                             block_ms: int, *, error: type[OtpgateError]) -> Any:
@@ -143,18 +116,23 @@ class RedisConn:
     async def bounded(self, error: type[OtpgateError],
                       seconds: float | None = None) -> AsyncIterator[None]:
         """Within ``seconds`` (default: the store's timeout), every Redis failure raised
-        as ``error``."""
+        as ``error`` (the pipelined calls are bounded by their batch)."""
         limit = self.timeout if seconds is None else seconds
         try:
             async with asyncio.timeout(limit):
                 yield
-        except TimeoutError:
-            raise error(f"redis did not answer within {limit:g} s") from None
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise error(f"redis cannot be reached ({type(exc).__name__})") from None
-        except (RedisError, RedisClusterException) as exc:
-            log.warning("redis refused a call: %s: %s", type(exc).__name__, str(exc)[:300])
-            raise error(f"redis refused the call ({type(exc).__name__})") from None
+        except _FAILURES as exc:
+            raise self._failed(exc, error, limit) from None
+
+    @staticmethod
+    def _failed(exc: BaseException, error: type[OtpgateError],
+                limit: float) -> OtpgateError:
+        if isinstance(exc, TimeoutError | RedisTimeoutError):
+            return error(f"redis did not answer within {limit:g} s")
+        if isinstance(exc, RedisConnectionError | OSError | BatchFailed):
+            return error(f"redis cannot be reached ({type(exc).__name__})")
+        log.warning("redis refused a call: %s: %s", type(exc).__name__, str(exc)[:300])
+        return error(f"redis refused the call ({type(exc).__name__})")
 
     async def ping(self, error: type[OtpgateError] = StoreError) -> None:
         async with self.bounded(error):

@@ -32,7 +32,7 @@ from otpgate.clock import Clock
 from otpgate.core.otp import Delivery, DeliveryStatus, Otp, SendKey
 from otpgate.errors import StoreError
 from otpgate.events import CloudEvent
-from otpgate.redisio.conn import Arg, RedisConn
+from otpgate.redisio.conn import RedisConn
 from otpgate.store.base import (
     ApiKey,
     Claim,
@@ -51,6 +51,8 @@ from otpgate.store.redis_records import (
     api_key_of,
     encode,
     found,
+    number,
+    pack,
     records,
     state_of,
 )
@@ -134,7 +136,8 @@ class RedisStore:
 
     async def _read(self, shard: int, key: str,
                     keep: Keep[Any] | None) -> tuple[bytes, bytes | None, bytes | None]:
-        """The state's version and value, and the live answer kept for ``keep``."""
+        """The state's version and value (the one ``get`` read lately, if it did), and the
+        live answer kept for ``keep``."""
         if keep is None:
             seen = self._seen.pop(key)
             if seen is not None:
@@ -150,37 +153,30 @@ class RedisStore:
                 if hit is not None:
                     return b"0", None, hit
         version, blob, kept = await self._conn.script(
-            "read_kept", [self._keys.state(shard, key), self._keys.answer(shard, keep.slot)],
-            [now])
+            "read_kept", [self._keys.tag(shard)], [key, keep.slot, number(now)])
         return bytes(version), _bytes(blob), _bytes(kept)
 
     async def _commit(self, shard: int, key: str, version: bytes, before: bytes | None,
                       change: Any, keep: Keep[Any] | None,
                       answer: Remembered | None) -> list[Any]:
-        keys = self._keys
         written = list(records(key, change, before))
         await self._point_ahead(shard, written, before, keep)
-        head = [keys.state(shard, key), keys.subs(shard), keys.due(shard), keys.done(shard),
-                keys.touched(shard),
-                keys.answer(shard, keep.slot) if keep else keys.state(shard, key)]
-        head += [keys.otp(shard, r.otp_id) for r in written]
         state = change.state
         now = self._clock.now()
-        kept: list[Arg] = [b"", b"", 0]
+        kept: list[Any] = ["", b"", "", 0]
         if keep is not None and answer is not None:
             until = answer.created_at + keep.ttl
             ttl_ms = int(max(1.0, until - now + _CLEANUP_MARGIN) * 1000)
-            kept = [encode(answer), until, ttl_ms]
-        body: list[Arg] = [len(written)]
-        for r in written:
-            body += [r.value, r.due_member, r.expires_at, 1 if r.pending else 0, r.otp_id]
+            kept = [keep.slot, encode(answer), number(until), ttl_ms]
+        rows = [[r.otp_id, r.value, r.due_member, number(r.expires_at), r.pending]
+                for r in written]
         for _ in range(MAX_CONFLICTS):
-            plan = await self._routes.plan(shard, change.events, len(head) + 1)
-            args: list[Arg] = [
-                version, encode(state) if state is not None else b"",
-                len(state.pending) if state is not None else 0, now, key, plan.version,
-                *kept, *body, *plan.args]
-            reply: list[Any] = await self._conn.script("commit", head + plan.streams, args)
+            plan = await self._routes.plan(shard, change.events)
+            args = [version.decode(), encode(state) if state is not None else b"",
+                    len(state.pending) if state is not None else 0, number(now), key,
+                    plan.version, *kept, rows, plan.events]
+            reply: list[Any] = await self._conn.script("commit", [self._keys.tag(shard)],
+                                                       [pack(args)])
             if reply[0] != STALE:
                 return reply
             self._routes.forget(shard)
@@ -221,8 +217,7 @@ class RedisStore:
         shard = await self.locate(otp_id)
         if shard is None:
             return None
-        reply = await self._conn.script("get_otp", [self._keys.otp(shard, otp_id)],
-                                        [self._keys.state_prefix(shard)])
+        reply = await self._conn.script("get_otp", [self._keys.tag(shard)], [otp_id])
         hit = found(reply, otp_id)
         if hit.holder is not None and hit.state is not None:
             self._seen.put(hit.holder, (hit.version, hit.state))
@@ -241,8 +236,8 @@ class RedisStore:
         gone = 0
         for shard in range(self._keys.shards):
             ids, sent, idle = await self._conn.script(
-                "purge", [self._keys.done(shard), self._keys.touched(shard)],
-                [otps_before, recipients_before, _PURGE_BATCH, self._keys.tag(shard) + ":"])
+                "purge", [self._keys.tag(shard)],
+                [number(otps_before), number(recipients_before), _PURGE_BATCH])
             pointers = [self._keys.sent_as(sent[i].decode(), sent[i + 1].decode())
                         for i in range(0, len(sent), 2)]
             if self._keys.shards > 1:

@@ -23,7 +23,7 @@ from otpgate.errors import StoreError
 from otpgate.events import CloudEvent
 from otpgate.redisio.conn import RedisConn
 from otpgate.store.base import Claim, ReceiptEvents, claim_of, receipt_applies
-from otpgate.store.redis_records import delivery_of, encode, found
+from otpgate.store.redis_records import delivery_of, encode, found, number, pack
 
 MAX_CONFLICTS = 64
 Locate = Callable[[str], Awaitable[int | None]]
@@ -48,15 +48,13 @@ class RedisLedger:
 
     async def claim(self, key: SendKey, driver: str, now: float, lease: float) -> Claim:
         shard = await self._home(key.otp_id)
-        ledger = self._keys.ledger(shard, key.otp_id)
-        head = [ledger, self._keys.otp(shard, key.otp_id), self._keys.subs(shard), ledger]
+        tag, field = [self._keys.tag(shard)], _field(key.send_no, key.channel)
         expected: bytes | None = None
         _, row = claim_of(key, None, driver, now, lease, None)
         for _ in range(MAX_CONFLICTS):
-            written, current, otp_reply = await self._conn.script("ledger_put", head, [
-                _field(key.send_no, key.channel), expected or b"",
-                encode(row) if row is not None else b"", self._keys.state_prefix(shard),
-                now, "", b"", 0])
+            written, current, otp_reply = await self._conn.script("ledger_put", tag, [pack([
+                key.otp_id, field, expected or b"", encode(row) if row is not None else b"",
+                number(now), "", []])])
             otp = found(otp_reply, key.otp_id).otp
             if written == 1:
                 return claim_of(key, _entry(expected), driver, now, lease, otp)[0]
@@ -70,39 +68,37 @@ class RedisLedger:
                      claimed: int) -> bool:
         d = delivery
         shard = await self._home(d.otp_id)
-        ledger = self._keys.ledger(shard, d.otp_id)
-        pointer, value = await self._pointer(shard, d)
-        head = [ledger, self._keys.subs(shard), pointer or ledger]
-        now = self._clock.now()
+        here = await self._pointer(shard, d)
+        pointer = f"{shard} {d.otp_id} {d.send_no} {d.channel}".encode()
+        now = number(self._clock.now())
         for _ in range(MAX_CONFLICTS):
-            plan = await self._routes.plan(shard, events, len(head) + 1)
-            done = await self._conn.script("ledger_settle", head + plan.streams, [
-                _field(d.send_no, d.channel), claimed, encode(d), now, plan.version,
-                value if pointer else b"", *plan.args])
+            plan = await self._routes.plan(shard, events)
+            done = await self._conn.script("ledger_settle", [self._keys.tag(shard)], [pack([
+                d.otp_id, _field(d.send_no, d.channel), claimed, encode(d), now,
+                plan.version, d.driver, d.provider_id if here else "", pointer,
+                plan.events])])
             if done != STALE:
                 return bool(done == 1)
             self._routes.forget(shard)
         raise StoreError("the subscriptions keep changing")
 
-    async def _pointer(self, shard: int, d: Delivery) -> tuple[str | None, bytes]:
-        """The receipt pointer of a send a provider named: to write in the settle's script
-        when it lives in the same shard, else (written here, first) none."""
+    async def _pointer(self, shard: int, d: Delivery) -> bool:
+        """Whether the receipt pointer of a send a provider named lives in the OTP's shard
+        (the settle's script writes it); if it lives elsewhere it is written here, first."""
         if d.provider_id is None:
-            return None, b""
-        key = self._keys.sent_as(d.driver, d.provider_id)
-        value = f"{shard} {d.otp_id} {d.send_no} {d.channel}".encode()
+            return False
         if self._keys.shard(f"{d.driver}\x00{d.provider_id}") == shard:
-            return key, value
-        await self._conn.command("SET", key, value)
-        return None, b""
+            return True
+        await self._conn.command("SET", self._keys.sent_as(d.driver, d.provider_id),
+                                 f"{shard} {d.otp_id} {d.send_no} {d.channel}")
+        return False
 
     async def deliveries(self, otp_id: str) -> list[Delivery]:
         shard = await self._locate(otp_id)
         if shard is None:
             return []
-        otp_reply, pairs = await self._conn.script(
-            "ledger_read", [self._keys.otp(shard, otp_id), self._keys.ledger(shard, otp_id)],
-            [self._keys.state_prefix(shard)])
+        otp_reply, pairs = await self._conn.script("ledger_read", [self._keys.tag(shard)],
+                                                   [otp_id])
         otp = found(otp_reply, otp_id).otp
         if otp is None:
             return []
@@ -127,7 +123,6 @@ class RedisLedger:
         ledger = self._keys.ledger(shard, otp_id)
         field = _field(int(send_no), channel)
         current = await self._conn.command("HGET", ledger, field)
-        head = [ledger, self._keys.otp(shard, otp_id), self._keys.subs(shard), ledger]
         for _ in range(MAX_CONFLICTS):
             row = _entry(current)
             if row is None or row.driver != driver or row.provider_id != provider_id \
@@ -135,10 +130,10 @@ class RedisLedger:
                 return None
             moved = msgspec.structs.replace(row, status=status, updated_at=now,
                                             error=error if error is not None else row.error)
-            plan = await self._routes.plan(shard, events(moved), len(head) + 1)
-            written, again, _ = await self._conn.script("ledger_put", head + plan.streams, [
-                field, current, encode(moved), self._keys.state_prefix(shard), now,
-                plan.version, b"", *plan.args])
+            plan = await self._routes.plan(shard, events(moved))
+            written, again, _ = await self._conn.script("ledger_put", [self._keys.tag(shard)], [
+                pack([otp_id, field, current, encode(moved), number(now), plan.version,
+                        plan.events])])
             if written == 1:
                 return moved
             if written == STALE:

@@ -1,11 +1,11 @@
 -- What waits in each declared subscription of one shard.
--- KEYS: 1 subs; ARGV: 1 now, 2 stream key prefix, 3 group
+-- ARGV: 1 now, 2 group
 -- Returns {name, depth, due, since when the oldest due one is due ('' none), ...}.
 local now = tonumber(ARGV[1])
 local out = {}
-for _, name in ipairs(redis.call('HKEYS', KEYS[1])) do
+for _, name in ipairs(redis.call('HKEYS', key('subs'))) do
   if name ~= '~v' then
-    local stream = ARGV[2] .. name
+    local stream = key('q', name)
     local leases, retries = stream .. ':lease', stream .. ':retry'
     local length, pending, last = redis.call('XLEN', stream), 0, '0-0'
     local groups = redis.pcall('XINFO', 'GROUPS', stream)
@@ -13,7 +13,7 @@ for _, name in ipairs(redis.call('HKEYS', KEYS[1])) do
       for _, g in ipairs(groups) do
         local info = {}
         for i = 1, #g, 2 do info[g[i]] = g[i + 1] end
-        if info['name'] == ARGV[3] then pending, last = info['pending'], info['last-delivered-id'] end
+        if info['name'] == ARGV[2] then pending, last = info['pending'], info['last-delivered-id'] end
       end
     end
     local due = length - pending + redis.call('ZCOUNT', retries, '-inf', ARGV[1])

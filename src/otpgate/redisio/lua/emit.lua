@@ -1,5 +1,5 @@
--- Events published outside a store change.
--- KEYS: 1 subs, 2.. streams; ARGV: 1 subs version, 2 now, 3.. events
-if not fresh(KEYS[1], ARGV[1]) then return -1 end
-emit(3, ARGV[2])
+-- Events published outside a store change. ARGV[1]: msgpack {subs version, now, events}.
+local p = cmsgpack.unpack(ARGV[1])
+if not fresh(p[1]) then return -1 end
+emit(p[3], p[2])
 return 1

@@ -2,16 +2,17 @@
 -- delivery the caller had (the same number of deliveries; held by the caller, except a
 -- spent one, whose holder died): acknowledge (and delete: a stream holds only what is
 -- not yet acknowledged), retry later, dead-letter, or hand back at once.
--- KEYS: 1 stream, 2 leases, 3 retries, 4 dead letters
--- ARGV: 1 group, 2 consumer, 3 now, then 6 values per delivery: action (a ack, r retry,
---       d dead letter, b bury a spent one, h hand back), id, times delivered, and
---       for r: due at, member; for d and b: event, error, deliveries
+-- ARGV[1]: msgpack {subscription, group, consumer, now, deliveries}; a delivery is
+--   {action (a ack, r retry, d dead letter, b bury a spent one, h hand back), entry id,
+--   times delivered, and for r: due at, member; for d and b: event, error, deliveries}
 -- Returns how many were settled.
-local stream, leases, retries, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local group, me, now = ARGV[1], ARGV[2], ARGV[3]
+local p = cmsgpack.unpack(ARGV[1])
+local stream, leases, retries, dead = key('q', p[1]), key('q', p[1], 'lease'),
+                                      key('q', p[1], 'retry'), key('q', p[1], 'dead')
+local group, me, now = p[2], p[3], p[4]
 local done = 0
-for i = 4, #ARGV, 6 do
-  local action, id, count = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+for _, d in ipairs(p[5]) do
+  local action, id, count = d[1], d[2], d[3]
   local held = redis.call('XPENDING', stream, group, id, id, 1)[1]
   local ok = held ~= nil and held[4] == count
   if ok and action == 'b' then
@@ -25,10 +26,9 @@ for i = 4, #ARGV, 6 do
       redis.call('ZADD', leases, now, id)
     else
       if action == 'r' then
-        redis.call('ZADD', retries, ARGV[i + 3], ARGV[i + 4])
+        redis.call('ZADD', retries, d[4], d[5])
       elseif action == 'd' or action == 'b' then
-        redis.call('XADD', dead, '*', 'e', ARGV[i + 3], 'err', ARGV[i + 4],
-                   'n', ARGV[i + 5], 'at', now)
+        redis.call('XADD', dead, '*', 'e', d[4], 'err', d[5], 'n', d[6], 'at', now)
       end
       redis.call('XACK', stream, group, id)
       redis.call('XDEL', stream, id)

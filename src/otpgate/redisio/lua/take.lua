@@ -3,16 +3,16 @@
 -- (by the domain clock) are claimed, or reported spent when that was their last one;
 -- optionally, entries a dead consumer left before their lease was recorded are taken
 -- over once Redis has seen them idle for a lease (XAUTOCLAIM); then new entries.
--- KEYS: 1 stream, 2 leases, 3 retries
--- ARGV: 1 group, 2 consumer, 3 now, 4 lease until, 5 how many, 6 max deliveries,
---       7 idle ms for XAUTOCLAIM (0: skip), 8 '1' to read new entries
+-- ARGV: 1 subscription, 2 group, 3 consumer, 4 now, 5 lease until, 6 how many,
+--       7 max deliveries, 8 idle ms for XAUTOCLAIM (0: skip), 9 '1' to read new entries
 -- Returns {taken, spent, next retry due ('' none)}; taken and spent hold
 -- {id, event, delivery number, times delivered in the group} each; {} when the stream is
 -- gone (Redis lost its data: the caller declares its subscription again).
-local stream, leases, retries = KEYS[1], KEYS[2], KEYS[3]
+local stream, leases, retries = key('q', ARGV[1]), key('q', ARGV[1], 'lease'),
+                                key('q', ARGV[1], 'retry')
 if redis.call('EXISTS', stream) == 0 then return {} end
-local group, me, now, lease_until = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local budget, max = tonumber(ARGV[5]), tonumber(ARGV[6])
+local group, me, now, lease_until = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local budget, max = tonumber(ARGV[6]), tonumber(ARGV[7])
 local taken, spent = {}, {}
 
 local function field(fields, name)
@@ -55,8 +55,8 @@ if budget > 0 then
   end
 end
 
-if budget > 0 and tonumber(ARGV[7]) > 0 then
-  local claimed = redis.call('XAUTOCLAIM', stream, group, me, ARGV[7], '0-0', 'COUNT', budget)
+if budget > 0 and tonumber(ARGV[8]) > 0 then
+  local claimed = redis.call('XAUTOCLAIM', stream, group, me, ARGV[8], '0-0', 'COUNT', budget)
   for _, entry in ipairs(claimed[2]) do
     local id = entry[1]
     local count, n = times(id), tonumber(field(entry[2], 'n'))
@@ -71,7 +71,7 @@ if budget > 0 and tonumber(ARGV[7]) > 0 then
   for _, id in ipairs(claimed[3] or {}) do redis.call('ZREM', leases, id) end
 end
 
-if budget > 0 and ARGV[8] == '1' then
+if budget > 0 and ARGV[9] == '1' then
   local read = redis.call('XREADGROUP', 'GROUP', group, me, 'COUNT', budget,
                           'STREAMS', stream, '>')
   if read then
