@@ -232,3 +232,49 @@ async def test_an_outage_is_a_prompt_error_and_a_consumer_recovers_even_from_los
     finally:
         await opened.close()
         own.stop()
+
+
+async def test_consumers_of_dead_processes_that_hold_nothing_leave_the_group(
+    backend: Backend, clock: FrozenClock, server: redis_servers.RedisServer,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from otpgate.bus import redis_streams
+
+    monkeypatch.setattr(redis_streams, "_IDLE_CONSUMER", 0.05)
+    seen = Recorder()
+    await subscribe(backend.bus, "crowded", Filter(), seen)
+    raw, stream = server.client(), Keys().queue(0, "crowded")
+    raw.xreadgroup("otpgate", "gone-for-an-hour", {stream: ">"})  # an empty read joins it
+    await asyncio.sleep(0.1)  # idle for longer than the (shortened) hour, by Redis' clock
+
+    await backend.store.transact("r", lambda s: emitting([event(EventType.SENT, OTP, 0)]))
+    assert await backend.bus.pump() == 1
+
+    names = [c["name"] for c in raw.xinfo_consumers(stream, "otpgate")]
+    assert b"gone-for-an-hour" not in names and len(names) == 1
+
+
+async def test_a_sentinel_url_finds_the_primary_it_monitors(
+    tmp_path: Path, clock: FrozenClock
+) -> None:
+    require(REDIS)
+    primary = redis_servers.start_server(tmp_path)
+    port = redis_servers.free_port()
+    (tmp_path / "sentinel.conf").write_text(
+        f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n"
+        f"sentinel monitor otpgate-test 127.0.0.1 {primary.port} 1\n")
+    sentinel = redis_servers.RedisServer(port, tmp_path, [str(tmp_path / "sentinel.conf"),
+                                                          "--sentinel"]).start()
+    opened = await open_redis(f"redis+sentinel://127.0.0.1:{port}/otpgate-test", clock)
+    try:
+        seen = Recorder()
+        await subscribe(opened.bus, "through", Filter(), seen)
+        sent = event(EventType.SENT, OTP, clock.now())
+        await opened.store.transact("r", lambda s: emitting([sent]))
+        assert await opened.bus.pump() == 1
+        assert seen.ids == [sent.id]
+        assert primary.client().exists(Keys().queue(0, "through"))
+    finally:
+        await opened.close()
+        sentinel.stop()
+        primary.stop()

@@ -21,6 +21,7 @@ from otpgate.errors import OtpgateError, StoreError
 from otpgate.events import CloudEvent, Filter
 from otpgate.redisio.conn import RedisConn
 from otpgate.store.redis_keys import VERSION_FIELD
+from otpgate.store.redis_records import lua
 
 _filter_of = msgspec.json.Decoder(Filter)
 STALE = -1
@@ -34,7 +35,7 @@ class Plan:
     subscriptions it goes to (the ``events`` of ``lua/prelude.lua``'s ``emit``)."""
 
     version: str
-    events: list[tuple[bytes, list[str]]] = field(default_factory=list)
+    events: list[tuple[msgspec.Raw, list[str]]] = field(default_factory=list)
     deliveries: int = 0
 
 
@@ -64,7 +65,7 @@ class Routes:
         for event in batch:
             names = [name for name, flt in subs if flt.matches(event)]
             if names:
-                plan.events.append((cloudevents.encode(event), names))
+                plan.events.append((lua(cloudevents.encode(event)), names))
                 plan.deliveries += len(names)
         return plan
 

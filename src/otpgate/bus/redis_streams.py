@@ -57,13 +57,17 @@ from otpgate.events import CloudEvent
 from otpgate.redisio.conn import RedisConn
 from otpgate.redisio.pipeline import Arg
 from otpgate.store.redis_keys import GROUP
-from otpgate.store.redis_records import number, pack
+from otpgate.store.redis_records import encode, lua, number
 
 log = logging.getLogger(__name__)
 
 _filter_json = msgspec.json.Encoder()
 _LAST_LEASE_RAN_OUT = "the lease of the last delivery ran out"
 _MAX_PAUSE = 2.0
+_PRUNE_EVERY = 600.0
+"""Seconds between two looks for consumers of dead processes in a group (per stream)."""
+_IDLE_CONSUMER = 3600.0
+"""Seconds a consumer holding nothing may be idle (Redis' own clock) before it goes."""
 
 
 @dataclass(slots=True)
@@ -98,6 +102,7 @@ class RedisStreamsBus:
         self._inflight: dict[str, dict[asyncio.Task[None], _Taken]] = {}
         self._freed: dict[str, asyncio.Event] = {}
         self._orphans_checked: dict[tuple[str, int], float] = {}
+        self._pruned: dict[tuple[str, int], float] = {}
         self._settling: dict[tuple[str, int], list[Outcome]] = {}
         self._readers: list[asyncio.Task[None]] = []
         self._running = False
@@ -132,7 +137,7 @@ class RedisStreamsBus:
                     break
                 done = await self._conn.script(
                     "emit", [self._keys.tag(shard)],
-                    [pack([plan.version, number(self._clock.now()), plan.events])],
+                    [encode([plan.version, number(self._clock.now()), plan.events])],
                     error=BusError)
                 if done != STALE:
                     break
@@ -175,13 +180,17 @@ class RedisStreamsBus:
     def _take_call(self, consumer: Consumer, shard: int,
                    room: int) -> tuple[list[str], list[Arg]]:
         now, limits, name = self._clock.now(), consumer.limits, consumer.name
-        checked = self._orphans_checked.get((name, shard), 0.0)
-        orphans = time.monotonic() - checked >= limits.lease / 2
+        clock = time.monotonic()
+        orphans = clock - self._orphans_checked.get((name, shard), 0.0) >= limits.lease / 2
         if orphans:
-            self._orphans_checked[(name, shard)] = time.monotonic()
+            self._orphans_checked[(name, shard)] = clock
+        prune = clock - self._pruned.get((name, shard), 0.0) >= _PRUNE_EVERY
+        if prune:
+            self._pruned[(name, shard)] = clock
         return ([self._keys.tag(shard)],
                 [name, GROUP, self._me, number(now), number(now + limits.lease), room,
-                 limits.max_deliveries, int(limits.lease * 1000) if orphans else 0, 1])
+                 limits.max_deliveries, int(limits.lease * 1000) if orphans else 0, 1,
+                 int(_IDLE_CONSUMER * 1000) if prune else 0])
 
     async def _took(self, consumer: Consumer, shard: int,
                     reply: list[Any]) -> tuple[list[_Taken], float | None]:
@@ -221,24 +230,25 @@ class RedisStreamsBus:
         items: list[list[Any]] = []
         for taken, error in outcomes:
             if error is None:
-                items.append(["a", taken.entry, taken.times])
+                items.append(["a", taken.entry.decode(), taken.times])
             elif taken.number >= limits.max_deliveries:
                 log.error("dead-lettered %s on %s after %d deliveries: %s", taken.event.id,
                           name, taken.number, describe(error))
                 kept = events.encode(dead_letter_event(consumer.sub, taken.event))
-                items.append(["d", taken.entry, taken.times, kept, describe(error),
-                              taken.number])
+                items.append(["d", taken.entry.decode(), taken.times, lua(kept),
+                              describe(error), taken.number])
             else:
                 log.warning("retrying %s on %s: %s", taken.event.id, name, describe(error))
                 due = now + backoff(limits, taken.number, error)
                 member = (f"{taken.number}:{taken.entry.decode()}:".encode()
                           + events.encode(taken.event))
-                items.append(["r", taken.entry, taken.times, number(due), member])
+                items.append(["r", taken.entry.decode(), taken.times, number(due),
+                              lua(member)])
         return self._settlement(consumer.name, shard, items, now)
 
     def _settlement(self, name: str, shard: int, items: list[list[Any]],
                     now: float) -> tuple[list[str], list[Arg]]:
-        return [self._keys.tag(shard)], [pack([name, GROUP, self._me, number(now), items])]
+        return [self._keys.tag(shard)], [encode([name, GROUP, self._me, number(now), items])]
 
     async def _bury(self, consumer: Consumer, shard: int, spent: Sequence[_Taken],
                     now: float) -> None:
@@ -248,8 +258,8 @@ class RedisStreamsBus:
             log.error("dead-lettered %s on %s: its last delivery never answered",
                       taken.event.id, consumer.name)
             kept = events.encode(dead_letter_event(consumer.sub, taken.event))
-            items.append(["b", taken.entry, taken.times, kept, _LAST_LEASE_RAN_OUT,
-                          taken.number])
+            items.append(["b", taken.entry.decode(), taken.times, lua(kept),
+                          _LAST_LEASE_RAN_OUT, taken.number])
         keys, args = self._settlement(consumer.name, shard, items, now)
         await self._conn.script("settle_deliveries", keys, args, error=BusError)
 
@@ -384,7 +394,8 @@ class RedisStreamsBus:
         back: dict[tuple[str, int], list[list[Any]]] = {}
         for task in late:
             name, taken = held[task]
-            back.setdefault((name, taken.shard), []).append(["h", taken.entry, taken.times])
+            back.setdefault((name, taken.shard), []).append(
+                ["h", taken.entry.decode(), taken.times])
         for (name, shard), items in back.items():
             keys, args = self._settlement(name, shard, items, self._clock.now())
             with contextlib.suppress(BusError):

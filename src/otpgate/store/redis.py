@@ -51,8 +51,8 @@ from otpgate.store.redis_records import (
     api_key_of,
     encode,
     found,
+    lua,
     number,
-    pack,
     records,
     state_of,
 )
@@ -163,20 +163,20 @@ class RedisStore:
         await self._point_ahead(shard, written, before, keep)
         state = change.state
         now = self._clock.now()
-        kept: list[Any] = ["", b"", "", 0]
+        kept: list[Any] = ["", "", "", 0]
         if keep is not None and answer is not None:
             until = answer.created_at + keep.ttl
             ttl_ms = int(max(1.0, until - now + _CLEANUP_MARGIN) * 1000)
-            kept = [keep.slot, encode(answer), number(until), ttl_ms]
-        rows = [[r.otp_id, r.value, r.due_member, number(r.expires_at), r.pending]
+            kept = [keep.slot, lua(encode(answer)), number(until), ttl_ms]
+        rows = [[r.otp_id, lua(r.value), r.due_member, number(r.expires_at), r.pending]
                 for r in written]
         for _ in range(MAX_CONFLICTS):
             plan = await self._routes.plan(shard, change.events)
-            args = [version.decode(), encode(state) if state is not None else b"",
+            args = [version.decode(), lua(encode(state)) if state is not None else "",
                     len(state.pending) if state is not None else 0, number(now), key,
                     plan.version, *kept, rows, plan.events]
             reply: list[Any] = await self._conn.script("commit", [self._keys.tag(shard)],
-                                                       [pack(args)])
+                                                       [encode(args)])
             if reply[0] != STALE:
                 return reply
             self._routes.forget(shard)

@@ -23,7 +23,7 @@ from otpgate.errors import StoreError
 from otpgate.events import CloudEvent
 from otpgate.redisio.conn import RedisConn
 from otpgate.store.base import Claim, ReceiptEvents, claim_of, receipt_applies
-from otpgate.store.redis_records import delivery_of, encode, found, number, pack
+from otpgate.store.redis_records import delivery_of, encode, found, lua, number
 
 MAX_CONFLICTS = 64
 Locate = Callable[[str], Awaitable[int | None]]
@@ -52,9 +52,9 @@ class RedisLedger:
         expected: bytes | None = None
         _, row = claim_of(key, None, driver, now, lease, None)
         for _ in range(MAX_CONFLICTS):
-            written, current, otp_reply = await self._conn.script("ledger_put", tag, [pack([
-                key.otp_id, field, expected or b"", encode(row) if row is not None else b"",
-                number(now), "", []])])
+            new = encode(row) if row is not None else b""
+            written, current, otp_reply = await self._conn.script("ledger_put", tag, [encode([
+                key.otp_id, field, lua(expected or b""), lua(new), number(now), "", []])])
             otp = found(otp_reply, key.otp_id).otp
             if written == 1:
                 return claim_of(key, _entry(expected), driver, now, lease, otp)[0]
@@ -69,12 +69,12 @@ class RedisLedger:
         d = delivery
         shard = await self._home(d.otp_id)
         here = await self._pointer(shard, d)
-        pointer = f"{shard} {d.otp_id} {d.send_no} {d.channel}".encode()
+        pointer = f"{shard} {d.otp_id} {d.send_no} {d.channel}"
         now = number(self._clock.now())
         for _ in range(MAX_CONFLICTS):
             plan = await self._routes.plan(shard, events)
-            done = await self._conn.script("ledger_settle", [self._keys.tag(shard)], [pack([
-                d.otp_id, _field(d.send_no, d.channel), claimed, encode(d), now,
+            done = await self._conn.script("ledger_settle", [self._keys.tag(shard)], [encode([
+                d.otp_id, _field(d.send_no, d.channel), claimed, lua(encode(d)), now,
                 plan.version, d.driver, d.provider_id if here else "", pointer,
                 plan.events])])
             if done != STALE:
@@ -132,8 +132,8 @@ class RedisLedger:
                                             error=error if error is not None else row.error)
             plan = await self._routes.plan(shard, events(moved))
             written, again, _ = await self._conn.script("ledger_put", [self._keys.tag(shard)], [
-                pack([otp_id, field, current, encode(moved), number(now), plan.version,
-                        plan.events])])
+                encode([otp_id, field, lua(current), lua(encode(moved)), number(now),
+                        plan.version, plan.events])])
             if written == 1:
                 return moved
             if written == STALE:

@@ -8,7 +8,7 @@ from older values unchanged, and older code reading newer values ignores it.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -28,23 +28,13 @@ delivery_of = msgspec.msgpack.Decoder(Delivery).decode
 api_key_of = msgspec.msgpack.Decoder(ApiKey).decode
 answer_of = msgspec.msgpack.Decoder(Remembered).decode
 
-def pack(values: Sequence[Any]) -> bytes:
-    """A script's arguments as one msgpack array (``ARGV[1]``). The msgpack reader of
-    Redis' Lua knows no ``bin`` type, so bytes travel as ``str`` (a Lua string holds any
-    bytes)."""
-    return encode(_for_lua(values))
-
-
-def _for_lua(value: Any) -> Any:
-    if isinstance(value, bytes):
-        n = len(value)
-        head = (bytes([0xA0 | n]) if n < 32 else b"\xd9" + bytes([n]) if n < 256
-                else b"\xda" + n.to_bytes(2, "big") if n < 65536
-                else b"\xdb" + n.to_bytes(4, "big"))
-        return msgspec.Raw(head + value)
-    if isinstance(value, list | tuple):
-        return [_for_lua(v) for v in value]
-    return value
+def lua(value: bytes) -> msgspec.Raw:
+    """``value`` for a script's msgpack arguments (``encode``d): Redis' Lua msgpack reader
+    knows no ``bin`` type, so bytes go as a ``str`` (a Lua string holds any bytes)."""
+    n = len(value)
+    head = (bytes([0xA0 | n]) if n < 32 else b"\xd9" + bytes([n]) if n < 256
+            else b"\xda" + n.to_bytes(2, "big") if n < 65536 else b"\xdb" + n.to_bytes(4, "big"))
+    return msgspec.Raw(head + value)
 
 
 def number(value: float) -> str:

@@ -4,7 +4,8 @@
 -- optionally, entries a dead consumer left before their lease was recorded are taken
 -- over once Redis has seen them idle for a lease (XAUTOCLAIM); then new entries.
 -- ARGV: 1 subscription, 2 group, 3 consumer, 4 now, 5 lease until, 6 how many,
---       7 max deliveries, 8 idle ms for XAUTOCLAIM (0: skip), 9 '1' to read new entries
+--       7 max deliveries, 8 idle ms for XAUTOCLAIM (0: skip), 9 '1' to read new entries,
+--       10 idle ms after which a consumer that holds nothing is forgotten (0: skip)
 -- Returns {taken, spent, next retry due ('' none)}; taken and spent hold
 -- {id, event, delivery number, times delivered in the group} each; {} when the stream is
 -- gone (Redis lost its data: the caller declares its subscription again).
@@ -79,6 +80,18 @@ if budget > 0 and ARGV[9] == '1' then
       redis.call('ZADD', leases, lease_until, entry[1])
       table.insert(taken, {entry[1], field(entry[2], 'e'),
                            tonumber(field(entry[2], 'n')) + 1, 1})
+    end
+  end
+end
+
+if tonumber(ARGV[10]) > 0 then
+  -- Consumers of processes that died (or stopped) stay in the group: forget the idle ones
+  -- holding nothing (what a dead one held was taken over above).
+  for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', stream, group)) do
+    local info = {}
+    for i = 1, #c, 2 do info[c[i]] = c[i + 1] end
+    if info['pending'] == 0 and info['idle'] >= tonumber(ARGV[10]) and info['name'] ~= me then
+      redis.call('XGROUP', 'DELCONSUMER', stream, group, info['name'])
     end
   end
 end
