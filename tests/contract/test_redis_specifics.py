@@ -278,3 +278,24 @@ async def test_a_sentinel_url_finds_the_primary_it_monitors(
         await opened.close()
         sentinel.stop()
         primary.stop()
+
+
+async def test_a_subscription_another_process_declares_takes_the_next_event_at_once(
+    server: redis_servers.RedisServer, clock: FrozenClock
+) -> None:
+    writer = await open_redis(server.url, clock)
+    reader = await open_redis(server.url, clock)
+    try:
+        # The writer learns the subscriptions (none match its event), then another process
+        # declares one that does: the very next write must reach it.
+        await writer.store.transact("r", lambda s: emitting([event(EventType.SENT, OTP, 0)]))
+        seen = Recorder()
+        await subscribe(reader.bus, "late", Filter.of(type=EventType.SENT.value), seen)
+        after = event(EventType.SENT, OTP, clock.now())
+        await writer.store.transact("r", lambda s: emitting([after]))
+        await writer.bus.publish([event(EventType.SENT, OTP, clock.now())])
+        assert await reader.bus.pump() == 2
+        assert seen.ids[0] == after.id
+    finally:
+        await writer.close()
+        await reader.close()

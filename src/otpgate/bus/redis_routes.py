@@ -31,8 +31,11 @@ MAX_RELOADS = 5
 
 @dataclass(slots=True)
 class Plan:
-    """A routing: the subscriptions' version and, per routed event, its JSON and the
-    subscriptions it goes to (the ``events`` of ``lua/prelude.lua``'s ``emit``)."""
+    """A routing: the subscriptions' version (``""`` when there was nothing to route; a
+    script checks it whenever there were events, routed or not: an event that no
+    subscription this process knows of takes may be one a newer subscription takes), and,
+    per routed event, its JSON and the subscriptions it goes to (``emit`` in
+    ``lua/prelude.lua``)."""
 
     version: str
     events: list[tuple[msgspec.Raw, list[str]]] = field(default_factory=list)

@@ -133,8 +133,6 @@ class RedisStreamsBus:
         for shard, batch in by_shard.items():
             for _ in range(8):
                 plan = await self._routes.plan(shard, batch, BusError)
-                if not plan.events:
-                    break
                 done = await self._conn.script(
                     "emit", [self._keys.tag(shard)],
                     [encode([plan.version, number(self._clock.now()), plan.events])],

@@ -193,7 +193,9 @@ class RedisStore:
             if r.otp_id not in held and self._shards.get(r.otp_id) is None:
                 await self._conn.command("SET", self._keys.where_otp(r.otp_id), shard)
         if keep is not None:
-            await self._conn.command("SET", self._keys.where_answer(keep.slot), shard)
+            ttl = int((keep.ttl + _CLEANUP_MARGIN) * 1000)  # it outlives its answer
+            await self._conn.command("SET", self._keys.where_answer(keep.slot), shard,
+                                     "PX", ttl)
 
     def _shards_known(self, shard: int, otps: Sequence[Otp]) -> None:
         if self._keys.shards > 1:

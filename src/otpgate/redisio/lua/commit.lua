@@ -1,6 +1,6 @@
 -- A decision's change, written only over the state version it was decided on.
 -- ARGV[1]: msgpack {expected version ('0': absent), new state ('' unchanged), pending
---   codes, now, recipient, subs version, slot ('' none), answer, answer live until,
+--   codes, now, recipient, subs version ('' no events), slot ('' none), answer, answer live until,
 --   answer TTL ms (clean-up only), records, events}; a record is {OTP id, value, due
 --   member, expires at, pending?}
 -- Returns {1} done, {0, version, state, answer} on a conflict, {2, answer} when an
@@ -19,7 +19,7 @@ if slot ~= '' then
   local kept = live_answer(slot, now)
   if kept then return {2, kept} end
 end
-if #events > 0 and not fresh(subs) then return {-1} end
+if subs ~= '' and not fresh(subs) then return {-1} end
 if state ~= '' then
   redis.call('HINCRBY', at, 'v', 1)
   redis.call('HSET', at, 'b', state, 'p', pending)

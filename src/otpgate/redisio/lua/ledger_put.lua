@@ -1,7 +1,7 @@
 -- A ledger entry replaced only if it is still what the caller read (claims, receipts),
 -- read together with its OTP.
 -- ARGV[1]: msgpack {OTP id, field, expected entry ('' absent), new entry ('' write
---   nothing), now, subs version, events}
+--   nothing), now, subs version ('' no events), events}
 -- Returns {1, entry, otp} written (or nothing to write), {0, entry, otp} on a conflict,
 -- {-1, entry, otp} when the subscriptions changed.
 local p = cmsgpack.unpack(ARGV[1])
@@ -11,7 +11,7 @@ local current = redis.call('HGET', ledger, field) or ''
 local otp = otp_of(id)
 if current ~= expected then return {0, current, otp} end
 if new ~= '' then
-  if #events > 0 and not fresh(subs) then return {-1, current, otp} end
+  if subs ~= '' and not fresh(subs) then return {-1, current, otp} end
   redis.call('HSET', ledger, field, new)
   emit(events, now)
 end
