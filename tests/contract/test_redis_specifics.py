@@ -238,9 +238,9 @@ async def test_consumers_of_dead_processes_that_hold_nothing_leave_the_group(
     backend: Backend, clock: FrozenClock, server: redis_servers.RedisServer,
     monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from otpgate.bus import redis_streams
+    from otpgate.bus import redis_deliveries
 
-    monkeypatch.setattr(redis_streams, "_IDLE_CONSUMER", 0.05)
+    monkeypatch.setattr(redis_deliveries, "IDLE_CONSUMER", 0.05)
     seen = Recorder()
     await subscribe(backend.bus, "crowded", Filter(), seen)
     raw, stream = server.client(), Keys().queue(0, "crowded")

@@ -29,10 +29,7 @@ import logging
 import os
 import secrets
 import socket
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
 
 import msgspec
 
@@ -44,45 +41,23 @@ from otpgate.bus.base import (
     Handler,
     Limits,
     Subscription,
-    backoff,
     consumer_of,
-    dead_letter_event,
-    deliver,
     describe,
 )
+from otpgate.bus.redis_deliveries import Deliveries, Outcome, Taken, run
 from otpgate.bus.redis_routes import STALE, Routes
 from otpgate.clock import Clock
 from otpgate.errors import BusError, OtpgateError
 from otpgate.events import CloudEvent
 from otpgate.redisio.conn import RedisConn
-from otpgate.redisio.pipeline import Arg
 from otpgate.store.redis_keys import GROUP
-from otpgate.store.redis_records import encode, lua, number
+from otpgate.store.redis_records import encode, number
 
 log = logging.getLogger(__name__)
 
 _filter_json = msgspec.json.Encoder()
-_LAST_LEASE_RAN_OUT = "the lease of the last delivery ran out"
 _MAX_PAUSE = 2.0
-_PRUNE_EVERY = 600.0
-"""Seconds between two looks for consumers of dead processes in a group (per stream)."""
-_IDLE_CONSUMER = 3600.0
-"""Seconds a consumer holding nothing may be idle (Redis' own clock) before it goes."""
-
-
-@dataclass(slots=True)
-class _Taken:
-    """One delivery this process holds: where, which entry, which delivery of its event."""
-
-    shard: int
-    entry: bytes
-    event: CloudEvent
-    number: int
-    times: int
-    """How often the group has delivered this entry (the settle scripts check it)."""
-
-
-Outcome = tuple[_Taken, Exception | None]
+"""Seconds at most between two tries of a consumer that cannot reach Redis."""
 
 
 class RedisStreamsBus:
@@ -99,10 +74,9 @@ class RedisStreamsBus:
         self._me = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
         self._subs: dict[str, Subscription] = {}
         self._consumers: dict[str, Consumer] = {}
-        self._inflight: dict[str, dict[asyncio.Task[None], _Taken]] = {}
+        self._inflight: dict[str, dict[asyncio.Task[None], Taken]] = {}
         self._freed: dict[str, asyncio.Event] = {}
-        self._orphans_checked: dict[tuple[str, int], float] = {}
-        self._pruned: dict[tuple[str, int], float] = {}
+        self._deliveries = Deliveries(conn, clock, self._me, self._redeclare)
         self._settling: dict[tuple[str, int], list[Outcome]] = {}
         self._readers: list[asyncio.Task[None]] = []
         self._running = False
@@ -113,6 +87,9 @@ class RedisStreamsBus:
         self._subs[sub.name] = sub
         for shard in range(self._keys.shards):
             await self._declare(sub, shard)
+
+    async def _redeclare(self, consumer: Consumer, shard: int) -> None:
+        await self._declare(consumer.sub, shard)
 
     async def _declare(self, sub: Subscription, shard: int) -> None:
         await self._conn.script(
@@ -152,114 +129,21 @@ class RedisStreamsBus:
             room = min(limit - done, consumer.limits.concurrency)
             if room <= 0:
                 break
-            shards = range(self._keys.shards)
+            shards, ours = range(self._keys.shards), self._deliveries
             replies = await self._conn.scripts(
-                "take", [self._take_call(consumer, shard, room) for shard in shards],
+                "take", [ours.take_call(consumer, shard, room) for shard in shards],
                 error=BusError)
             batch = [t for shard, reply in zip(shards, replies, strict=True)
-                     for t in (await self._took(consumer, shard, reply))[0]]
+                     for t in (await ours.took(consumer, shard, reply))[0]]
             done += len(batch)
-            outcomes = await asyncio.gather(*(self._run(consumer, t) for t in batch))
+            outcomes = await asyncio.gather(*(run(consumer, t) for t in batch))
             by_shard: dict[int, list[Outcome]] = {}
             for outcome in outcomes:
                 by_shard.setdefault(outcome[0].shard, []).append(outcome)
             await self._conn.scripts("settle_deliveries", [
-                self._settle_call(consumer, shard, found) for shard, found in by_shard.items()],
+                ours.settle_call(consumer, shard, found) for shard, found in by_shard.items()],
                 error=BusError)
         return done
-
-    async def _take(self, consumer: Consumer, shard: int,
-                    room: int) -> tuple[list[_Taken], float | None]:
-        """Deliveries to handle now (and when the next retry is due)."""
-        keys, args = self._take_call(consumer, shard, room)
-        reply = await self._conn.script("take", keys, args, error=BusError)
-        return await self._took(consumer, shard, reply)
-
-    def _take_call(self, consumer: Consumer, shard: int,
-                   room: int) -> tuple[list[str], list[Arg]]:
-        now, limits, name = self._clock.now(), consumer.limits, consumer.name
-        clock = time.monotonic()
-        orphans = clock - self._orphans_checked.get((name, shard), 0.0) >= limits.lease / 2
-        if orphans:
-            self._orphans_checked[(name, shard)] = clock
-        prune = clock - self._pruned.get((name, shard), 0.0) >= _PRUNE_EVERY
-        if prune:
-            self._pruned[(name, shard)] = clock
-        return ([self._keys.tag(shard)],
-                [name, GROUP, self._me, number(now), number(now + limits.lease), room,
-                 limits.max_deliveries, int(limits.lease * 1000) if orphans else 0, 1,
-                 int(_IDLE_CONSUMER * 1000) if prune else 0])
-
-    async def _took(self, consumer: Consumer, shard: int,
-                    reply: list[Any]) -> tuple[list[_Taken], float | None]:
-        if not reply:
-            log.warning("the stream of %s is gone (Redis lost its data?); declaring it again",
-                        consumer.name)
-            await self._declare(consumer.sub, shard)
-            return [], None
-        taken, spent, next_retry = reply
-        if spent:
-            await self._bury(consumer, shard, [self._taken(shard, s) for s in spent],
-                             self._clock.now())
-        return [self._taken(shard, t) for t in taken], float(next_retry) if next_retry else None
-
-    @staticmethod
-    def _taken(shard: int, row: list[Any]) -> _Taken:
-        entry, raw, number, times = row
-        return _Taken(shard, bytes(entry), events.decode(raw), int(number), int(times))
-
-    @staticmethod
-    async def _run(consumer: Consumer, taken: _Taken) -> Outcome:
-        try:
-            await deliver(consumer, taken.event, taken.number)
-        except Exception as exc:  # any failure is retried, then dead-lettered
-            return taken, exc
-        return taken, None
-
-    async def _settle(self, consumer: Consumer, shard: int,
-                      outcomes: Sequence[Outcome]) -> None:
-        keys, args = self._settle_call(consumer, shard, outcomes)
-        await self._conn.script("settle_deliveries", keys, args, error=BusError)
-
-    def _settle_call(self, consumer: Consumer, shard: int,
-                     outcomes: Sequence[Outcome]) -> tuple[list[str], list[Arg]]:
-        """Acknowledge, retry later or dead-letter, each only while still ours."""
-        now, limits, name = self._clock.now(), consumer.limits, consumer.name
-        items: list[list[Any]] = []
-        for taken, error in outcomes:
-            if error is None:
-                items.append(["a", taken.entry.decode(), taken.times])
-            elif taken.number >= limits.max_deliveries:
-                log.error("dead-lettered %s on %s after %d deliveries: %s", taken.event.id,
-                          name, taken.number, describe(error))
-                kept = events.encode(dead_letter_event(consumer.sub, taken.event))
-                items.append(["d", taken.entry.decode(), taken.times, lua(kept),
-                              describe(error), taken.number])
-            else:
-                log.warning("retrying %s on %s: %s", taken.event.id, name, describe(error))
-                due = now + backoff(limits, taken.number, error)
-                member = (f"{taken.number}:{taken.entry.decode()}:".encode()
-                          + events.encode(taken.event))
-                items.append(["r", taken.entry.decode(), taken.times, number(due),
-                              lua(member)])
-        return self._settlement(consumer.name, shard, items, now)
-
-    def _settlement(self, name: str, shard: int, items: list[list[Any]],
-                    now: float) -> tuple[list[str], list[Arg]]:
-        return [self._keys.tag(shard)], [encode([name, GROUP, self._me, number(now), items])]
-
-    async def _bury(self, consumer: Consumer, shard: int, spent: Sequence[_Taken],
-                    now: float) -> None:
-        """Dead-letter deliveries whose last lease ran out without an answer."""
-        items: list[list[Any]] = []
-        for taken in spent:
-            log.error("dead-lettered %s on %s: its last delivery never answered",
-                      taken.event.id, consumer.name)
-            kept = events.encode(dead_letter_event(consumer.sub, taken.event))
-            items.append(["b", taken.entry.decode(), taken.times, lua(kept),
-                          _LAST_LEASE_RAN_OUT, taken.number])
-        keys, args = self._settlement(consumer.name, shard, items, now)
-        await self._conn.script("settle_deliveries", keys, args, error=BusError)
 
     # -- consuming in the background ----------------------------------------------------
 
@@ -281,9 +165,12 @@ class RedisStreamsBus:
                 room = await self._room(consumer)
                 if room == 0:
                     continue
-                batch, next_retry = await self._take(consumer, shard, room)
+                batch, next_retry = await self._deliveries.take(consumer, shard, room)
                 if not batch:
-                    batch = await self._wait(consumer, shard, room, next_retry)
+                    wait = min(self._poll, self._conn.timeout / 2)
+                    if next_retry is not None:
+                        wait = min(wait, max(0.001, next_retry - self._clock.now()))
+                    batch = await self._deliveries.wait(consumer, shard, room, wait)
                 for taken in batch:
                     self._spawn(consumer, taken)
                 if pause:
@@ -310,34 +197,13 @@ class RedisStreamsBus:
         free = consumer.limits.concurrency - len(running)
         return max(1, free // self._keys.shards)
 
-    async def _wait(self, consumer: Consumer, shard: int, room: int,
-                    next_retry: float | None) -> list[_Taken]:
-        """Block on the stream until entries come (or the next retry is due)."""
-        wait = min(self._poll, self._conn.timeout / 2)
-        if next_retry is not None:
-            wait = min(wait, max(0.001, next_retry - self._clock.now()))
-        stream = self._keys.queue(shard, consumer.name)
-        reply = await self._conn.blocking_read(stream, GROUP, self._me, room,
-                                               max(1, int(wait * 1000)), error=BusError)
-        if not reply:
-            return []
-        entries = reply[0][1]
-        until = self._clock.now() + consumer.limits.lease
-        leases: list[Arg] = []
-        for entry, _ in entries:
-            leases += [until, entry]
-        await self._conn.command("ZADD", self._keys.leases(shard, consumer.name), *leases,
-                                 error=BusError)
-        return [_Taken(shard, bytes(entry), events.decode(fields[b"e"]),
-                       int(fields[b"n"]) + 1, 1) for entry, fields in entries]
-
-    def _spawn(self, consumer: Consumer, taken: _Taken) -> None:
+    def _spawn(self, consumer: Consumer, taken: Taken) -> None:
         task = asyncio.create_task(self._handle(consumer, taken))
         self._inflight[consumer.name][task] = taken
 
-    async def _handle(self, consumer: Consumer, taken: _Taken) -> None:
+    async def _handle(self, consumer: Consumer, taken: Taken) -> None:
         try:
-            await self._settle_soon(consumer, taken.shard, await self._run(consumer, taken))
+            await self._settle_soon(consumer, taken.shard, await run(consumer, taken))
         finally:
             task = asyncio.current_task()
             if task is not None:
@@ -358,7 +224,7 @@ class RedisStreamsBus:
         finally:
             del self._settling[key]
         try:
-            await self._settle(consumer, shard, batch)
+            await self._deliveries.settle(consumer, shard, batch)
         except BusError as exc:
             log.warning("settling %d deliveries on %s failed (%s); their leases will run out",
                         len(batch), consumer.name, exc.detail)
@@ -389,15 +255,13 @@ class RedisStreamsBus:
         for task in late:
             task.cancel()
         await asyncio.gather(*late, return_exceptions=True)
-        back: dict[tuple[str, int], list[list[Any]]] = {}
+        back: dict[tuple[str, int], list[Taken]] = {}
         for task in late:
             name, taken = held[task]
-            back.setdefault((name, taken.shard), []).append(
-                ["h", taken.entry.decode(), taken.times])
-        for (name, shard), items in back.items():
-            keys, args = self._settlement(name, shard, items, self._clock.now())
+            back.setdefault((name, taken.shard), []).append(taken)
+        for (name, shard), takens in back.items():
             with contextlib.suppress(BusError):
-                await self._conn.script("settle_deliveries", keys, args, error=BusError)
+                await self._deliveries.hand_back(name, shard, takens)
         if back:
             log.warning("handed back %d unfinished deliveries", len(late))
 
