@@ -147,8 +147,9 @@ def _wait(ready: Callable[[], bool], timeout: float, what: str, deployment: Depl
 def _count_api(deployment: Deployment, client: redis.Redis, counts: dict[str, Any],
                count: int) -> None:
     """Round trips per OTP request, while only the API processes talk to Redis."""
-    run.loadgen(deployment, "otp", duration=30, connections=32, requests=200,
-                extra=["--purpose", "count-warmup", "--first-index", "7000000"])
+    for n in range(4):  # new connections each time: every API process gets some
+        run.loadgen(deployment, "otp", duration=30, connections=32, requests=200,
+                    extra=["--purpose", f"count-warmup-{n}", "--first-index", "7000000"])
     before = _stats(client)
     report = run.loadgen(deployment, "otp", duration=60, connections=32, requests=count,
                          extra=["--purpose", "count", "--first-index", "7000000"])
@@ -177,7 +178,7 @@ def _count_worker(deployment: Deployment, client: redis.Redis, counts: dict[str,
             raise RuntimeError(f"the worker did not drain the stream:\n{deployment.output()}")
         time.sleep(0.2)
     after = _stats(client)
-    sent = counts["requests"] + 200
+    sent = counts["requests"] + 800
     counts["commands_per_sent_code"] = _per_request(counts.pop("_after_api"), after, sent,
                                                     None)
 

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from otpgate import events
 from otpgate.backends import Backend, open_redis
-from otpgate.bus.base import Subscription
+from otpgate.bus.base import Limits, Subscription
 from otpgate.clock import FrozenClock
 from otpgate.core.otp import Status
 from otpgate.core.policy import Policy
@@ -299,3 +300,60 @@ async def test_a_subscription_another_process_declares_takes_the_next_event_at_o
     finally:
         await writer.close()
         await reader.close()
+
+
+async def test_a_dead_lettered_dispatch_event_is_kept_without_its_sealed_payload(
+    backend: Backend, clock: FrozenClock
+) -> None:
+    from otpgate.dispatch import subscription_for
+    from otpgate.errors import TemporaryDeliveryError
+
+    async def refuse(evt: CloudEvent) -> None:
+        raise TemporaryDeliveryError("provider down")
+
+    sub = subscription_for("twilio")
+    await backend.bus.declare(sub)
+    backend.bus.consume(sub.name, refuse, Limits(max_deliveries=1))
+    dispatch = events.new(EventType.DISPATCH, OTP, {"otp_id": OTP, "sealed": "c2VjcmV0"},
+                          clock.now(), channel="sms", driver="twilio")
+    await backend.store.transact("r", lambda s: emitting([dispatch]))
+
+    assert await backend.bus.pump() == 1
+    [dead] = await backend.bus.dead_letters(sub.name)
+    assert dead.event.id == dispatch.id
+    assert dead.event.data == {"otp_id": OTP}
+
+
+async def test_a_consumer_whose_lease_was_taken_over_cannot_settle_its_successors_delivery(
+    server: redis_servers.RedisServer, clock: FrozenClock
+) -> None:
+    slow, fast = [await open_redis(server.url, clock) for _ in range(2)]
+    slow_may_finish, fast_started, never = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def first(evt: CloudEvent) -> None:
+        await slow_may_finish.wait()
+
+    async def second(evt: CloudEvent) -> None:
+        fast_started.set()
+        await never.wait()
+
+    try:
+        await subscribe(slow.bus, "held", Filter(), first, lease=10)
+        await subscribe(fast.bus, "held", Filter(), second, lease=10)
+        await slow.store.transact("r", lambda s: emitting([event(EventType.SENT, OTP, 0)]))
+        late = asyncio.create_task(slow.bus.pump())
+        await asyncio.sleep(0.05)
+        clock.advance(11)  # the slow one's lease ran out: the fast one takes over
+        taking = asyncio.create_task(fast.bus.pump())
+        await asyncio.wait_for(fast_started.wait(), 5)
+        slow_may_finish.set()
+        assert await late == 1
+
+        [held] = server.client().xpending_range(Keys().queue(0, "held"), "otpgate", "-", "+",
+                                                10)
+        assert held["times_delivered"] == 2, "the late acknowledgement was not refused"
+        taking.cancel()
+        await asyncio.gather(taking, return_exceptions=True)
+    finally:
+        await slow.close()
+        await fast.close()
