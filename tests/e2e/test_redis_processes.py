@@ -270,3 +270,14 @@ def test_a_redis_killed_and_restarted_from_its_aof_keeps_what_was_acknowledged(
         assert sender.proc.poll() is None and front.proc.poll() is None
     finally:
         aof.stop()
+
+
+def test_one_serve_process_runs_api_and_dispatchers_on_redis(
+    tmp_path: Path, redis: redis_servers.RedisServer, processes: list[srv.Server]
+) -> None:
+    both = srv.start(tmp_path / "var", tmp_path / "processes.log", environment(redis))
+    processes.append(both)
+    [otp_id] = anyio.run(request_all, [both.url], numbers(1))
+    found = wait_until_captured(both.url, {otp_id}, 20)
+    assert found[otp_id] == 1
+    assert "API and dispatchers" in (tmp_path / "processes.log").read_text()

@@ -66,3 +66,20 @@ def test_the_shards_spread_evenly_over_the_slots_of_a_cluster() -> None:
     assert [slot * 16 // 16384 for slot in slots] == list(range(16))
     per_primary = [sum(1 for s in slots if s * 3 // 16384 == p) for p in range(3)]
     assert sorted(per_primary) == [5, 5, 6]
+
+
+async def test_a_redis_runtime_without_a_shared_secret_key_refuses_to_start(tmp_path) -> None:
+    from otpgate.config import build
+    from otpgate.runtime import Runtime
+
+    settings = build({"store_url": "redis://127.0.0.1:9/0", "data_dir": tmp_path})
+    with pytest.raises(ConfigurationError, match="OTPGATE_SECRET_KEY is required"):
+        await Runtime.open(settings)
+    assert not (tmp_path / "secret.key").exists()
+
+
+def test_the_store_timeout_is_read_from_its_variable() -> None:
+    from otpgate.config import from_env
+
+    assert from_env({"OTPGATE_STORE_TIMEOUT": "0.5"}).store.timeout == 0.5
+    assert from_env({}).store.timeout == 2.0
