@@ -64,7 +64,7 @@ class RedisStreamsBus:
     """At-least-once, leased, retried and dead-lettered delivery over Redis Streams."""
 
     def __init__(self, conn: RedisConn, routes: Routes, clock: Clock, *,
-                 poll_interval: float = 0.2, drain_timeout: float = 10.0) -> None:
+                 poll_interval: float = 0.2, drain_timeout: float = 8.0) -> None:
         self._conn = conn
         self._keys = conn.keys
         self._routes = routes
