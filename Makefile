@@ -26,8 +26,9 @@ unit: $(STAMP)
 test: lint  ## the whole test suite
 	$(BIN)/pytest -q
 
+# make bench ARGS="--runtime redis": the embedded runtime, then Redis, compared
 bench: $(STAMP)  ## load the local server and print throughput and latency ratios
-	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.run $(ARGS)
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

@@ -282,6 +282,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     from benchmarks import dispatch
 
     dispatch.add_arguments(parser)
+    parser.add_argument("--runtime", choices=("embedded", "redis"), default="embedded",
+                        help="redis: the scenarios on the embedded runtime, then on Redis "
+                             "(2 API processes, 1 worker, a redis-server of its own), "
+                             "compared; see benchmarks/redis_runtime.py")
     args = parser.parse_args(argv)
     if args.duration <= 0 or args.connections < 1 or args.workers < 1 or args.warmup < 0:
         parser.error("--duration must be > 0, --connections and --workers >= 1, "
@@ -289,10 +293,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def benchmark(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+def benchmark(args: argparse.Namespace, workdir: Path,
+              serve: Any = running_server) -> dict[str, Any]:
+    """The scenarios against the server ``serve`` starts (by default ``running_server``;
+    ``benchmarks.redis_runtime`` passes the Redis deployment)."""
     duration, connections = args.duration, args.connections
     results: dict[str, dict[str, Any]] = {}
-    with running_server(args.server_cmd, args.workers, workdir) as server:
+    with serve(args.server_cmd, args.workers, workdir) as server:
         _log(f"server up at {server.url} ({args.workers} worker(s)); warming up")
         next_index = 0
         if args.warmup:
@@ -370,6 +377,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, interrupted)  # so that the server is stopped on SIGTERM too
+    if args.runtime == "redis":
+        from benchmarks import redis_runtime
+
+        return redis_runtime.main(args)
     from benchmarks import dispatch
 
     with tempfile.TemporaryDirectory(prefix="otpgate-bench-") as tmp:

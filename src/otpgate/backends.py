@@ -15,6 +15,7 @@ from otpgate import registry
 from otpgate.bus.base import Bus
 from otpgate.capture.base import CaptureSink
 from otpgate.clock import Clock
+from otpgate.errors import ConfigurationError
 from otpgate.store.base import Store
 
 
@@ -127,3 +128,37 @@ async def open_dynamodb(url: str, clock: Clock, **options: Any) -> Backend:
         await clients.close()
 
     return Backend(store=store, bus=bus, capture=DynamoCaptureSink(table), close=close)
+
+
+async def open_redis(url: str, clock: Clock, **options: Any) -> Backend:
+    """``redis://``, ``rediss://``, ``redis+cluster://`` and ``redis+sentinel://`` (see
+    ``otpgate.redisio.conn``): the store, the bus (Redis Streams) and the dev inbox in one
+    Redis, shared by any number of processes on any machines.
+
+    Options: ``timeout`` (s, ``OTPGATE_STORE_TIMEOUT``: every call's bound),
+    ``poll_interval`` (s, how long a consumer waits on an idle stream before it looks for
+    retries and expired leases again), ``drain_timeout`` (s, for in-flight handlers on
+    stop; at most half a lease; 8 by default, so that a stop takes under 10 s).
+    """
+    try:
+        from otpgate.bus.redis_routes import Routes
+        from otpgate.bus.redis_streams import RedisStreamsBus
+        from otpgate.capture.redis import RedisCaptureSink
+        from otpgate.redisio.conn import connect
+        from otpgate.store.redis import RedisStore
+    except ImportError as exc:
+        raise ConfigurationError(f"backend 'redis' cannot be loaded: {exc}; "
+                                 "pip install 'otpgate[redis]'") from None
+
+    conn = connect(url, timeout=float(options.get("timeout", 2.0)))
+    routes = Routes(conn)
+    bus = RedisStreamsBus(conn, routes, clock,
+                          poll_interval=float(options.get("poll_interval", 0.2)),
+                          drain_timeout=float(options.get("drain_timeout", 8.0)))
+
+    async def close() -> None:
+        await bus.stop()
+        await conn.close()
+
+    return Backend(store=RedisStore(conn, routes, clock), bus=bus,
+                   capture=RedisCaptureSink(conn), close=close, embedded=False)

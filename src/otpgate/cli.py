@@ -179,9 +179,15 @@ def _run_server(settings: Settings) -> None:
 
 
 @main.command()
-def worker() -> None:
-    """Run the dispatchers and the expiry sweeper without the HTTP API."""
-    settings = _settings()
+@click.option("--dev/--no-dev", envvar="OTPGATE_DEV", default=False, show_default=True,
+              help="Dev mode, as serve --dev: messages captured for the dev inbox.")
+def worker(dev: bool) -> None:
+    """Run the dispatchers and the expiry sweeper without the HTTP API.
+
+    SIGTERM (or Ctrl-C) stops taking deliveries, lets those in flight finish or hands
+    them back, and exits 0.
+    """
+    settings = _settings(dev=dev)
     _preflight(settings)
 
     async def run(runtime: Runtime) -> None:

@@ -73,6 +73,9 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
 class StoreSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     url: SecretUrl | None = None
     """Backend URL: ``sqlite:///var/otpgate.db`` (default), ``memory://``, ``redis://…``."""
+    timeout: float = 2.0
+    """Seconds a call to a store server (Redis) may take before it counts as unavailable
+    (the API answers 503)."""
 
 
 class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -170,7 +173,7 @@ FLAT: dict[str, tuple[str | None, str]] = {
     "allowed_origins": ("server", "allowed_origins"),
     "shutdown_grace": ("server", "shutdown_grace"),
     "ready_max_due_age": ("server", "ready_max_due_age"),
-    "store_url": ("store", "url"),
+    "store_url": ("store", "url"), "store_timeout": ("store", "timeout"),
     "bus_lease": ("bus", "lease"), "bus_max_deliveries": ("bus", "max_deliveries"),
     "poll_interval": ("bus", "poll_interval"), "sweep_interval": ("bus", "sweep_interval"),
     "data_dir": (None, "data_dir"), "dev": (None, "dev"), "dev_public": (None, "dev_public"),

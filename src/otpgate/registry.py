@@ -20,6 +20,10 @@ BACKENDS: Table = {
     "memory": ("otpgate.backends:open_memory", None),
     "sqlite": ("otpgate.backends:open_sqlite", None),
     "dynamodb": ("otpgate.backends:open_dynamodb", "aws"),
+    "redis": ("otpgate.backends:open_redis", "redis"),
+    "rediss": ("otpgate.backends:open_redis", "redis"),
+    "redis+cluster": ("otpgate.backends:open_redis", "redis"),
+    "redis+sentinel": ("otpgate.backends:open_redis", "redis"),
 }
 DRIVERS: Table = {
     "capture": ("otpgate.drivers.capture:from_url", None),

@@ -194,7 +194,8 @@ class Runtime:
             settings.store_url, clock, poll_interval=settings.bus.poll_interval,
             topic_arn=settings.aws.topic_arn, events_topic_arn=settings.aws.events_topic_arn,
             max_deliveries=settings.bus.max_deliveries, retention=settings.retention,
-            drain_timeout=settings.server.shutdown_grace)
+            drain_timeout=settings.server.shutdown_grace,
+            timeout=settings.store.timeout)
         try:
             keyring, path = await open_keyring(settings, backend)
             audit = Audit()

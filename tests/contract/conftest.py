@@ -16,12 +16,13 @@ from typing import Any
 import pytest
 
 from otpgate import events
-from otpgate.backends import Backend, open_memory, open_sqlite
+from otpgate.backends import Backend, open_memory, open_redis, open_sqlite
 from otpgate.bus.base import Bus, Handler, Limits, Subscription
 from otpgate.clock import FrozenClock
 from otpgate.core.lifecycle import Change
 from otpgate.core.otp import Otp, RecipientState, Status
 from otpgate.events import CloudEvent, EventType, Filter
+from tests import redis_servers
 from tests.aws import moto
 from tests.aws.backend import open_provisioned
 
@@ -53,6 +54,12 @@ BACKENDS: list[BackendCase] = [
                                                                 poll_interval=poll)),
     BackendCase("dynamodb", lambda path, clock, poll: open_provisioned(clock, poll),
                 available=moto.available, bus_contract=False),
+    BackendCase("redis", lambda path, clock, poll: open_redis(
+        redis_servers.standalone().url, clock, poll_interval=poll),
+        available=redis_servers.missing),
+    BackendCase("redis-cluster", lambda path, clock, poll: open_redis(
+        redis_servers.cluster().url, clock, poll_interval=poll),
+        available=redis_servers.missing),
 ]
 BACKEND_NAMES = [case.name for case in BACKENDS]
 BUS_BACKEND_NAMES = [case.name for case in BACKENDS if case.bus_contract]

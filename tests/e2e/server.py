@@ -60,9 +60,10 @@ def _spawn(cmd: list[str], log: Path, env: Mapping[str, str] | None,
                                 preexec_fn=preexec)
 
 
-def start_worker(data_dir: Path, log: Path, env: Mapping[str, str] | None = None) -> Server:
+def start_worker(data_dir: Path, log: Path, env: Mapping[str, str] | None = None,
+                 extra: tuple[str, ...] = ()) -> Server:
     """``otpgate worker`` on ``data_dir`` (it serves no HTTP: ``url`` is empty)."""
-    proc = _spawn([sys.executable, "-m", "otpgate", "worker"], log,
+    proc = _spawn([sys.executable, "-m", "otpgate", "worker", *extra], log,
                   {"OTPGATE_DATA_DIR": str(data_dir), **(env or {})})
     return Server(proc, "", log)
 

@@ -93,3 +93,25 @@ async def test_an_unencoded_plus_in_the_recipient_filter_is_read_as_a_plus(
     # curl 'localhost:8080/v1/dev/messages?to=+14155550123' sends the plus unencoded.
     found = (await client.get(f"/v1/dev/messages?to={PHONE}")).json()
     assert [m["to"] for m in found] == [PHONE]
+
+
+async def test_messages_are_read_a_page_at_a_time_by_limit_and_before(client: Client) -> None:
+    sink = runtime_of(client).backend.capture
+    for n in range(5):
+        await sink.add(CapturedMessage(id=f"m{n}", otp_id="otp_x", to=PHONE, channel="sms",
+                                       body=f"code {n}", sent_at=START + n), f"k{n}")
+    first = (await client.get("/v1/dev/messages", params={"limit": 2})).json()
+    second = (await client.get("/v1/dev/messages",
+                               params={"limit": 2, "before": first[-1]["id"]})).json()
+    last = (await client.get("/v1/dev/messages", params={"before": second[-1]["id"]})).json()
+    assert [[m["id"] for m in page] for page in (first, second, last)] == [
+        ["m4", "m3"], ["m2", "m1"], ["m0"]]
+
+
+async def test_a_limit_outside_1_to_1000_or_a_malformed_before_is_422(client: Client) -> None:
+    for bad in ("0", "1001", "ten", "-1", "2.5"):
+        assert_problem(await client.get("/v1/dev/messages", params={"limit": bad}), 422,
+                       "invalid-request", field="limit")
+    assert_problem(await client.get("/v1/dev/messages", params={"before": "x" * 201}), 422,
+                   "invalid-request", field="before")
+    assert (await client.get("/v1/dev/messages", params={"limit": "1000"})).status_code == 200

@@ -75,7 +75,7 @@ def test_keys_are_created_once_listed_without_secrets_and_revoked(env: dict[str,
     [listed] = json.loads(out)
     assert listed["name"] == "checkout"
     assert listed["revoked_at"] is None
-    assert plaintext.split("_")[-1] not in out
+    assert plaintext.removeprefix(f"og_{listed['id']}_") not in out
     assert run(env, "keys", "revoke", listed["id"])[0] == 0
     assert json.loads(run(env, "keys", "list")[1])[0]["revoked_at"] is not None
     code, out = run(env, "keys", "revoke", listed["id"])

@@ -8,12 +8,13 @@ refreshes itself every few seconds.
 from __future__ import annotations
 
 from html import escape
+from typing import Annotated
 
 import msgspec
 from litestar import MediaType, Response, get
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import ResponseSpec
-from litestar.params import FromQuery
+from litestar.params import FromQuery, QueryParameter
 
 from otpgate.api import ApiContext
 from otpgate.api.problems import MEDIA_TYPE as PROBLEM
@@ -21,9 +22,12 @@ from otpgate.api.schemas import MessageOut, Problem
 from otpgate.capture.base import CapturedMessage
 from otpgate.clock import isoformat
 from otpgate.core import recipients
-from otpgate.errors import InvalidRecipient
+from otpgate.errors import InvalidRecipient, InvalidRequest
 
 REFRESH_SECONDS = 3
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+_MAX_ID = 200
 _ENCODER = msgspec.json.Encoder()
 _CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"
 
@@ -38,16 +42,43 @@ def _address(to: str | None) -> str | None:
     return recipients.parse(to).address
 
 
+def _limit(raw: str | None) -> int:
+    if raw is None:
+        return DEFAULT_LIMIT
+    if not (raw.isascii() and raw.isdigit() and 1 <= int(raw) <= MAX_LIMIT):
+        raise InvalidRequest(f"limit must be a whole number from 1 to {MAX_LIMIT}", "limit")
+    return int(raw)
+
+
+def _before(raw: str | None) -> str | None:
+    if raw is not None and not (0 < len(raw) <= _MAX_ID and raw.isprintable()):
+        raise InvalidRequest("before must be the id of a message", "before")
+    return raw
+
+
 def messages_handler(ctx: ApiContext) -> HTTPRouteHandler:
-    """``GET /v1/dev/messages?to=…``: captured messages, newest first."""
+    """``GET /v1/dev/messages?to=…&limit=…&before=…``: captured messages, newest first,
+    a page at a time (``before`` = the last id of the previous page)."""
 
     @get("/dev/messages", operation_id="devMessages", summary="Captured messages (dev mode)",
          responses={200: ResponseSpec(list[MessageOut], description="Newest first",
                                       generate_examples=False),
-                    422: ResponseSpec(Problem, description="to is not a valid recipient",
+                    422: ResponseSpec(Problem, description="to is not a valid recipient, "
+                                      "or limit or before is malformed",
                                       media_type=PROBLEM, generate_examples=False)})
-    async def dev_messages(to: FromQuery[str | None] = None) -> Response[bytes]:
-        found = await ctx.runtime.backend.capture.list(_address(to))
+    async def dev_messages(
+        to: FromQuery[str | None] = None,
+        limit: Annotated[str | None, QueryParameter(
+            name="limit", required=False,
+            description=f"at most this many (default {DEFAULT_LIMIT}, at most "
+                        f"{MAX_LIMIT})")] = None,
+        before: Annotated[str | None, QueryParameter(
+            name="before", required=False,
+            description="only messages captured before the message with this id (the "
+                        "last of the previous page); an unknown id gives an empty page")] = None,
+    ) -> Response[bytes]:
+        found = await ctx.runtime.backend.capture.list(_address(to), _limit(limit),
+                                                       _before(before))
         body = _ENCODER.encode([
             MessageOut(m.id, m.otp_id, m.to, m.channel, m.body, isoformat(m.sent_at))
             for m in found])

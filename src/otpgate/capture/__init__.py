@@ -1,2 +1,2 @@
 """Where the ``capture`` driver keeps messages instead of sending them: the ``CaptureSink``
-port (``base``) and one sink per backend (``memory``, ``sqlite``)."""
+port (``base``) and one sink per backend (``memory``, ``sqlite``, ``redis``)."""

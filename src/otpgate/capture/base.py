@@ -26,6 +26,9 @@ class CaptureSink(Protocol):
         """Keep ``message`` unless one with the same key is kept; True if it was added."""
         ...
 
-    async def list(self, to: str | None = None, limit: int = 100) -> list[CapturedMessage]:
-        """Newest first, optionally only those sent to ``to``."""
+    async def list(self, to: str | None = None, limit: int = 100,
+                   before: str | None = None) -> list[CapturedMessage]:
+        """Newest first, optionally only those sent to ``to``; with ``before`` (a message
+        id), only those kept before that message (none when no message has that id), so
+        that a reader pages back through everything."""
         ...

@@ -3,7 +3,8 @@
 Dev mode only: items hold full addresses, as the dev inbox shows them. Each message is
 kept twice in one transaction — under ``C#ALL`` and under ``C#TO#<to>`` — with a sort key
 from a counter, so that both lists read newest first with one query; a ``CK#<key>`` item
-keeps one message per idempotency key. Items go after a day (``ttl``).
+keeps one message per idempotency key, and a ``CID#<id>`` item the message's place, for
+paging back from it (``before``). Items go after a day (``ttl``).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class DynamoCaptureSink:
             await self._table.transact([
                 t.put({**t.key(f"CK#{idempotency_key}", "CAPTURE"), "ttl": ttl},
                       "attribute_not_exists(pk)"),
+                t.put({**t.key(f"CID#{message.id}", "CAPTURE"), "seq": t.s(sk), "ttl": ttl}),
                 t.put({**t.key("C#ALL", sk), **body}),
                 t.put({**t.key(f"C#TO#{message.to}", sk), **body}),
             ])
@@ -43,10 +45,17 @@ class DynamoCaptureSink:
             return False
         return True
 
-    async def list(self, to: str | None = None, limit: int = 100) -> list[CapturedMessage]:
+    async def list(self, to: str | None = None, limit: int = 100,
+                   before: str | None = None) -> list[CapturedMessage]:
         pk = "C#ALL" if to is None else f"C#TO#{to}"
+        condition, values = "pk = :pk", {":pk": t.s(pk)}
+        if before is not None:
+            place = await self._table.get(f"CID#{before}", "CAPTURE")
+            if place is None:
+                return []  # an unknown id gives an empty page, as on every backend
+            condition += " AND sk < :before"
+            values[":before"] = t.s(t.text(place, "seq"))
         items = await self._table.query(
-            limit=limit, KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues={":pk": t.s(pk)}, ScanIndexForward=False,
-            ConsistentRead=True)
+            limit=limit, KeyConditionExpression=condition,
+            ExpressionAttributeValues=values, ScanIndexForward=False, ConsistentRead=True)
         return [_message_of(t.blob(i, "msg")) for i in items]

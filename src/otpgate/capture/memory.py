@@ -17,6 +17,11 @@ class MemoryCaptureSink:
         self._messages.append(message)
         return True
 
-    async def list(self, to: str | None = None, limit: int = 100) -> list[CapturedMessage]:
-        found = [m for m in reversed(self._messages) if to is None or m.to == to]
+    async def list(self, to: str | None = None, limit: int = 100,
+                   before: str | None = None) -> list[CapturedMessage]:
+        older = self._messages
+        if before is not None:
+            cut = next((i for i, m in enumerate(older) if m.id == before), None)
+            older = older[:cut] if cut is not None else []
+        found = [m for m in reversed(older) if to is None or m.to == to]
         return found[:limit]

@@ -29,14 +29,21 @@ class SqliteCaptureSink:
 
         return await self._db.write(insert)
 
-    async def list(self, to: str | None = None, limit: int = 100) -> list[CapturedMessage]:
+    async def list(self, to: str | None = None, limit: int = 100,
+                   before: str | None = None) -> list[CapturedMessage]:
+        # An unknown ``before`` makes the bound NULL: no rows, as on every backend.
+        conditions, args = [], []
+        if to is not None:
+            conditions.append('"to" = ?')
+            args.append(to)
+        if before is not None:
+            conditions.append("n < (SELECT n FROM captured WHERE id = ?)")
+            args.append(before)
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        sql = f"SELECT {_COLUMNS} FROM captured{where} ORDER BY n DESC LIMIT ?"  # noqa: S608
+
         def load(conn: sqlite3.Connection) -> list[CapturedMessage]:
-            if to is None:
-                rows = conn.execute(f"SELECT {_COLUMNS} FROM captured "  # noqa: S608
-                                    "ORDER BY n DESC LIMIT ?", (limit,)).fetchall()
-            else:
-                rows = conn.execute(f'SELECT {_COLUMNS} FROM captured WHERE "to" = ? '  # noqa: S608
-                                    "ORDER BY n DESC LIMIT ?", (to, limit)).fetchall()
+            rows = conn.execute(sql, (*args, limit)).fetchall()
             return [CapturedMessage(id=r[0], otp_id=r[1], to=r[2], channel=r[3], body=r[4],
                                     sent_at=r[5], subject=r[6]) for r in rows]
 
