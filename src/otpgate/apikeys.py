@@ -33,8 +33,10 @@ def split(presented: str) -> tuple[str, str]:
     return match["id"], match["secret"]
 
 
-async def create(store: Store, name: str, now: float) -> tuple[ApiKey, str]:
-    """Make and store a new key; the plaintext is returned here and never again."""
+async def create(store: Store, name: str, now: float, *,
+                 admin: bool = False) -> tuple[ApiKey, str]:
+    """Make and store a new key (an ``admin`` one may also read ``/metrics`` and the
+    dashboard); the plaintext is returned here and never again."""
     if not _NAME.fullmatch(name):
         raise InvalidRequest("a key name is 1 to 64 printable ASCII characters", "name")
     secret = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
@@ -42,7 +44,8 @@ async def create(store: Store, name: str, now: float) -> tuple[ApiKey, str]:
         key_id = secrets.token_hex(4)
         if await store.get_api_key(key_id) is None:
             break
-    key = ApiKey(id=key_id, name=name, secret_hash=hash_secret(secret), created_at=now)
+    key = ApiKey(id=key_id, name=name, secret_hash=hash_secret(secret), created_at=now,
+                 admin=admin)
     await store.put_api_key(key)
     return key, f"{PREFIX}{key_id}_{secret}"
 

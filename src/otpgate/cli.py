@@ -10,10 +10,13 @@ import contextlib
 import functools
 import json
 import logging
+import os
+import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
+import tempfile
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -119,13 +122,36 @@ def _run_server(settings: Settings) -> None:
                         access_log=False, lifespan="on", server_header=False,
                         date_header=False)
     if server.workers > 1:
-        Multiprocess(uv, sockets=[uv.bind_socket()]).run()
+        with _metrics_dir():
+            Multiprocess(uv, sockets=[uv.bind_socket()]).run()
         return
     one = uvicorn.Server(uv)
     with contextlib.suppress(KeyboardInterrupt):
         one.run()
     if not one.started:
         sys.exit(3)  # uvicorn's start-up failure
+
+
+@contextlib.contextmanager
+def _metrics_dir() -> Iterator[None]:
+    """Server processes write their metrics to one directory that ``/metrics`` sums up
+    (prometheus-client's multi-process mode): a fresh one, removed at exit — or the
+    ``PROMETHEUS_MULTIPROC_DIR`` given, emptied of earlier runs' samples first."""
+    from otpgate.observe.metrics import MULTIPROC_DIR
+
+    given = os.environ.get(MULTIPROC_DIR)
+    if given:
+        for stale in Path(given).glob("*.db"):
+            stale.unlink()
+        yield
+        return
+    made = tempfile.mkdtemp(prefix="otpgate-metrics-")
+    os.environ[MULTIPROC_DIR] = made
+    try:
+        yield
+    finally:
+        os.environ.pop(MULTIPROC_DIR, None)
+        shutil.rmtree(made, ignore_errors=True)
 
 
 @main.command()
@@ -230,9 +256,12 @@ def keys() -> None:
 
 @keys.command("create")
 @click.option("--name", required=True, help="Who or what uses the key.")
-def keys_create(name: str) -> None:
+@click.option("--admin", is_flag=True, default=False,
+              help="May also read /metrics and the dashboard.")
+def keys_create(name: str, admin: bool) -> None:
     async def run(runtime: Runtime) -> str:
-        _, plaintext = await apikeys.create(runtime.backend.store, name, runtime.clock.now())
+        _, plaintext = await apikeys.create(runtime.backend.store, name, runtime.clock.now(),
+                                            admin=admin)
         return plaintext
 
     click.echo(_with_runtime(_settings(), run))
@@ -241,7 +270,8 @@ def keys_create(name: str) -> None:
 @keys.command("list")
 def keys_list() -> None:
     async def run(runtime: Runtime) -> list[dict[str, object]]:
-        return [{"id": k.id, "name": k.name, "created_at": isoformat(k.created_at),
+        return [{"id": k.id, "name": k.name, "admin": k.admin,
+                 "created_at": isoformat(k.created_at),
                  "revoked_at": isoformat(k.revoked_at) if k.revoked_at else None}
                 for k in await apikeys.list_keys(runtime.backend.store)]
 

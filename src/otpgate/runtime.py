@@ -26,6 +26,7 @@ from otpgate.drivers.base import Driver, DriverContext, ReceiptReader, driver_na
 from otpgate.drivers.wrappers import innermost
 from otpgate.errors import ConfigurationError
 from otpgate.housekeeping import FailureWatcher, Housekeeping
+from otpgate.observe.instrument import metered, observed, traced
 from otpgate.receipts import ReceiptDesk
 from otpgate.routing import Route, RouteTable, table_of
 from otpgate.service import OtpService
@@ -113,9 +114,10 @@ class Runtime:
             settings.store_url, clock, poll_interval=settings.bus.poll_interval)
         try:
             keyring = load_keyring(settings, backend.embedded)
-            service = OtpService(backend.store, clock, keyring, settings.policy, router)
+            store = observed(backend.store)  # writes carry trace context, outcomes count
+            service = OtpService(store, clock, keyring, settings.policy, router)
             runtime = cls(settings, clock, keyring, backend, service,
-                          Housekeeping(backend.store, clock, settings.policy), by_name,
+                          Housekeeping(store, clock, settings.policy), by_name,
                           breakers=Breakers(BreakerPolicy(), clock))
             await runtime._declare_subscriptions()
         except BaseException:
@@ -141,7 +143,7 @@ class Runtime:
         if not self.drivers:
             ctx = DriverContext(self.clock, self.backend.capture, self.settings.captures,
                                 public_url=self.settings.public_url)
-            self.drivers = {name: open_driver(url, ctx)
+            self.drivers = {name: metered(open_driver(url, ctx))
                             for name, url in self.driver_urls.items()}
         return self.drivers
 
@@ -156,14 +158,14 @@ class Runtime:
     @property
     def receipts(self) -> ReceiptDesk:
         if self._receipts is None:
-            self._receipts = ReceiptDesk(self.backend.store, self.clock, self.receipt_reader)
+            self._receipts = ReceiptDesk(self.service.store, self.clock, self.receipt_reader)
         return self._receipts
 
     def dispatchers(self) -> list[Dispatcher]:
         templates = Templates.default()
         bus = self.settings.bus
         return [
-            Dispatcher(store=self.backend.store, driver=driver, keyring=self.keyring,
+            Dispatcher(store=self.service.store, driver=driver, keyring=self.keyring,
                        clock=self.clock, templates=templates, brand=self.settings.brand,
                        max_deliveries=bus.max_deliveries, lease=bus.lease)
             for driver in self.open_drivers().values()
@@ -173,10 +175,11 @@ class Runtime:
         """Consume with a dispatcher per driver, start the bus, and sweep expired codes."""
         bus = self.backend.bus
         for dispatcher in self.dispatchers():
-            bus.consume(dispatcher.subscription().name, dispatcher.handle,
-                        dispatcher.limits())
+            name = dispatcher.subscription().name
+            bus.consume(name, traced(name, dispatcher.handle), dispatcher.limits())
         watcher = FailureWatcher(self.housekeeping)
-        bus.consume(watcher.subscription.name, watcher.handle, self.limits)
+        bus.consume(watcher.subscription.name,
+                    traced(watcher.subscription.name, watcher.handle), self.limits)
         await bus.start()
         self._tasks.append(asyncio.create_task(self._sweep(), name="otpgate-sweeper"))
 

@@ -22,10 +22,20 @@ from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from otpgate import config, urls
-from otpgate.api import ApiContext, auth, problems, routes_dev, routes_otp, routes_receipts
+from otpgate.api import (
+    ApiContext,
+    auth,
+    problems,
+    routes_dev,
+    routes_ops,
+    routes_otp,
+    routes_receipts,
+)
 from otpgate.api.schemas import REQUEST_BODIES, Health, Problem
 from otpgate.clock import Clock, SystemClock
 from otpgate.config import Settings
+from otpgate.observe import metrics, tracing
+from otpgate.observe.asgi import Observed
 from otpgate.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -38,7 +48,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
     """The API over a runtime opened from ``settings`` when the app starts."""
     ctx = ApiContext(settings, clock or SystemClock())
     v1: list[HTTPRouteHandler] = routes_otp.handlers(ctx)
-    root: list[HTTPRouteHandler] = [*_health(ctx), *routes_receipts.receipts_handlers(ctx)]
+    root: list[HTTPRouteHandler] = [*_health(ctx), *routes_receipts.receipts_handlers(ctx),
+                                    *routes_ops.handlers(ctx)]
     if settings.captures:
         v1.append(routes_dev.messages_handler(ctx))
     if settings.dev:
@@ -46,7 +57,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         root.append(routes_dev.inbox_handler(ctx))
     guards = [] if settings.dev else [auth.guard(ctx.authenticator)]
     api = Router("/v1", route_handlers=v1, guards=guards, security=[{"apiKey": []}])
-    return Litestar(
+    app = Litestar(
         route_handlers=[api, *root],
         state=State({_STATE_KEY: ctx}),
         lifespan=[_lifespan(ctx)],
@@ -56,6 +67,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         logging_config=None,
         debug=False,
     )
+    app.asgi_handler = Observed(app.asgi_handler)  # request ids, metrics, spans, log context
+    return app
 
 
 def context_of(app: Litestar) -> ApiContext:
@@ -80,6 +93,7 @@ def from_encoded(encoded: bytes) -> Litestar:
 def _lifespan(ctx: ApiContext) -> Any:
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        stop_tracing = tracing.configure()
         runtime = await Runtime.open(ctx.settings, ctx.clock)
         try:
             if not ctx.settings.server.api_only:
@@ -90,6 +104,9 @@ def _lifespan(ctx: ApiContext) -> Any:
         finally:
             ctx.attach(None)
             await runtime.close()
+            metrics.process_gone()
+            if stop_tracing is not None:
+                stop_tracing()
 
     return lifespan
 

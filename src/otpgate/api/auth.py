@@ -18,7 +18,7 @@ from litestar.types import Guard
 
 from otpgate import apikeys
 from otpgate.clock import Clock
-from otpgate.errors import Unauthorized
+from otpgate.errors import Forbidden, Unauthorized
 from otpgate.store.base import ApiKey, Store
 
 CACHE_TTL = 5.0
@@ -65,6 +65,20 @@ def bearer(authorization: str | None) -> str:
 def key_id(authorization: str | None) -> str:
     """The key id of an ``Authorization`` header the guard has already accepted."""
     return apikeys.split(bearer(authorization))[0]
+
+
+def admin_guard(authenticator: Callable[[], Authenticator]) -> Guard:
+    """A guard that lets a request through only with an active admin key (401 without a
+    key, 403 with one that is not an admin's)."""
+
+    async def require_admin_key(
+        connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+    ) -> None:
+        key = await authenticator().check(connection.headers.get("authorization"))
+        if not key.admin:
+            raise Forbidden("this route needs an admin key (otpgate keys create --admin)")
+
+    return require_admin_key
 
 
 def guard(authenticator: Callable[[], Authenticator]) -> Guard:

@@ -24,6 +24,7 @@ import msgspec
 
 from otpgate.errors import BusError, TemporaryDeliveryError
 from otpgate.events import CloudEvent, Filter
+from otpgate.observe import metrics
 
 Handler = Callable[[CloudEvent], Awaitable[None]]
 Redact = Callable[[CloudEvent], CloudEvent]
@@ -78,6 +79,9 @@ async def deliver(consumer: Consumer, event: CloudEvent, number: int) -> None:
 
 
 def dead_letter_event(sub: Subscription, event: CloudEvent) -> CloudEvent:
+    """The event as ``sub``'s dead-letter queue keeps it. Every bus calls this once for each
+    event it dead-letters, which is where ``otpgate_dead_letters_total`` counts them."""
+    metrics.DEAD_LETTERS.labels(sub.name).inc()
     return sub.redact(event) if sub.redact is not None else event
 
 

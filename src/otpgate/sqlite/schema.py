@@ -71,4 +71,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """CREATE TABLE IF NOT EXISTS meta (
             name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID""",
     ),
+    (
+        # operations: admin keys may read /metrics and the dashboard
+        "ALTER TABLE api_keys ADD COLUMN admin INTEGER NOT NULL DEFAULT 0",
+    ),
 )

@@ -160,6 +160,8 @@ class ApiKey(msgspec.Struct, kw_only=True):
     secret_hash: bytes
     created_at: float
     revoked_at: float | None = None
+    admin: bool = False
+    """May also read the operator's routes (``/metrics``, ``/dashboard``)."""
 
 
 class ApiKeys(Protocol):
