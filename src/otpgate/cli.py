@@ -289,6 +289,51 @@ def keys_revoke(key_id: str) -> None:
     click.echo(f"revoked {key_id}")
 
 
+@main.group()
+def webhooks() -> None:
+    """Outgoing webhooks that could not be delivered (OTPGATE_WEBHOOK_URL)."""
+
+
+@webhooks.command("dead")
+def webhooks_dead() -> None:
+    """List the dead-lettered webhooks, oldest first."""
+    from otpgate.webhooks import SUBSCRIPTION
+
+    async def run(runtime: Runtime) -> list[dict[str, object]]:
+        return [{"id": d.event.id, "type": d.event.type, "subject": d.event.subject,
+                 "time": d.event.time, "deliveries": d.deliveries, "error": d.error,
+                 "failed_at": isoformat(d.failed_at)}
+                for d in await runtime.backend.bus.dead_letters(SUBSCRIPTION.name)]
+
+    _echo_json(_with_runtime(_settings(), run))
+
+
+@webhooks.command("replay")
+@click.argument("event_ids", nargs=-1)
+@click.option("--all", "every", is_flag=True, help="Replay every dead-lettered webhook.")
+def webhooks_replay(event_ids: tuple[str, ...], every: bool) -> None:
+    """Queue dead-lettered webhooks again (by event id, or --all); a running serve or
+    worker delivers them, with a fresh day of retries."""
+    from otpgate.webhooks import SUBSCRIPTION
+
+    if bool(event_ids) == every:
+        raise click.UsageError("give event ids or --all")
+
+    async def run(runtime: Runtime) -> dict[bool, list[str]]:
+        bus = runtime.backend.bus
+        wanted = list(event_ids) or [d.event.id
+                                     for d in await bus.dead_letters(SUBSCRIPTION.name)]
+        done: dict[bool, list[str]] = {True: [], False: []}
+        for event_id in wanted:
+            done[await bus.replay(SUBSCRIPTION.name, event_id)].append(event_id)
+        return done
+
+    done = _with_runtime(_settings(), run)
+    click.echo(f"replayed {len(done[True])} webhook(s)")
+    if done[False]:
+        raise click.ClickException(f"no dead-lettered webhook {', '.join(done[False])}")
+
+
 @main.command(context_settings={"ignore_unknown_options": True})
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def bench(args: tuple[str, ...]) -> None:

@@ -53,6 +53,8 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     """Serve the HTTP API without dispatchers; ``otpgate worker`` processes send."""
     max_body_bytes: int = 16 * 1024
     log_level: str = "info"
+    log_format: str = "text"
+    """``text`` or ``json`` (one object per line): see ``otpgate.observe.logs``."""
 
 
 class StoreSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -65,6 +67,19 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     max_deliveries: int = 8
     poll_interval: float = 0.2
     sweep_interval: float = 5.0
+
+
+class WebhookSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Outgoing webhooks to the app (``otpgate.webhooks``): off until ``url`` is set."""
+
+    url: SecretUrl | None = None
+    secret: Secret | None = None
+    """``whsec_`` and base64 of at least 16 bytes: signs every delivery."""
+    timeout: float = 10.0
+    retry_for: float = 24 * 3600.0
+    """Seconds a failing delivery is retried before it is dead-lettered."""
+    backoff: float = 1.0
+    """The first retry's delay in seconds; each next one doubles, up to an hour."""
 
 
 class RouteSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -94,6 +109,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     store: StoreSettings = msgspec.field(default_factory=StoreSettings)
     bus: BusSettings = msgspec.field(default_factory=BusSettings)
+    webhook: WebhookSettings = msgspec.field(default_factory=WebhookSettings)
     policy: Policy = msgspec.field(default_factory=Policy)
     drivers: dict[str, tuple[SecretUrl, ...]] = {}
     """Driver URLs per channel, first tried first; empty means the dev capture driver."""
@@ -140,9 +156,14 @@ FLAT: dict[str, tuple[str | None, str]] = {
     "allow_capture": (None, "allow_capture"), "secret_key": (None, "secret_key"),
     "brand": (None, "brand"), "retention": (None, "retention"),
     "public_url": (None, "public_url"),
+    "webhook_url": ("webhook", "url"), "webhook_secret": ("webhook", "secret"),
+    "webhook_timeout": ("webhook", "timeout"), "webhook_retry_for": ("webhook", "retry_for"),
+    "webhook_backoff": ("webhook", "backoff"),
+    "log_format": ("server", "log_format"),
 }
 """Flat setting names (``OTPGATE_<NAME>``, or top-level keys in TOML) → (section, field)."""
-_SECTIONS = {"server": ServerSettings, "store": StoreSettings, "bus": BusSettings}
+_SECTIONS = {"server": ServerSettings, "store": StoreSettings, "bus": BusSettings,
+             "webhook": WebhookSettings}
 
 
 def from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

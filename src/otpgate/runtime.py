@@ -30,6 +30,9 @@ from otpgate.observe.instrument import metered, observed, traced
 from otpgate.receipts import ReceiptDesk
 from otpgate.routing import Route, RouteTable, table_of
 from otpgate.service import OtpService
+from otpgate.webhooks import SUBSCRIPTION as WEBHOOKS
+from otpgate.webhooks import WebhookSender, check_url, signer
+from otpgate.webhooks import limits as webhook_limits
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +107,7 @@ class Runtime:
     """One circuit breaker per driver, shared by this process's dispatchers."""
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _receipts: ReceiptDesk | None = None
+    _webhooks: WebhookSender | None = None
 
     @classmethod
     async def open(cls, settings: Settings, clock: Clock | None = None) -> Runtime:
@@ -132,6 +136,10 @@ class Runtime:
         for name in self.driver_urls:
             await self.backend.bus.declare(subscription_for(name))
         await self.backend.bus.declare(FailureWatcher.subscription)
+        if self.settings.webhook.url:
+            check_url(str(self.settings.webhook.url))
+            signer(str(self.settings.webhook.secret or ""))
+            await self.backend.bus.declare(WEBHOOKS)
 
     @property
     def limits(self) -> Limits:
@@ -180,6 +188,11 @@ class Runtime:
         watcher = FailureWatcher(self.housekeeping)
         bus.consume(watcher.subscription.name,
                     traced(watcher.subscription.name, watcher.handle), self.limits)
+        hooks = self.settings.webhook
+        if hooks.url:
+            self._webhooks = WebhookSender(hooks, self.clock)
+            bus.consume(WEBHOOKS.name, traced(WEBHOOKS.name, self._webhooks.handle),
+                        webhook_limits(hooks))
         await bus.start()
         self._tasks.append(asyncio.create_task(self._sweep(), name="otpgate-sweeper"))
 
@@ -205,4 +218,6 @@ class Runtime:
         await self.backend.bus.stop()
         for driver in self.drivers.values():
             await driver.close()
+        if self._webhooks is not None:
+            await self._webhooks.close()
         await self.backend.close()

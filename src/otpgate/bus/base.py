@@ -171,6 +171,11 @@ class Bus(Protocol):
 
     async def dead_letters(self, subscription: str | None = None) -> list[DeadLetter]: ...
 
+    async def replay(self, subscription: str, event_id: str) -> bool:
+        """Put the dead letter of ``event_id`` on ``subscription`` back on it as a new
+        delivery (counted from one again); False if there is no such dead letter."""
+        ...
+
     async def backlog(self) -> list[Backlog]:
         """One entry per declared subscription, at this moment."""
         ...
