@@ -32,6 +32,10 @@ DRIVERS: Table = {
     "clickatell": ("otpgate.drivers.clickatell:from_url", None),
     "webhook+https": ("otpgate.drivers.webhook:from_url", None),
     "webhook+http": ("otpgate.drivers.webhook:from_url", None),
+    "smtp": ("otpgate.drivers.smtp:from_url", "smtp"),
+    "sns": ("otpgate.drivers.sns:from_url", "aws"),
+    "ses": ("otpgate.drivers.ses:from_url", "aws"),
+    "aws-sms": ("otpgate.drivers.aws_sms:from_url", "aws"),
 }
 
 

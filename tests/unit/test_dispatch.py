@@ -167,6 +167,20 @@ async def test_an_email_gets_its_subject_and_is_sent_to_the_full_address(world: 
     assert message.idempotency_key == f"{otp_id}:1:email"
 
 
+async def test_an_email_carries_its_html_alternative_and_an_sms_none(world: World) -> None:
+    world.routes = {"email": ("fake",), "sms": ("fake",)}
+    fake = ScriptedDriver("fake")
+    await world.dispatcher(fake)
+    await world.request(to="jane@example.com", locale="de-AT")
+    await world.request(to="+14155550123")
+    await world.drain()
+    email, sms = sorted(fake.calls, key=lambda m: m.channel)
+    assert email.html is not None
+    assert "<strong>482913</strong>" in email.html
+    assert '<html lang="de-at">' in email.html
+    assert sms.html is None
+
+
 async def test_handling_the_same_dispatch_event_twice_sends_it_once(world: World) -> None:
     fake = ScriptedDriver("fake")
     dispatcher, otp_id, dispatch = await world.one_send(fake)

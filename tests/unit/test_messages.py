@@ -41,6 +41,40 @@ def test_a_voice_message_spells_the_code_digit_by_digit(locale: str) -> None:
     assert "0 4 8 2 1 3" in body
 
 
+@pytest.mark.parametrize("locale", LOCALES)
+def test_an_email_has_an_html_alternative_with_the_code_set_apart(locale: str) -> None:
+    email = TEMPLATES.render("email", locale, "Acme", "048213", 5)
+    assert email.html is not None
+    assert email.html.startswith("<!DOCTYPE html>")
+    assert f'<html lang="{locale}">' in email.html
+    assert "<strong>048213</strong>" in email.html
+    assert "font-size:32px;font-weight:bold;letter-spacing:6px;margin:24px 0\">048213</p>" in (
+        email.html)
+    assert f"<title>{email.subject}</title>" in email.html
+
+
+def test_the_html_alternative_says_what_the_text_says_paragraph_by_paragraph() -> None:
+    email = TEMPLATES.render("email", "en", "Acme", "048213", 5)
+    assert email.html is not None
+    assert "<p>Your Acme verification code is <strong>048213</strong>.</p>" in email.html
+    assert ("<p>It expires in 5 minutes. If you did not ask for it, ignore this e-mail. "
+            "Never share this code with anyone.</p>") in email.html
+
+
+def test_the_html_alternative_escapes_the_brand_and_the_locale() -> None:
+    email = TEMPLATES.render("email", 'x"><script>', "<b>Acme & Co</b>", "048213", 5)
+    assert email.html is not None
+    assert "<b>" not in email.html
+    assert "<script>" not in email.html
+    assert "&lt;b&gt;Acme &amp; Co&lt;/b&gt;" in email.html
+    assert "<b>Acme & Co</b>" in email.body, "the text part stays plain text"
+
+
+def test_only_email_gets_an_html_alternative() -> None:
+    for channel in ("sms", "voice", "whatsapp"):
+        assert TEMPLATES.render(channel, "en", "Acme", "048213", 5).html is None
+
+
 def test_the_english_sms_follows_common_practice() -> None:
     text = TEMPLATES.render("sms", "en", "Acme", "123456", 5)
     assert text.body == "Your Acme code is 123456. It expires in 5 minutes. Don't share it."

@@ -5,6 +5,9 @@ lives, and a warning not to share it. SMS texts are kept short enough for one se
 a short brand; Spanish and Portuguese need accented letters outside GSM-7 and so go out as
 UCS-2 (70 characters a segment).
 
+E-mail also gets an HTML alternative made from the same text: every field escaped, the
+code set apart in large monospace type (and once in place, in bold), paragraphs kept.
+
 Segments follow GSM 03.38: a text made only of the basic alphabet and its extension table
 is GSM-7 (extension characters take two septets, 160 septets in one segment, 153 per part
 of a concatenated one); anything else is UCS-2 (70 UTF-16 units, 67 per part). A character
@@ -14,6 +17,7 @@ is never split across two parts.
 from __future__ import annotations
 
 import enum
+import html
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -78,6 +82,8 @@ class LocaleTexts:
 class Rendered:
     body: str
     subject: str | None = None
+    html: str | None = None
+    """E-mail only: the HTML alternative of ``body``."""
 
 
 _DEFAULT: dict[str, LocaleTexts] = {
@@ -160,16 +166,47 @@ class Templates:
     def render(
         self, channel: str, locale: str, brand: str, code: str, minutes_left: int
     ) -> Rendered:
-        """The message for ``channel``; e-mail gets a subject, other channels do not.
-        WhatsApp and unknown channels use the SMS text."""
+        """The message for ``channel``; e-mail gets a subject and an HTML alternative,
+        other channels do not. WhatsApp and unknown channels use the SMS text."""
         texts = self.texts(locale)
         fields = {"brand": brand, "code": code, "minutes": texts.minutes(max(1, minutes_left))}
         if channel == "email":
-            return Rendered(texts.email_body.format(**fields),
-                            texts.email_subject.format(**fields))
+            subject = texts.email_subject.format(**fields)
+            return Rendered(texts.email_body.format(**fields), subject,
+                            _email_html(texts, fields, subject, locale))
         if channel == "voice":
             return Rendered(texts.voice.format(**{**fields, "code": _spoken(code)}))
         return Rendered(texts.sms.format(**fields))
+
+
+_CODE_MARK = "\x00code\x00"
+_HTML_PAGE = (
+    '<!DOCTYPE html>\n<html lang="{lang}">\n<head><meta charset="utf-8">'
+    "<title>{subject}</title></head>\n"
+    '<body style="font-family:Helvetica,Arial,sans-serif;font-size:16px;line-height:1.5;'
+    'color:#222;margin:0;padding:24px">\n{paragraphs}\n</body>\n</html>\n')
+_HTML_CODE = ('<p style="font-family:Menlo,Consolas,monospace;font-size:32px;font-weight:bold;'
+              'letter-spacing:6px;margin:24px 0">{code}</p>')
+
+
+def _email_html(texts: LocaleTexts, fields: Mapping[str, str], subject: str,
+                locale: str) -> str:
+    """The e-mail text as HTML: each paragraph escaped, the code in bold where the text
+    names it and, after the paragraph that does, on a line of its own in large type."""
+    code = html.escape(fields["code"])
+    text = texts.email_body.format(**{**fields, "code": _CODE_MARK})
+    paragraphs: list[str] = []
+    for paragraph in (p.strip() for p in text.split("\n\n")):
+        if not paragraph:
+            continue
+        escaped = html.escape(paragraph).replace("\n", "<br>\n")
+        paragraphs.append("<p>" + escaped.replace(_CODE_MARK, f"<strong>{code}</strong>")
+                          + "</p>")
+        if _CODE_MARK in paragraph:
+            paragraphs.append(_HTML_CODE.format(code=code))
+    lang = html.escape(_norm(locale) or "en", quote=True)
+    return _HTML_PAGE.format(lang=lang, subject=html.escape(subject),
+                             paragraphs="\n".join(paragraphs))
 
 
 def _norm(locale: str) -> str:

@@ -201,7 +201,7 @@ class Dispatcher:
         message = Message(
             otp_id=data.otp_id, send_no=data.send_no, channel=data.channel, to=to,
             body=text.body, code=code, locale=data.locale, subject=text.subject,
-            idempotency_key=str(data.key), expires_at=data.expires_at)
+            html=text.html, idempotency_key=str(data.key), expires_at=data.expires_at)
         try:
             if data.channel not in self._channels:
                 raise PermanentDeliveryError(f"{self._name} cannot send on {data.channel}")
