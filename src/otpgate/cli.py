@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import functools
 import json
-import logging
 import os
 import shutil
 import signal
@@ -26,6 +25,7 @@ from otpgate import apikeys, config, urls
 from otpgate.clock import isoformat
 from otpgate.config import Settings
 from otpgate.errors import OtpgateError, RateLimited
+from otpgate.observe import logs
 from otpgate.runtime import Runtime, check_drivers
 from otpgate.service import OtpRequest
 
@@ -69,13 +69,14 @@ def _echo_json(value: object) -> None:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--log-level", envvar="OTPGATE_LOG_LEVEL", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
-def main(log_level: str) -> None:
+@click.option("--log-format", envvar="OTPGATE_LOG_FORMAT", default="text", show_default=True,
+              type=click.Choice(list(logs.FORMATS)), help="json: one object per line.")
+def main(log_level: str, log_format: str) -> None:
     """otpgate: one-time passcodes over SMS, e-mail and more, sent through an event bus.
 
     Every setting is also read from an OTPGATE_* environment variable; see the README.
     """
-    logging.basicConfig(level=log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(log_format, log_level)
 
 
 @main.command()
@@ -98,6 +99,9 @@ def serve(host: str, port: int, data_dir: Path, dev: bool, workers: int,
     _preflight(settings)
     url = f"http://{host}:{port}"
     role = "API only" if api_only else "API and dispatchers"
+    if settings.server.log_format == "json":  # every line one object: the app logs it all
+        _run_server(settings)
+        return
     click.echo(f"otpgate listening on {url} ({role}, {workers} worker(s), "
                f"store {urls.mask(settings.store_url)})")
     if settings.dev:
@@ -119,6 +123,7 @@ def _run_server(settings: Settings) -> None:
     app = functools.partial(from_encoded, settings.encode())
     uv = uvicorn.Config(app, factory=True, host=server.host, port=server.port,
                         workers=server.workers, log_level=server.log_level,
+                        log_config=logs.uvicorn_config(server.log_format, server.log_level),
                         access_log=False, lifespan="on", server_header=False,
                         date_header=False)
     if server.workers > 1:
