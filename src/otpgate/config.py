@@ -24,7 +24,9 @@ from otpgate.core.policy import Policy
 from otpgate.errors import ConfigurationError
 from otpgate.urls import mask
 
-DEV_DRIVERS: dict[str, tuple[str, ...]] = {"sms": ("capture://",), "email": ("capture://",)}
+DEV_DRIVERS: dict[str, tuple[str, ...]] = dict.fromkeys(
+    ("sms", "email", "whatsapp", "voice"), ("capture://",))
+"""Dev mode captures every channel for the dev inbox."""
 
 
 class Secret(str):

@@ -30,6 +30,7 @@ from otpgate.api import (
     routes_ops,
     routes_otp,
     routes_receipts,
+    routes_web,
 )
 from otpgate.api.schemas import REQUEST_BODIES, Health, Problem
 from otpgate.clock import Clock, SystemClock
@@ -49,16 +50,17 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
     ctx = ApiContext(settings, clock or SystemClock())
     v1: list[HTTPRouteHandler] = routes_otp.handlers(ctx)
     root: list[HTTPRouteHandler] = [*_health(ctx), *routes_receipts.receipts_handlers(ctx),
-                                    *routes_ops.handlers(ctx)]
+                                    *routes_ops.handlers(ctx), *routes_web.pages()]
     if settings.captures:
         v1.append(routes_dev.messages_handler(ctx))
     if settings.dev:
         # The page has no way to send an API key, so it exists only in keyless dev mode.
         root.append(routes_dev.inbox_handler(ctx))
+        root.append(routes_web.inbox_events(ctx))
     guards = [] if settings.dev else [auth.guard(ctx.authenticator)]
     api = Router("/v1", route_handlers=v1, guards=guards, security=[{"apiKey": []}])
     app = Litestar(
-        route_handlers=[api, *root],
+        route_handlers=[api, *root, *routes_web.asset_routers()],
         state=State({_STATE_KEY: ctx}),
         lifespan=[_lifespan(ctx)],
         exception_handlers=problems.exception_handlers(),
