@@ -25,6 +25,7 @@ from otpgate import config, urls
 from otpgate.api import (
     ApiContext,
     auth,
+    docs,
     problems,
     routes_dev,
     routes_ops,
@@ -164,7 +165,7 @@ class _OpenApiJson(JsonRenderPlugin):
 
     def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
         if self._rendered is None:
-            self._rendered = msgspec.json.encode(_with_bodies(openapi_schema))
+            self._rendered = msgspec.json.encode(docs.annotate(_with_bodies(openapi_schema)))
         return self._rendered
 
 

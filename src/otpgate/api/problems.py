@@ -77,6 +77,11 @@ _HTTP_DETAILS: dict[int, str] = {
 _ENCODER = msgspec.json.Encoder()
 
 
+def title_of(slug: str) -> str:
+    """The title a problem of type ``slug`` carries."""
+    return _TITLES.get(slug, slug.replace("-", " "))
+
+
 def status_of(error: OtpgateError) -> int:
     """The HTTP status an error answers with (500 for errors the caller cannot cause)."""
     for kind, status in _STATUS:
