@@ -93,15 +93,18 @@ def test_the_dashboard_charts_render_with_data(live: srv.Server, page: Page) -> 
                 otp.verify(sent.id, code_for(live, sent.id))
     page.goto(live.url + "/dashboard")
     expect(page.locator("body[data-ready=true]")).to_be_attached()
-    with og.Client(live.url) as otp:
-        for n in range(6):
+    with og.Client(live.url) as otp:  # traffic over three of the page's reads
+        for n in range(24):
             otp.request_otp(f"+3314875{n:04d}", purpose="dash")
-    expect(page.locator("#rps path.line")).to_be_attached(timeout=10_000)
+            page.wait_for_timeout(250)
+    page.wait_for_function(
+        "document.querySelector('#rps path.line')?.dataset.points >= 3", timeout=10_000)
     expect(page.locator("#sends rect.bar").first).to_be_visible()
     expect(page.locator("#queues rect.bar").first).to_be_visible()
     conversion = page.locator("#conversion text")
     expect(conversion.filter(has_text="GB")).to_have_count(1)
     expect(conversion.filter(has_text="50 % of 4")).to_have_count(1)
+    expect(conversion.filter(has_text="0 % of 24")).to_have_count(1)
     expect(page.locator("#breakers .breaker.closed")).to_have_text("capture: closed")
     expect(page.locator("#prefixes text")).to_have_text("no prefix blocked")
     page.screenshot(path=artifact("dashboard.png"), full_page=True)
