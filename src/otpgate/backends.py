@@ -78,3 +78,51 @@ async def open_sqlite(url: str, clock: Clock, **options: Any) -> Backend:
 
     return Backend(store=store, bus=bus, capture=SqliteCaptureSink(db), close=close,
                    embedded=True)
+
+
+async def open_dynamodb(url: str, clock: Clock, **options: Any) -> Backend:
+    """``dynamodb://TABLE?region=…&endpoint_url=…``: the store in one DynamoDB table, the
+    bus on SNS topics (``topic_arn``, ``events_topic_arn``) and SQS queues, the capture
+    sink in the table (see ``otpgate.aws.table`` for the URL's options).
+
+    Options: ``topic_arn`` and ``events_topic_arn`` (required), ``max_deliveries``
+    (the queues' ``maxReceiveCount``), ``retention`` (s, for the items' TTL),
+    ``poll_interval`` (s, between empty receives of a local consumer).
+    """
+    from otpgate.aws.clients import Clients
+    from otpgate.aws.resources import Topics
+    from otpgate.aws.table import Location, Table
+    from otpgate.bus.sns_sqs import SnsSqsBus
+    from otpgate.capture.dynamodb import DynamoCaptureSink
+    from otpgate.errors import ConfigurationError
+    from otpgate.store.dynamodb import DynamoStore
+
+    try:
+        import aiobotocore  # noqa: F401
+    except ImportError:
+        raise ConfigurationError("the dynamodb backend needs the AWS SDK; "
+                                 "pip install 'otpgate[aws]'") from None
+    where = Location.from_url(url)
+    dispatch, lifecycle = options.get("topic_arn"), options.get("events_topic_arn")
+    if not dispatch or not lifecycle:
+        raise ConfigurationError("a dynamodb:// store needs OTPGATE_TOPIC_ARN and "
+                                 "OTPGATE_EVENTS_TOPIC_ARN (otpgate aws provision prints them)")
+    clients = Clients(where.region, where.endpoint_url)
+    try:
+        table = Table(await clients.get("dynamodb"), where.table)
+        bus = SnsSqsBus(table, await clients.get("sns"), await clients.get("sqs"),
+                        Topics(str(dispatch), str(lifecycle)), clock,
+                        queue_prefix=where.queue_prefix, create_queues=where.create_queues,
+                        max_deliveries=int(options.get("max_deliveries", 8)),
+                        poll_interval=float(options.get("poll_interval", 0.2)))
+    except BaseException:
+        await clients.close()
+        raise
+    store = DynamoStore(table, bus, clock,
+                        retention=float(options.get("retention", 7 * 24 * 3600.0)))
+
+    async def close() -> None:
+        await bus.stop()
+        await clients.close()
+
+    return Backend(store=store, bus=bus, capture=DynamoCaptureSink(table), close=close)

@@ -1,4 +1,4 @@
-"""``otpgate serve | worker | send | verify | keys | bench``.
+"""``otpgate serve | worker | send | verify | keys | bench | aws``.
 
 Settings come from ``OTPGATE_*`` variables (and ``OTPGATE_CONFIG``); flags override them.
 """
@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 import click
 
-from otpgate import apikeys, config, urls
+from otpgate import apikeys, config, devmode, redact, urls
 from otpgate.clock import isoformat
 from otpgate.config import Settings
 from otpgate.errors import OtpgateError, RateLimited
@@ -77,6 +77,7 @@ def main(log_level: str, log_format: str) -> None:
     Every setting is also read from an OTPGATE_* environment variable; see the README.
     """
     logs.configure(log_format, log_level)
+    redact.install()
 
 
 @main.command()
@@ -86,16 +87,23 @@ def main(log_level: str, log_format: str) -> None:
               type=click.Path(file_okay=False, path_type=Path),
               help="Where the embedded database and the secret key live.")
 @click.option("--dev/--no-dev", envvar="OTPGATE_DEV", default=False, show_default=True,
-              help="Dev mode: no API key needed, messages captured for the dev inbox.")
+              help="Dev mode: no API key needed, messages only captured for the dev inbox "
+                   "(the capture driver only; loopback only).")
+@click.option("--dev-public", envvar="OTPGATE_DEV_PUBLIC", is_flag=True, default=False,
+              help="Let dev mode listen on an address other than loopback (it warns).")
 @click.option("--workers", envvar="OTPGATE_WORKERS", default=1, show_default=True,
               type=click.IntRange(1, 64), help="Server processes sharing the port.")
 @click.option("--api-only", envvar="OTPGATE_API_ONLY", is_flag=True, default=False,
               help="Serve the API without dispatchers; run otpgate worker to send.")
-def serve(host: str, port: int, data_dir: Path, dev: bool, workers: int,
+def serve(host: str, port: int, data_dir: Path, dev: bool, dev_public: bool, workers: int,
           api_only: bool) -> None:
     """Run the HTTP API together with the dispatchers (or, with --api-only, without)."""
     settings = _settings(host=host, port=port, data_dir=data_dir, dev=dev, workers=workers,
-                         api_only=api_only)
+                         api_only=api_only, dev_public=dev_public or None)
+    try:
+        warnings = devmode.check(settings)
+    except OtpgateError as exc:
+        raise click.ClickException(exc.detail) from None
     _preflight(settings)
     url = f"http://{host}:{port}"
     role = "API only" if api_only else "API and dispatchers"
@@ -106,26 +114,34 @@ def serve(host: str, port: int, data_dir: Path, dev: bool, workers: int,
                f"store {urls.mask(settings.store_url)})")
     if settings.dev:
         click.secho(
-            f"DEV MODE: no API key is required and messages are captured, not sent — "
-            f"see {url}/dev/inbox", fg="yellow", bold=True)
+            f"DEV MODE: no API key is required, and messages are captured, not sent: only "
+            f"the capture driver runs (see {url}/dev/inbox); real drivers need --no-dev and "
+            "an API key", fg="yellow", bold=True)
+    for warning in warnings:
+        click.secho(warning, fg="red", bold=True)
     _run_server(settings)
 
 
 def _run_server(settings: Settings) -> None:
     """uvicorn over the app for ``settings``: each server process gets them as an
-    argument (encoded), never through the environment."""
+    argument (encoded), never through the environment; its HTTP protocol bounds request
+    heads and the time to send a request (``otpgate.api.http11``)."""
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
     from otpgate.api.app import from_encoded
+    from otpgate.api.http11 import HttpLimits, ServerConfig
 
     server = settings.server
     app = functools.partial(from_encoded, settings.encode())
-    uv = uvicorn.Config(app, factory=True, host=server.host, port=server.port,
-                        workers=server.workers, log_level=server.log_level,
-                        log_config=logs.uvicorn_config(server.log_format, server.log_level),
-                        access_log=False, lifespan="on", server_header=False,
-                        date_header=False)
+    limits = HttpLimits(max_head_bytes=server.max_header_bytes,
+                        max_headers=server.max_headers,
+                        request_timeout=server.request_timeout)
+    uv = ServerConfig(app, limits=limits, factory=True, host=server.host, port=server.port,
+                      workers=server.workers, log_level=server.log_level,
+                      log_config=logs.uvicorn_config(server.log_format, server.log_level),
+                      access_log=False, lifespan="on", server_header=False,
+                      date_header=False)
     if server.workers > 1:
         with _metrics_dir():
             Multiprocess(uv, sockets=[uv.bind_socket()]).run()
@@ -337,6 +353,15 @@ def webhooks_replay(event_ids: tuple[str, ...], every: bool) -> None:
     click.echo(f"replayed {len(done[True])} webhook(s)")
     if done[False]:
         raise click.ClickException(f"no dead-lettered webhook {', '.join(done[False])}")
+
+
+def _add_aws() -> None:
+    from otpgate.aws.cli import aws
+
+    main.add_command(aws)
+
+
+_add_aws()
 
 
 @main.command(context_settings={"ignore_unknown_options": True})

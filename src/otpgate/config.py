@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -57,6 +58,15 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     log_level: str = "info"
     log_format: Literal["text", "json"] = "text"
     """``text`` or ``json`` (one object per line): see ``otpgate.observe.logs``."""
+    max_header_bytes: int = 8 * 1024
+    """The request line and headers of one request, together (431 beyond)."""
+    max_headers: int = 64
+    """Header lines in one request (431 beyond)."""
+    request_timeout: float = 10.0
+    """Seconds a client has to send a whole request, head and body (408 and closed
+    beyond); idle keep-alive connections are closed after 5 s."""
+    allowed_origins: tuple[str, ...] = ()
+    """Browser origins besides the server's own that may call it (``https://app.example``)."""
 
 
 class StoreSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -92,6 +102,15 @@ class RouteSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     drivers: tuple[str, ...]
     prefix: str | None = None
     country: str | None = None
+class AwsSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The AWS runtime's topics, and which driver a dispatch function sends with."""
+
+    topic_arn: str | None = None
+    """The SNS topic of dispatch events (``OTPGATE_TOPIC_ARN``)."""
+    events_topic_arn: str | None = None
+    """The SNS topic of every other event, for the app (``OTPGATE_EVENTS_TOPIC_ARN``)."""
+    driver: str | None = None
+    """The driver a dispatch function sends with (``OTPGATE_DRIVER``)."""
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -99,6 +118,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
     data_dir: Path = Path("var")
     dev: bool = False
+    dev_public: bool = False
+    """Let dev mode (no API key) listen on an address other than loopback."""
     allow_capture: bool = False
     """Allow the capture driver and dev routes outside dev mode (never by default)."""
     secret_key: Secret | None = None
@@ -113,6 +134,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     bus: BusSettings = msgspec.field(default_factory=BusSettings)
     webhook: WebhookSettings = msgspec.field(default_factory=WebhookSettings)
     policy: Policy = msgspec.field(default_factory=Policy)
+    aws: AwsSettings = msgspec.field(default_factory=AwsSettings)
     drivers: dict[str, tuple[SecretUrl, ...]] = {}
     """Driver URLs per channel, first tried first; empty means the dev capture driver."""
     routes: tuple[RouteSettings, ...] = ()
@@ -151,13 +173,18 @@ FLAT: dict[str, tuple[str | None, str]] = {
     "host": ("server", "host"), "port": ("server", "port"),
     "workers": ("server", "workers"), "api_only": ("server", "api_only"),
     "max_body_bytes": ("server", "max_body_bytes"), "log_level": ("server", "log_level"),
+    "max_header_bytes": ("server", "max_header_bytes"), "max_headers": ("server", "max_headers"),
+    "request_timeout": ("server", "request_timeout"),
+    "allowed_origins": ("server", "allowed_origins"),
     "store_url": ("store", "url"),
     "bus_lease": ("bus", "lease"), "bus_max_deliveries": ("bus", "max_deliveries"),
     "poll_interval": ("bus", "poll_interval"), "sweep_interval": ("bus", "sweep_interval"),
-    "data_dir": (None, "data_dir"), "dev": (None, "dev"),
+    "data_dir": (None, "data_dir"), "dev": (None, "dev"), "dev_public": (None, "dev_public"),
     "allow_capture": (None, "allow_capture"), "secret_key": (None, "secret_key"),
     "brand": (None, "brand"), "retention": (None, "retention"),
     "public_url": (None, "public_url"),
+    "topic_arn": ("aws", "topic_arn"), "events_topic_arn": ("aws", "events_topic_arn"),
+    "driver": ("aws", "driver"),
     "webhook_url": ("webhook", "url"), "webhook_secret": ("webhook", "secret"),
     "webhook_timeout": ("webhook", "timeout"), "webhook_retry_for": ("webhook", "retry_for"),
     "webhook_backoff": ("webhook", "backoff"),
@@ -165,7 +192,7 @@ FLAT: dict[str, tuple[str | None, str]] = {
 }
 """Flat setting names (``OTPGATE_<NAME>``, or top-level keys in TOML) → (section, field)."""
 _SECTIONS = {"server": ServerSettings, "store": StoreSettings, "bus": BusSettings,
-             "webhook": WebhookSettings}
+             "aws": AwsSettings, "webhook": WebhookSettings}
 
 
 def from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -263,6 +290,9 @@ def _from_vars(env: Mapping[str, str]) -> dict[str, Any]:
     for name in FLAT:
         if (raw := env.get(f"OTPGATE_{name.upper()}")) is not None:
             kind = _kind(name)
+            if typing.get_origin(kind) is tuple:  # a comma-separated list
+                values[name] = [s for part in raw.split(",") if (s := part.strip())]
+                continue
             values[name] = _scalar(name, bool if kind is bool else int if kind is int
                                    else float if kind is float else str, raw)
     drivers = {

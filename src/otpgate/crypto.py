@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from otpgate.errors import ConfigurationError, SealError
+from otpgate.files import private_dir
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ def load_or_create_secret(path: Path) -> bytes:
         if mode & 0o077:
             log.warning("secret key file %s is readable by others (mode %o)", path, mode)
         return parse_secret(path.read_text())
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     secret = secrets.token_bytes(SECRET_BYTES)
     # Written aside and linked into place, so that a process starting at the same moment
     # either sees no file or a whole one, and exactly one secret wins.

@@ -19,6 +19,7 @@ Table = dict[str, tuple[str, str | None]]
 BACKENDS: Table = {
     "memory": ("otpgate.backends:open_memory", None),
     "sqlite": ("otpgate.backends:open_sqlite", None),
+    "dynamodb": ("otpgate.backends:open_dynamodb", "aws"),
 }
 DRIVERS: Table = {
     "capture": ("otpgate.drivers.capture:from_url", None),

@@ -115,7 +115,9 @@ class Runtime:
         by_name, _ = name_drivers(settings.driver_urls)
         router = route_table(settings)
         backend = await backends.open_backend(
-            settings.store_url, clock, poll_interval=settings.bus.poll_interval)
+            settings.store_url, clock, poll_interval=settings.bus.poll_interval,
+            topic_arn=settings.aws.topic_arn, events_topic_arn=settings.aws.events_topic_arn,
+            max_deliveries=settings.bus.max_deliveries, retention=settings.retention)
         try:
             keyring = load_keyring(settings, backend.embedded)
             store = observed(backend.store)  # writes carry trace context, outcomes count

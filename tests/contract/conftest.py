@@ -22,6 +22,8 @@ from otpgate.clock import FrozenClock
 from otpgate.core.lifecycle import Change
 from otpgate.core.otp import Otp, RecipientState, Status
 from otpgate.events import CloudEvent, EventType, Filter
+from tests.aws import moto
+from tests.aws.backend import open_provisioned
 
 Opener = Callable[[Path, FrozenClock, float], Awaitable[Backend]]
 """(database path, clock, poll interval) → an open backend."""
@@ -39,6 +41,9 @@ class BackendCase:
     name: str
     open: Opener
     available: Callable[[], str | None] = lambda: None
+    bus_contract: bool = True
+    """Whether the bus contract (timed by the injected clock) fits its bus; SNS/SQS time
+    retries and leases by the wall clock and has a suite of its own (``tests/aws``)."""
 
 
 BACKENDS: list[BackendCase] = [
@@ -46,8 +51,11 @@ BACKENDS: list[BackendCase] = [
                                                                 poll_interval=poll)),
     BackendCase("sqlite", lambda path, clock, poll: open_sqlite(sqlite_url(path), clock,
                                                                 poll_interval=poll)),
+    BackendCase("dynamodb", lambda path, clock, poll: open_provisioned(clock, poll),
+                available=moto.available, bus_contract=False),
 ]
 BACKEND_NAMES = [case.name for case in BACKENDS]
+BUS_BACKEND_NAMES = [case.name for case in BACKENDS if case.bus_contract]
 _BY_NAME = {case.name: case for case in BACKENDS}
 
 

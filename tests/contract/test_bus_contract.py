@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -13,15 +14,28 @@ from otpgate.clock import FrozenClock
 from otpgate.errors import BusError, TemporaryDeliveryError
 from otpgate.events import CloudEvent, EventType, Filter
 from tests.contract.conftest import (
-    BACKEND_NAMES,
+    BUS_BACKEND_NAMES,
     Recorder,
     emitting,
     event,
     open_named,
     subscribe,
 )
+from tests.leaky import CODE, NUMBER, leaky_error
 
 OTP = "otp_" + "b" * 22
+
+
+@pytest.fixture(params=BUS_BACKEND_NAMES)
+async def backend(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: FrozenClock
+) -> AsyncIterator[Backend]:
+    """The backends whose bus this contract fits (see ``BackendCase.bus_contract``)."""
+    opened = await open_named(request.param, tmp_path / "data" / "otpgate.db", clock)
+    try:
+        yield opened
+    finally:
+        await opened.close()
 
 
 async def test_events_reach_the_subscriptions_whose_filter_matches_only(
@@ -179,7 +193,7 @@ async def test_a_started_bus_delivers_in_the_background_until_stopped(
     assert (await arrived.get()).id == second.id
 
 
-@pytest.mark.parametrize("backend_name", BACKEND_NAMES)
+@pytest.mark.parametrize("backend_name", BUS_BACKEND_NAMES)
 async def test_a_saturated_consumer_moves_on_as_slots_free_without_waiting_for_a_poll(
     tmp_path: Path, clock: FrozenClock, backend_name: str
 ) -> None:
@@ -266,3 +280,19 @@ async def test_the_backlog_counts_what_waits_and_how_long_the_oldest_has_been_du
     assert (found["queue"].depth, found["queue"].due) == (2, 2)
     assert found["queue"].oldest_due_age == pytest.approx(5)
     assert (found["idle"].depth, found["idle"].due, found["idle"].oldest_due_age) == (0, 0, 0)
+
+
+async def test_a_dead_letter_keeps_an_error_with_the_code_and_number_it_quoted_masked(
+    backend: Backend, clock: FrozenClock
+) -> None:
+    async def leaky(evt: CloudEvent) -> None:
+        raise leaky_error(NUMBER, CODE)
+
+    await subscribe(backend.bus, "leaky", Filter(), leaky, max_deliveries=1)
+    await backend.store.transact("r", lambda s: emitting(
+        [event(EventType.DISPATCH, OTP, clock.now(), driver="leaky")]))
+    assert await backend.bus.pump() == 1
+    [dead] = await backend.bus.dead_letters()
+    assert dead.error.startswith("HTTPStatusError: Server error '502 Bad Gateway'")
+    assert CODE not in dead.error
+    assert NUMBER[1:] not in dead.error and "%2B1415" not in dead.error

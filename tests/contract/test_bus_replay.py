@@ -3,15 +3,37 @@ put back on its subscription (``Bus.replay``)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
 from prometheus_client import REGISTRY
 
 from otpgate.backends import Backend
 from otpgate.clock import FrozenClock
 from otpgate.errors import TemporaryDeliveryError
 from otpgate.events import CloudEvent, EventType, Filter
-from tests.contract.conftest import Recorder, emitting, event, subscribe
+from tests.contract.conftest import (
+    BUS_BACKEND_NAMES,
+    Recorder,
+    emitting,
+    event,
+    open_named,
+    subscribe,
+)
 
 OTP = "otp_" + "r" * 22
+
+
+@pytest.fixture(params=BUS_BACKEND_NAMES)
+async def backend(request: pytest.FixtureRequest, tmp_path: Path, clock: FrozenClock
+                  ) -> AsyncIterator[Backend]:
+    """The buses the clock-timed contract fits (SNS/SQS: ``tests/aws``)."""
+    opened = await open_named(request.param, tmp_path / "data" / "otpgate.db", clock)
+    try:
+        yield opened
+    finally:
+        await opened.close()
 
 
 def dead_count(subscription: str) -> float:

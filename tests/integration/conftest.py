@@ -30,6 +30,8 @@ CONSOLE = {"sms": ("console://",), "email": ("console://",)}
 """Real-mode drivers for tests outside dev mode (the capture driver needs dev mode)."""
 
 Client = AsyncTestClient[Litestar]
+BASE_URL = "http://127.0.0.1:8080"
+"""Where the tests' server "listens" (the settings' host and port: dev mode checks Host)."""
 
 
 def settings(data_dir: Path, **changes: Any) -> Settings:
@@ -49,7 +51,7 @@ def make_client(tmp_path: Path, clock: FrozenClock) -> Callable[..., AsyncIterat
     @asynccontextmanager
     async def make(**changes: Any) -> AsyncIterator[Client]:
         app = create_app(settings(tmp_path, **changes), clock=clock)
-        async with AsyncTestClient(app) as client:
+        async with AsyncTestClient(app, base_url=BASE_URL) as client:
             yield client
 
     return make

@@ -64,7 +64,7 @@ async def test_a_chunked_body_over_the_limit_is_413(client: Client) -> None:
              "method": "POST", "scheme": "http", "path": "/v1/otp", "raw_path": b"/v1/otp",
              "root_path": "", "query_string": b"", "server": ("testserver", 80),
              "client": ("127.0.0.1", 1234),
-             "headers": [(b"host", b"testserver"), (b"transfer-encoding", b"chunked")]}
+             "headers": [(b"host", b"127.0.0.1:8080"), (b"transfer-encoding", b"chunked")]}
     await client.app(scope, receive, send)  # type: ignore[arg-type]
     start = sent[0]
     assert start["status"] == 413

@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from otpgate import events
+from otpgate import events, redact
 from otpgate.backends import Backend, open_memory
 from otpgate.bus.base import Limits, Subscription, delivery_number
 from otpgate.bus.memory import MemoryBus
@@ -31,6 +31,7 @@ from otpgate.events import CloudEvent, EventType
 from otpgate.routing import StaticRouter
 from otpgate.service import OtpRequest, OtpService
 from otpgate.store.base import ClaimState
+from tests.leaky import leaky_error
 
 EVENTS = Path(__file__).parent.parent / "events"
 SECRET = b"otpgate-test-secret-key-0123456789"
@@ -575,6 +576,28 @@ async def test_events_and_logs_hold_neither_the_code_nor_the_full_address(
     assert TO[1:] not in logs
     assert all(blob not in logs for blob in sealed)
     assert "+1415•••0123" in logs
+
+
+async def test_a_driver_error_quoting_the_code_and_number_is_masked_in_ledger_events_and_logs(
+    world: World, caplog: pytest.LogCaptureFixture,
+) -> None:
+    redact.install()
+    leaky = ScriptedDriver("leaky", leaky_error(TO, "482913"), leaky_error(TO, "482913"))
+    world.routes = {"sms": ("leaky",)}
+    await world.dispatcher(leaky, max_deliveries=2)
+    with caplog.at_level(logging.DEBUG):
+        otp_id = await world.request()
+        for _ in range(2):
+            await world.drain()
+            world.clock.advance(10)
+    row = await world.delivery(otp_id)
+    assert row.status is DeliveryStatus.FAILED
+    [failed] = world.published(EventType.DELIVERY_FAILED)
+    assert row.error is not None and "HTTPStatusError" in row.error
+    for text in (row.error, failed.data["reason"], caplog.text):
+        assert "482913" not in text
+        assert TO[1:] not in text and "%2B1415" not in text
+    assert "HTTPStatusError" in caplog.text
 
 
 def _fixture(name: str) -> CloudEvent:

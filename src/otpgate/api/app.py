@@ -14,18 +14,22 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import msgspec
-from litestar import Litestar, Request, Response, Router, get
+from litestar import HttpMethod, Litestar, Request, Response, Router, get, route
+from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.handlers import HTTPRouteHandler
+from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.types import Guard
 
-from otpgate import config, urls
+from otpgate import config, devmode, redact, urls
 from otpgate.api import (
     ApiContext,
     auth,
     docs,
+    edge,
     problems,
     routes_dev,
     routes_ops,
@@ -33,7 +37,7 @@ from otpgate.api import (
     routes_receipts,
     routes_web,
 )
-from otpgate.api.schemas import REQUEST_BODIES, Health, Problem
+from otpgate.api.schemas import REQUEST_BODIES, Health, Problem, document_rules
 from otpgate.clock import Clock, SystemClock
 from otpgate.config import Settings
 from otpgate.observe import metrics, tracing
@@ -47,7 +51,11 @@ _STATE_KEY = "otpgate"
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
-    """The API over a runtime opened from ``settings`` when the app starts."""
+    """The API over a runtime opened from ``settings`` when the app starts;
+    ``ConfigurationError`` if dev mode would send for real or listen in public without
+    being told to (``otpgate.devmode``)."""
+    redact.install()
+    warnings = devmode.check(settings)
     ctx = ApiContext(settings, clock or SystemClock())
     v1: list[HTTPRouteHandler] = routes_otp.handlers(ctx)
     root: list[HTTPRouteHandler] = [*_health(ctx), *routes_receipts.receipts_handlers(ctx),
@@ -58,19 +66,24 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         # The page has no way to send an API key, so it exists only in keyless dev mode.
         root.append(routes_dev.inbox_handler(ctx))
         root.append(routes_web.inbox_events(ctx))
-    guards = [] if settings.dev else [auth.guard(ctx.authenticator)]
-    api = Router("/v1", route_handlers=v1, guards=guards, security=[{"apiKey": []}])
+    guards = [] if settings.dev else [_except_options(auth.guard(ctx.authenticator))]
+    # Each path's OPTIONS handler comes first, so that Litestar adds none of its own.
+    # The document says what this server asks for: a key, or (dev mode) nothing.
+    security: list[dict[str, list[str]]] = [] if settings.dev else [{"apiKey": []}]
+    api = Router("/v1", route_handlers=[*_options(v1), *v1], guards=guards,
+                 security=security)
     app = Litestar(
-        route_handlers=[api, *root, *routes_web.asset_routers()],
+        route_handlers=[api, *_options(root), *root, *routes_web.asset_routers()],
         state=State({_STATE_KEY: ctx}),
-        lifespan=[_lifespan(ctx)],
+        lifespan=[_lifespan(ctx, warnings)],
         exception_handlers=problems.exception_handlers(),
-        openapi_config=_openapi(),
+        openapi_config=_openapi(settings),
         request_max_body_size=settings.server.max_body_bytes,
         logging_config=None,
         debug=False,
     )
-    app.asgi_handler = Observed(app.asgi_handler)  # request ids, metrics, spans, log context
+    # request ids, metrics, spans and log context around everything, the edge's refusals too
+    app.asgi_handler = Observed(edge.Edge(app.asgi_handler, settings))
     return app
 
 
@@ -93,7 +106,40 @@ def from_encoded(encoded: bytes) -> Litestar:
     return create_app(config.Settings.decode(encoded))
 
 
-def _lifespan(ctx: ApiContext) -> Any:
+def _except_options(guard: Guard) -> Guard:
+    """``guard`` on every method but OPTIONS, which says what a path allows to anyone
+    (a CORS preflight carries no key)."""
+
+    async def unless_options(connection: ASGIConnection[Any, Any, Any, Any],
+                             handler: BaseRouteHandler) -> None:
+        if connection.scope.get("method") != "OPTIONS":
+            await guard(connection, handler)  # type: ignore[misc]
+
+    return unless_options
+
+
+def _options(handlers: list[HTTPRouteHandler]) -> list[HTTPRouteHandler]:
+    """An ``OPTIONS`` handler per path, whose ``Allow`` names every method of the path
+    (Litestar's own lists only the methods of the first handler registered on it)."""
+    methods: dict[str, set[str]] = {}
+    for handler in handlers:
+        for path in handler.paths:
+            methods.setdefault(path, {"OPTIONS"}).update(handler.http_methods)
+    return [_options_handler(path, allowed) for path, allowed in methods.items()]
+
+
+def _options_handler(path: str, methods: set[str]) -> HTTPRouteHandler:
+    allow = ", ".join(sorted(methods | ({"HEAD"} if "GET" in methods else set())))
+
+    @route(path, http_method=[HttpMethod.OPTIONS], include_in_schema=False,
+           status_code=204)
+    async def options() -> Response[None]:
+        return Response(None, status_code=204, headers={"Allow": allow})
+
+    return options
+
+
+def _lifespan(ctx: ApiContext, warnings: list[str]) -> Any:
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         stop_tracing = tracing.configure()
@@ -103,6 +149,8 @@ def _lifespan(ctx: ApiContext) -> Any:
                 await runtime.start_workers()
             ctx.attach(runtime)
             _announce(ctx.settings)
+            for warning in warnings:
+                log.warning("%s", warning)
             yield
         finally:
             ctx.attach(None)
@@ -118,9 +166,9 @@ def _announce(settings: Settings) -> None:
     store = urls.mask(settings.store_url)
     if settings.dev:
         log.warning(
-            "DEV MODE: requests need no API key and messages are captured, not sent; "
-            "dev inbox at http://%s:%d/dev/inbox (store %s)", settings.server.host,
-            settings.server.port, store)
+            "DEV MODE: requests need no API key and messages are captured, not sent (the "
+            "capture driver only); dev inbox at http://%s:%d/dev/inbox (store %s)",
+            settings.server.host, settings.server.port, store)
     else:
         log.info("otpgate API up: every /v1 request needs an API key (store %s)", store)
         if settings.captures:
@@ -155,18 +203,48 @@ def _health(ctx: ApiContext) -> list[HTTPRouteHandler]:
 
 class _OpenApiJson(JsonRenderPlugin):
     """``GET /openapi.json``, completed with the request bodies the handlers decode
-    themselves (see ``schemas.REQUEST_BODIES``); rendered once."""
+    themselves (see ``schemas.REQUEST_BODIES``) and with the service's own rules for each
+    value (``schemas.document_rules``); rendered once."""
 
-    def __init__(self) -> None:
+    def __init__(self, rules: dict[str, dict[str, Any]]) -> None:
         # Mounted on a router at /openapi.json (see ``_openapi``): "/" is the document;
         # naming "/openapi.json" too keeps Litestar from adding an unpatched twin.
         super().__init__(path=["/", "/openapi.json"])
+        self._rules = rules
         self._rendered: bytes | None = None
 
     def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
         if self._rendered is None:
-            self._rendered = msgspec.json.encode(docs.annotate(_with_bodies(openapi_schema)))
+            self._rendered = msgspec.json.encode(docs.annotate(
+                _with_rules(_with_bodies(openapi_schema), self._rules)))
         return self._rendered
+
+
+def _with_rules(document: dict[str, Any], rules: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Each request value's schema narrowed to what the service accepts (its pattern,
+    lengths, bounds): body fields, query and path parameters and headers, by name."""
+    for name in REQUEST_BODIES.values():
+        component = document["components"]["schemas"].get(name.__name__, {})
+        for field, schema in component.get("properties", {}).items():
+            _narrow(schema, rules.get(field))
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []) if isinstance(
+                    operation, dict) else []:
+                _narrow(parameter.get("schema", {}), rules.get(parameter.get("name")))
+    return document
+
+
+def _narrow(schema: dict[str, Any], rule: dict[str, Any] | None) -> None:
+    """Add ``rule`` to ``schema``, or to its non-null branch (``str | None``)."""
+    if rule is None:
+        return
+    for key in ("anyOf", "oneOf"):
+        for branch in schema.get(key, []):
+            if branch.get("type") not in (None, "null"):
+                branch.update(rule)
+                return
+    schema.update(rule)
 
 
 def _with_bodies(document: dict[str, Any]) -> dict[str, Any]:
@@ -190,7 +268,7 @@ async def _html_404_to_problem(response: Response[Any]) -> Response[Any]:
     return response
 
 
-def _openapi() -> OpenAPIConfig:
+def _openapi(settings: Settings) -> OpenAPIConfig:
     return OpenAPIConfig(
         title="otpgate", version="1",
         description="One-time passcodes: request, dispatch over any provider, verify.",
@@ -199,7 +277,7 @@ def _openapi() -> OpenAPIConfig:
         # the hook turns what is left into the usual problem.
         openapi_router=Router("/openapi.json", route_handlers=[], include_in_schema=False,
                               after_request=_html_404_to_problem),
-        render_plugins=[_OpenApiJson()],
+        render_plugins=[_OpenApiJson(document_rules(settings))],
         components=Components(security_schemes={"apiKey": SecurityScheme(
             type="http", scheme="bearer",
             description="og_<key id>_<secret>; not needed in dev mode")}),

@@ -18,7 +18,8 @@ from otpgate.store.base import Keep, Remembered
 
 HEADER = "Idempotency-Key"
 TTL = 24 * 3600.0
-_KEY = re.compile(r"[\x20-\x7e]{1,255}", re.ASCII)
+KEY_PATTERN = r"[\x20-\x7e]{1,255}"
+_KEY = re.compile(KEY_PATTERN, re.ASCII)
 
 
 def parse_key(raw: str | None) -> str | None:

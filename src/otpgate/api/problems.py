@@ -59,6 +59,11 @@ _TITLES: dict[str, str] = {
     "method-not-allowed": "Method not allowed",
     "payload-too-large": "Request body too large",
     "unsupported-media-type": "Unsupported media type",
+    "cross-origin-refused": "Cross-origin request refused",
+    "misdirected-request": "Misdirected request",
+    "request-timeout": "Request timeout",
+    "headers-too-large": "Request header fields too large",
+    "client-disconnected": "Client disconnected",
     "internal": "Internal error",
 }
 _HTTP_SLUGS: dict[int, str] = {
@@ -69,6 +74,7 @@ _HTTP_SLUGS: dict[int, str] = {
     413: "payload-too-large",
     415: "unsupported-media-type",
     429: "rate-limited",
+    499: "client-disconnected",
 }
 _HTTP_DETAILS: dict[int, str] = {
     404: "no such resource",
@@ -90,13 +96,20 @@ def status_of(error: OtpgateError) -> int:
     return 500
 
 
+def encode(status: int, slug: str, detail: str, *, field: str | None = None,
+           retry_after: int | None = None) -> bytes:
+    """The problem+json body of a problem."""
+    return _ENCODER.encode(Problem(
+        type=TYPE_BASE + slug, title=_TITLES.get(slug, slug.replace("-", " ")),
+        status=status, detail=detail, field=field, retry_after=retry_after))
+
+
 def problem(status: int, slug: str, detail: str, *, field: str | None = None,
             retry_after: int | None = None,
             headers: Mapping[str, str] | None = None) -> Response[bytes]:
     """A problem+json response."""
-    body = Problem(type=TYPE_BASE + slug, title=_TITLES.get(slug, slug.replace("-", " ")),
-                   status=status, detail=detail, field=field, retry_after=retry_after)
-    return Response(_ENCODER.encode(body), status_code=status, media_type=MEDIA_TYPE,
+    return Response(encode(status, slug, detail, field=field, retry_after=retry_after),
+                    status_code=status, media_type=MEDIA_TYPE,
                     headers=dict(headers) if headers else None)
 
 

@@ -29,6 +29,7 @@ from otpgate.api.schemas import (
     VerifyIn,
     VerifyOut,
     decode,
+    read_body,
 )
 from otpgate.clock import isoformat
 from otpgate.core.lifecycle import Requested
@@ -122,7 +123,7 @@ def handlers(ctx: ApiContext) -> list[HTTPRouteHandler]:
                         "first 202 answer")] = None,
     ) -> Response[bytes]:
         key = idempotency.parse_key(idempotency_key)
-        data = decode(await request.body(), OtpIn)
+        data = decode(await read_body(request), OtpIn)
         service = ctx.runtime.service
         if key is None:
             return _json(accepted_body(await service.request(_otp_request(data))), 202)
@@ -144,7 +145,7 @@ def handlers(ctx: ApiContext) -> list[HTTPRouteHandler]:
                                        generate_examples=False),
                      **_COMMON, **_BODY, **_BY_ID})
     async def verify_otp(request: Request[Any, Any, Any], otp_id: FromPath[str]) -> Response[bytes]:
-        data = decode(await request.body(), CodeIn)
+        data = decode(await read_body(request), CodeIn)
         return _json(verify_body(await ctx.runtime.service.verify(otp_id, data.code)))
 
     @post("/verify", status_code=200, operation_id="verifyRecipient",
@@ -154,7 +155,7 @@ def handlers(ctx: ApiContext) -> list[HTTPRouteHandler]:
                                        generate_examples=False),
                      **_COMMON, **_BODY})
     async def verify_recipient(request: Request[Any, Any, Any]) -> Response[bytes]:
-        data = decode(await request.body(), VerifyIn)
+        data = decode(await read_body(request), VerifyIn)
         answer = await ctx.runtime.service.verify_recipient(
             data.to, data.purpose, data.code, data.country)
         return _json(verify_body(answer))

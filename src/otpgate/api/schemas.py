@@ -2,18 +2,24 @@
 
 Bodies are decoded strictly from the raw bytes whatever the ``Content-Type`` (so that
 ``curl -d '{…}'`` works): a body that is not JSON at all is a 400 problem, JSON of the wrong
-shape (not an object, a wrong type, an unknown or missing field) is a 422 problem naming
-the field. Values are checked by the service (``otpgate.service``), not here.
+shape (not an object, a wrong type, an unknown, missing or repeated field) is a 422 problem
+naming the field. Values are checked by the service (``otpgate.service``), not here; the
+OpenAPI document states the same rules (``document_rules``).
 """
 
 from __future__ import annotations
 
+import json
 import re
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import msgspec
-from litestar.exceptions import ClientException
+from litestar import Request
+from litestar.exceptions import ClientException, InternalServerException
 
+from otpgate.api import idempotency
+from otpgate.config import Settings
+from otpgate.core import codes, ids, intake, recipients
 from otpgate.core.otp import Status
 from otpgate.errors import InvalidRequest
 
@@ -143,22 +149,89 @@ REQUEST_BODIES: dict[tuple[str, str], type[msgspec.Struct]] = {
 _DECODERS: dict[type[msgspec.Struct], msgspec.json.Decoder[msgspec.Struct]] = {
     t: msgspec.json.Decoder(t) for t in REQUEST_BODIES.values()
 }
+_JSON_KEY = re.compile(rb'"([^"]*)"\s*:')
 _AT = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
 _NAMED = re.compile(r"field `(?P<name>[^`]*)`")
 
 
+class ClientDisconnected(ClientException):
+    """The client went away before its request's body arrived: nothing to answer, and
+    nothing went wrong here (logged as a client error, not as a server error)."""
+
+    status_code = 499
+
+
+async def read_body(request: Request[Any, Any, Any]) -> bytes:
+    """The request's body; ``ClientDisconnected`` if the client left before sending it."""
+    try:
+        return await request.body()
+    except InternalServerException:  # Litestar's word for "the client disconnected"
+        raise ClientDisconnected("the client disconnected before sending its body") from None
+
+
 def decode(body: bytes, type_: type[T]) -> T:
-    """Decode ``body`` as a JSON object of ``type_``; raise a 400 or 422 on failure."""
+    """Decode ``body`` as a JSON object of ``type_``; raise a 400 or 422 on failure, a
+    field given twice included (JSON parsers disagree on which one counts)."""
     decoder = _DECODERS.get(type_)  # type: ignore[arg-type]
     try:
-        if decoder is not None:
-            value: T = decoder.decode(body)  # type: ignore[assignment]
-            return value
-        return msgspec.json.decode(body, type=type_)
+        if decoder is None:
+            return msgspec.json.decode(body, type=type_)
+        value: T = decoder.decode(body)  # type: ignore[assignment]
     except msgspec.ValidationError as exc:
         raise _shape_error(str(exc)) from None
     except (msgspec.DecodeError, UnicodeDecodeError):
         raise ClientException("request body must be a JSON object (UTF-8)") from None
+    # msgspec keeps the last of repeated keys. Without a backslash no string can hold a
+    # quote, so every `"…" :` is a key (and, decoded, a known field): a scan finds them.
+    # A body with escapes is parsed again, exactly.
+    if b"\\" in body:
+        _refuse_repeated_keys(body)
+    else:
+        keys = _JSON_KEY.findall(body)
+        if len(keys) != len(set(keys)):
+            repeated = next(k for k in keys if keys.count(k) > 1).decode()
+            raise InvalidRequest(f"the field {repeated!r} is given twice", repeated)
+    return value
+
+
+def _refuse_repeated_keys(body: bytes) -> None:
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: set[str] = set()
+        for key, _ in items:
+            if key in seen:
+                raise InvalidRequest(f"the field {key!r} is given twice", key)
+            seen.add(key)
+        return dict(items)
+
+    json.loads(body, object_pairs_hook=pairs)
+
+
+def document_rules(settings: Settings) -> dict[str, dict[str, Any]]:
+    """JSON Schema constraints of each request value, by name, as the service checks it
+    (``otpgate.core``): for the OpenAPI document."""
+    policy = settings.policy
+    channels = sorted(set(settings.driver_urls) & (intake.PHONE_CHANNELS
+                                                   | intake.EMAIL_CHANNELS))
+    return {
+        "to": {"minLength": 1, "maxLength": recipients.MAX_LENGTH,
+               "pattern": recipients.DOCUMENTED_PATTERN},
+        "channel": {"enum": channels},
+        "channels": {"minItems": 1, "maxItems": intake.MAX_CHANNELS, "uniqueItems": True,
+                     "items": {"type": "string", "enum": channels}},
+        "purpose": _pattern(intake.PURPOSE_PATTERN, 1, 64),
+        "locale": _pattern(intake.LOCALE_PATTERN, 2, 6),
+        "reference": _pattern(intake.REFERENCE_PATTERN, 1, 128),
+        "country": _pattern(recipients.COUNTRY_PATTERN, 2, 2),
+        "code": _pattern(codes.CODE_PATTERN, codes.MIN_LENGTH, codes.MAX_LENGTH),
+        "code_length": {"minimum": codes.MIN_LENGTH, "maximum": codes.MAX_LENGTH},
+        "ttl_seconds": {"minimum": policy.min_ttl, "maximum": policy.max_ttl},
+        "otp_id": _pattern(ids.OTP_ID_PATTERN, len(ids.new_otp_id()), len(ids.new_otp_id())),
+        idempotency.HEADER: _pattern(idempotency.KEY_PATTERN, 1, 255),
+    }
+
+
+def _pattern(pattern: str, shortest: int, longest: int) -> dict[str, Any]:
+    return {"pattern": f"^(?:{pattern})$", "minLength": shortest, "maxLength": longest}
 
 
 def _shape_error(message: str) -> InvalidRequest:

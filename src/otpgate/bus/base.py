@@ -25,6 +25,7 @@ import msgspec
 from otpgate.errors import BusError, TemporaryDeliveryError
 from otpgate.events import CloudEvent, Filter
 from otpgate.observe import metrics
+from otpgate.redact import scrub
 
 Handler = Callable[[CloudEvent], Awaitable[None]]
 Redact = Callable[[CloudEvent], CloudEvent]
@@ -78,11 +79,16 @@ async def deliver(consumer: Consumer, event: CloudEvent, number: int) -> None:
     await consumer.handler(event)
 
 
+def redacted(sub: Subscription, event: CloudEvent) -> CloudEvent:
+    """The event as ``sub``'s dead-letter queue shows it (without its secrets)."""
+    return sub.redact(event) if sub.redact is not None else event
+
+
 def dead_letter_event(sub: Subscription, event: CloudEvent) -> CloudEvent:
     """The event as ``sub``'s dead-letter queue keeps it. Every bus calls this once for each
     event it dead-letters, which is where ``otpgate_dead_letters_total`` counts them."""
     metrics.DEAD_LETTERS.labels(sub.name).inc()
-    return sub.redact(event) if sub.redact is not None else event
+    return redacted(sub, event)
 
 
 def consumer_of(declared: dict[str, Subscription], name: str, handler: Handler,
@@ -141,8 +147,9 @@ async def finish(task: asyncio.Task[None], wake: asyncio.Event, grace: float = 1
 
 
 def describe(error: BaseException) -> str:
-    """A one-line description of a handler failure, safe to keep at rest."""
-    return f"{type(error).__name__}: {error}"[:500]
+    """A one-line description of a handler failure, safe to keep at rest: numbers,
+    addresses and anything shaped like a code are masked (``otpgate.redact``)."""
+    return scrub(f"{type(error).__name__}: {error}")[:500]
 
 
 class Bus(Protocol):

@@ -20,7 +20,8 @@ DEFAULT_LENGTH = 6
 CodeGenerator = Callable[[int], str]
 """Makes a code of the given number of digits."""
 
-_CODE_SHAPE = re.compile(rf"[0-9]{{{MIN_LENGTH},{MAX_LENGTH}}}", re.ASCII)
+CODE_PATTERN = rf"[0-9]{{{MIN_LENGTH},{MAX_LENGTH}}}"
+_CODE_SHAPE = re.compile(CODE_PATTERN, re.ASCII)
 
 
 def generate_code(length: int = DEFAULT_LENGTH) -> str:

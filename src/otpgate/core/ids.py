@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 import secrets
 
-_OTP_ID = re.compile(r"otp_[A-Za-z0-9_-]{22}", re.ASCII)
+OTP_ID_PATTERN = r"otp_[A-Za-z0-9_-]{22}"
+_OTP_ID = re.compile(OTP_ID_PATTERN, re.ASCII)
 
 
 def new_otp_id() -> str:

@@ -12,9 +12,12 @@ from otpgate.core.policy import Policy
 from otpgate.core.recipients import Recipient
 from otpgate.errors import InvalidRequest
 
-_PURPOSE = re.compile(r"[a-z0-9_.-]{1,64}", re.ASCII)
-_LOCALE = re.compile(r"[a-z]{2,3}(-[A-Z]{2})?", re.ASCII)
-_REFERENCE = re.compile(r"[\x20-\x7e]{1,128}", re.ASCII)
+PURPOSE_PATTERN = r"[a-z0-9_.-]{1,64}"
+LOCALE_PATTERN = r"[a-z]{2,3}(-[A-Z]{2})?"
+REFERENCE_PATTERN = r"[\x20-\x7e]{1,128}"
+_PURPOSE = re.compile(PURPOSE_PATTERN, re.ASCII)
+_LOCALE = re.compile(LOCALE_PATTERN, re.ASCII)
+_REFERENCE = re.compile(REFERENCE_PATTERN, re.ASCII)
 PHONE_CHANNELS = frozenset({"sms", "voice", "whatsapp"})
 EMAIL_CHANNELS = frozenset({"email"})
 MAX_CHANNELS = 4

@@ -19,11 +19,17 @@ from otpgate.errors import InvalidRecipient
 
 MASK = "•••"
 MAX_LENGTH = 254
+LOCAL_PART_MAX_LENGTH = 64
 
 # What a phone number may be written with: ASCII digits, a leading plus, and the usual
 # visible separators. Anything else (unicode digits, zero-width joiners, tabs) is refused.
-_PHONE_CHARS = re.compile(r"\+?[0-9 ().\-]{3,32}", re.ASCII)
-_COUNTRY = re.compile(r"[A-Z]{2}", re.ASCII)
+PHONE_PATTERN = r"\+?[0-9 ().\-]{3,32}"
+COUNTRY_PATTERN = r"[A-Z]{2}"
+DOCUMENTED_PATTERN = rf"^(?:{PHONE_PATTERN}|[^\s@]{{1,{LOCAL_PART_MAX_LENGTH}}}@[^\s@]+)$"
+"""What ``parse`` can accept, as the OpenAPI document states it (libphonenumber and the
+e-mail rules then decide)."""
+_PHONE_CHARS = re.compile(PHONE_PATTERN, re.ASCII)
+_COUNTRY = re.compile(COUNTRY_PATTERN, re.ASCII)
 
 
 class Kind(enum.StrEnum):
@@ -106,7 +112,8 @@ def _parse_email(raw: str) -> Recipient:
     if any(not ch.isprintable() or ch.isspace() for ch in raw):
         raise InvalidRecipient("to contains invisible or control characters")
     try:
-        info = validate_email(raw, check_deliverability=False)
+        # strict: a local part longer than 64 characters (RFC 5321) is refused too.
+        info = validate_email(raw, check_deliverability=False, strict=True)
     except EmailNotValidError as exc:
         raise InvalidRecipient(f"to is not a valid e-mail address: {exc}") from None
     return Recipient(Kind.EMAIL, info.normalized)

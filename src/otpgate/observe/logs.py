@@ -6,14 +6,14 @@ JSON (python-json-logger): one object per line with ``ts`` (RFC 3339, UTC), ``le
 fields. Text: ``ts level logger: msg [request_id=… otp_id=…]``.
 
 Whatever a record holds, the formatter masks its text before it is written: numbers,
-addresses and anything shaped like a code (``mask``). ``uvicorn``'s own loggers go through
+addresses and anything shaped like a code (``mask``: ``otpgate.redact.scrub``), on top of
+what ``redact.install`` already masks as records are made. ``uvicorn``'s own loggers go through
 the same formatter (``uvicorn_config``), in every server process.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -21,27 +21,14 @@ from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
 
+from otpgate import redact
 from otpgate.observe import context
 
 FORMATS = ("text", "json")
 Mask = Callable[[str], str]
 
-_PHONE = re.compile(r"(?:\+|%2[bB])\d[\d ().-]{5,}\d")
-_EMAIL = re.compile(r"([\w.!#$'*+/^`{|}~-])[\w.!#$'*+/^`{|}~-]*(@|%40)(?=[\w-]+\.)")
-_DIGITS = re.compile(r"(?<![\w•.])\d{4,10}(?![\w•])")
-
-
-def interim_mask(text: str) -> str:
-    """Masks ``+``-numbers, e-mail local parts and runs of 4 to 10 digits standing alone.
-
-    The single hook the formatters call: to be pointed at ``otpgate.redact.scrub``, the
-    project-wide masking, once that module exists."""
-    text = _PHONE.sub("•••", text)
-    text = _EMAIL.sub(r"\1•••\2", text)
-    return _DIGITS.sub("•••", text)
-
-
-mask: Mask = interim_mask
+mask: Mask = redact.scrub
+"""The one masking hook the formatters call: the project's (``otpgate.redact``)."""
 
 
 def _ts(created: float) -> str:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from otpgate.errors import OtpgateError, StoreError
+from otpgate.files import create_private, private_dir, warn_if_open
 from otpgate.sqlite.conn import Checkpointer, connect, is_busy, migrate, wrap
 from otpgate.sqlite.turn import WriterTurn
 
@@ -80,7 +81,12 @@ class Database:
         return db
 
     def _start(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Created 0600 before SQLite opens it: SQLite gives its -wal and -shm files the
+        # database file's own mode.
+        private_dir(self.path.parent)
+        create_private(self.path)
+        for suffix in ("-wal", "-shm"):
+            warn_if_open(self.path.with_name(self.path.name + suffix))
         self._conn = connect(self.path, self._busy_ms)
         migrate(self._conn)
         # From here on a busy database never blocks the event loop: batches are retried.

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from otpgate.files import create_private
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover - not POSIX
@@ -25,7 +27,8 @@ class WriterTurn:
         self._fd: int | None = None
         if fcntl is not None:
             lock_path = db_path.with_name(db_path.name + "-writer.lock")
-            self._fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            create_private(lock_path)
+            self._fd = os.open(lock_path, os.O_RDWR)
 
     def acquire(self) -> None:
         if self._fd is not None:
