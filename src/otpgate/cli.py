@@ -176,13 +176,23 @@ def _metrics_dir() -> Iterator[None]:
 
 
 @main.command()
-def worker() -> None:
+@click.option("--metrics-port", envvar="OTPGATE_METRICS_PORT", type=click.IntRange(1, 65535),
+              default=None, help="Serve this process's Prometheus metrics on this port.")
+@click.option("--metrics-host", envvar="OTPGATE_METRICS_HOST", default="127.0.0.1",
+              show_default=True, help="The address the metrics port listens on (no key is "
+                                      "asked for there).")
+def worker(metrics_port: int | None, metrics_host: str) -> None:
     """Run the dispatchers and the expiry sweeper without the HTTP API."""
     settings = _settings()
     _preflight(settings)
 
     async def run(runtime: Runtime) -> None:
         await runtime.start_workers()
+        if metrics_port is not None:
+            from otpgate.observe import figures
+
+            figures.serve(metrics_host, metrics_port)
+            refresher = asyncio.create_task(figures.keep_fresh(runtime))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -190,6 +200,8 @@ def worker() -> None:
         click.echo(f"otpgate worker running on {urls.mask(settings.store_url)}; "
                    "Ctrl-C stops it")
         await stop.wait()
+        if metrics_port is not None:
+            refresher.cancel()
 
     _with_runtime(settings, run)
 

@@ -3,6 +3,7 @@ text parser, counting a whole flow across both server processes, linted by promt
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import httpx
@@ -59,3 +60,29 @@ def test_the_multiprocess_directory_is_removed_when_the_server_stops(tmp_path: P
     finally:
         server.stop()
     assert not list(tmp_path.glob("otpgate-metrics-*"))
+
+
+def test_a_worker_serves_its_own_metrics_on_its_metrics_port(tmp_path: Path) -> None:
+    data, log = tmp_path / "var", tmp_path / "processes.log"
+    api = srv.start(data, log, extra=("--api-only",))
+    port = srv.free_port()
+    worker = srv.start_worker(data, log, {"OTPGATE_DEV": "true",
+                                          "OTPGATE_METRICS_PORT": str(port)})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        with og.Client(api.url) as otp:
+            otp.request_otp("+14155550175")
+        deadline = time.monotonic() + 20
+        sent = 0.0
+        while time.monotonic() < deadline and not sent:
+            try:
+                _, samples = scrape(url)
+                sent = value(samples, "otpgate_sends_total", driver="capture", outcome="sent")
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        assert sent == 1
+        assert value(samples, "otpgate_breaker_state", driver="capture") == 0
+    finally:
+        worker.stop()
+        api.stop()

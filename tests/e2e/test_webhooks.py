@@ -79,7 +79,12 @@ def test_a_failing_endpoint_gets_retries_then_a_dead_letter_that_replays(
 ) -> None:
     endpoint.status = 500
     with og.Client(live.url) as otp:
-        canceled = otp.cancel(otp.request_otp("+14155550171", purpose="down").id)
+        requested = otp.request_otp("+14155550171", purpose="down")
+        deadline = time.monotonic() + 20  # cancel once sent, for three events in all
+        while time.monotonic() < deadline and not any(
+                b"otpgate.otp.sent.v1" in r.body for r in endpoint.wait_for(1, requested.id)):
+            time.sleep(0.05)
+        canceled = otp.cancel(requested.id)
     attempts = endpoint.wait_for(4 * 3, canceled.id)  # requested, sent, canceled: 4 each
     by_id: dict[str, int] = {}
     for request in attempts:

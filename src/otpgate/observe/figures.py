@@ -7,12 +7,18 @@ Counters stay cumulative; the page turns them into rates between two reads.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import start_http_server
 
 from otpgate.breaker import BreakerView
 from otpgate.bus.base import Backlog, Bus
 from otpgate.observe import metrics
+
+if TYPE_CHECKING:
+    from otpgate.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +35,22 @@ async def refresh(bus: Bus, breakers: list[BreakerView], drivers: list[str]) -> 
     metrics.observe_backlog(backlog)
     metrics.observe_breakers(breakers, drivers)
     return backlog
+
+
+def serve(host: str, port: int) -> None:
+    """This process's metrics on ``http://host:port/`` (prometheus-client's own server, in
+    a thread): for ``otpgate worker``, which serves no HTTP API."""
+    start_http_server(port, addr=host)
+    log.info("metrics on http://%s:%d/metrics", host, port)
+
+
+async def keep_fresh(runtime: Runtime, every: float = 5.0) -> None:
+    """Refresh the queue and breaker gauges now and then (no scrape asks this process's
+    API to, as it has none)."""
+    while True:
+        await refresh(runtime.backend.bus, runtime.breakers.views(),
+                      sorted(runtime.driver_urls))
+        await asyncio.sleep(every)
 
 
 def figures(backlog: list[Backlog], breakers: list[BreakerView], drivers: list[str],
