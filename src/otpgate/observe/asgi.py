@@ -4,11 +4,13 @@ request's span and its log context, for every request (unknown routes included).
 It wraps Litestar's own handler (``Litestar.asgi_handler``), so it sees the route template
 the router matched (``scope["path_template"]``; ``unmatched`` when none did) and the status
 every answer starts with. ``X-Request-Id`` is taken from the request when it is a plain
-token of up to 64 characters, made up otherwise, and sent back on the answer.
+token of up to 64 characters, made up otherwise (unique, not secret: a random prefix per
+process and a counter), and sent back on the answer.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 import secrets
 import time
@@ -20,6 +22,7 @@ from otpgate.observe import context, metrics, tracing
 
 HEADER = b"x-request-id"
 _TOKEN = re.compile(rb"[A-Za-z0-9._:-]{1,64}")
+_MAX_SERIES = 4096
 _OTP_PATH = re.compile(r"/v1/otp/(otp_[A-Za-z0-9_-]{1,40})(?:/|$)")
 
 
@@ -28,13 +31,16 @@ class Observed:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._prefix = secrets.token_hex(4)
+        self._serial = itertools.count(1)
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        rid = _request_id(scope)
+        rid = self._request_id(scope)
         status = 500
 
         async def sending(message: Any) -> None:
@@ -45,14 +51,20 @@ class Observed:
             await send(message)
 
         found = _OTP_PATH.match(scope["path"])
-        with context.bound(request_id=rid, otp_id=found[1] if found else None):
+        bound = context.request_id.set(rid)
+        named = context.otp_id.set(found[1]) if found else None
+        try:
             if not tracing.enabled():
                 try:
                     await self.app(scope, receive, sending)
                 finally:
-                    _count(scope, status, started)
+                    self._count(scope, status, started)
                 return
             await self._traced(scope, receive, sending, rid, started, lambda: status)
+        finally:
+            if named is not None:
+                context.otp_id.reset(named)
+            context.request_id.reset(bound)
 
     async def _traced(self, scope: Any, receive: Any, send: Any, rid: str,
                       started: float, status: Any) -> None:
@@ -63,21 +75,28 @@ class Observed:
             try:
                 await self.app(scope, receive, send)
             finally:
-                route = _count(scope, status(), started)
+                route = self._count(scope, status(), started)
                 span.update_name(f"{method} {route}")
                 span.set_attribute("http.route", route)
                 span.set_attribute("http.response.status_code", status())
 
+    def _request_id(self, scope: Any) -> str:
+        for name, value in scope["headers"]:
+            if name == HEADER and _TOKEN.fullmatch(value):
+                return str(value.decode("ascii"))
+        return f"{self._prefix}{next(self._serial):08x}"
 
-def _request_id(scope: Any) -> str:
-    for name, value in scope["headers"]:
-        if name == HEADER and _TOKEN.fullmatch(value):
-            return str(value.decode("ascii"))
-    return secrets.token_hex(8)
-
-
-def _count(scope: Any, status: int, started: float) -> str:
-    route: str = scope.get("path_template") or "unmatched"
-    metrics.HTTP_REQUESTS.labels(route, scope["method"], str(status)).inc()
-    metrics.HTTP_DURATION.labels(route).observe(time.perf_counter() - started)
-    return route
+    def _count(self, scope: Any, status: int, started: float) -> str:
+        """Count the answer (the series' children are kept: a lookup per request, no
+        label lock)."""
+        route: str = scope.get("path_template") or "unmatched"
+        key = (route, scope["method"], status)
+        series = self._series.get(key)
+        if series is None:
+            series = (metrics.HTTP_REQUESTS.labels(route, key[1], str(status)),
+                      metrics.HTTP_DURATION.labels(route))
+            if len(self._series) < _MAX_SERIES:
+                self._series[key] = series
+        series[0].inc()
+        series[1].observe(time.perf_counter() - started)
+        return route

@@ -40,9 +40,14 @@ def tracer() -> trace.Tracer:
     return trace.get_tracer("otpgate")
 
 
+_installed = [False]
+"""Whether ``configure`` installed a provider: OpenTelemetry's provider is process-wide,
+and so is this mirror of it, read on every request without asking the API."""
+
+
 def enabled() -> bool:
-    """Whether a tracer provider is installed (else every span is a no-op)."""
-    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    """Whether this process exports traces (else every span is a no-op)."""
+    return _installed[0]
 
 
 def wanted(env: Mapping[str, str]) -> bool:
@@ -70,11 +75,13 @@ def configure(env: Mapping[str, str] | None = None) -> Callable[[], None] | None
     except ImportError:
         raise ConfigurationError("OTEL_* asks for traces: pip install 'otpgate[otel]'") from None
     if isinstance(trace.get_tracer_provider(), TracerProvider):
+        _installed[0] = True
         return None
     defaults = {} if env.get("OTEL_SERVICE_NAME") else {"service.name": "otpgate"}
     provider = TracerProvider(resource=Resource.create(defaults))
     provider.add_span_processor(BatchSpanProcessor(_exporter(env)))
     trace.set_tracer_provider(provider)
+    _installed[0] = True
     log.info("exporting traces (OTEL_* settings)")
     return provider.shutdown
 
@@ -105,7 +112,7 @@ def _exporter(env: Mapping[str, str]) -> Any:
 
 def traceparent() -> str | None:
     """The W3C ``traceparent`` of the current span, if one is being recorded."""
-    if not trace.get_current_span().get_span_context().is_valid:
+    if not enabled() or not trace.get_current_span().get_span_context().is_valid:
         return None
     carrier: dict[str, str] = {}
     _W3C.inject(carrier)
@@ -125,7 +132,11 @@ def incoming(headers: Mapping[str, str]) -> otel_context.Context:
 @contextmanager
 def span(name: str, kind: SpanKind, parent: otel_context.Context | None = None,
          attributes: Mapping[str, str | int | float | bool] | None = None) -> Iterator[Span]:
-    """A span made current for the block; exceptions are recorded on it and re-raised."""
+    """A span made current for the block; exceptions are recorded on it and re-raised.
+    Without a tracer provider it costs nothing (a span that records nothing)."""
+    if not enabled():
+        yield trace.INVALID_SPAN
+        return
     with tracer().start_as_current_span(name, context=parent, kind=kind,
                                         attributes=attributes) as current:
         yield current
