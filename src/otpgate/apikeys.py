@@ -13,6 +13,7 @@ import hmac
 import re
 import secrets
 
+from otpgate.core import tenants
 from otpgate.errors import InvalidRequest, Unauthorized
 from otpgate.store.base import ApiKey, Store
 
@@ -33,19 +34,20 @@ def split(presented: str) -> tuple[str, str]:
     return match["id"], match["secret"]
 
 
-async def create(store: Store, name: str, now: float, *,
+async def create(store: Store, name: str, now: float, *, tenant: str = tenants.DEFAULT,
                  admin: bool = False) -> tuple[ApiKey, str]:
-    """Make and store a new key (an ``admin`` one may also read ``/metrics`` and the
-    dashboard); the plaintext is returned here and never again."""
+    """Make and store a new key of ``tenant`` (an ``admin`` one may also unlock its
+    recipients); the plaintext is returned here and never again."""
     if not _NAME.fullmatch(name):
         raise InvalidRequest("a key name is 1 to 64 printable ASCII characters", "name")
+    tenant = tenants.parse(tenant)
     secret = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
     while True:
         key_id = secrets.token_hex(4)
         if await store.get_api_key(key_id) is None:
             break
     key = ApiKey(id=key_id, name=name, secret_hash=hash_secret(secret), created_at=now,
-                 admin=admin)
+                 tenant=tenant, admin=admin)
     await store.put_api_key(key)
     return key, f"{PREFIX}{key_id}_{secret}"
 

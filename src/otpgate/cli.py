@@ -1,6 +1,8 @@
-"""``otpgate serve | worker | send | verify | keys | bench | aws``.
+"""``otpgate serve | worker | send | verify | unlock | routes | keys | bench | aws``.
 
 Settings come from ``OTPGATE_*`` variables (and ``OTPGATE_CONFIG``); flags override them.
+Every command that opens the store first checks the secret key against the one the store
+was made with, and refuses to run with another.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import click
 from otpgate import apikeys, config, devmode, redact, urls
 from otpgate.clock import isoformat
 from otpgate.config import Settings
+from otpgate.core import tenants
 from otpgate.errors import OtpgateError, RateLimited
 from otpgate.observe import logs
 from otpgate.runtime import Runtime, check_drivers
@@ -55,11 +58,29 @@ def _with_runtime(settings: Settings, work: Callable[[Runtime], Awaitable[T]]) -
         raise click.ClickException(exc.detail) from None
 
 
-def _preflight(settings: Settings) -> None:
+def _preflight(settings: Settings, drivers: bool = True) -> None:
+    """Refuse to start a server or worker with a bad driver URL or another secret key,
+    with the reason, before anything listens or sends."""
+    async def check() -> None:
+        if drivers:
+            await check_drivers(settings)
+        await (await Runtime.open(settings)).close()
+
     try:
-        asyncio.run(check_drivers(settings))
+        asyncio.run(check())
     except OtpgateError as exc:
         raise click.ClickException(exc.detail) from None
+
+
+def _tenant(_: click.Context, __: click.Parameter, value: str) -> str:
+    try:
+        return tenants.parse(value)
+    except OtpgateError as exc:
+        raise click.BadParameter(exc.detail) from None
+
+
+_TENANT = click.option("--tenant", default=tenants.DEFAULT, show_default=True,
+                       callback=_tenant, help="The tenant to act for.")
 
 
 def _echo_json(value: object) -> None:
@@ -212,12 +233,14 @@ def worker(metrics_port: int | None, metrics_host: str) -> None:
 @click.option("--purpose", default=None, help="e.g. login (default: default).")
 @click.option("--locale", default=None)
 @click.option("--country", default=None, help="Country hint for national numbers (US, GB).")
+@_TENANT
 def send(to: str, channel: str | None, purpose: str | None, locale: str | None,
-         country: str | None) -> None:
+         country: str | None, tenant: str) -> None:
     """Request a code for a recipient; a running serve or worker sends it."""
     async def run(runtime: Runtime) -> dict[str, object]:
         result = await runtime.service.request(OtpRequest(
-            to=to, channel=channel, purpose=purpose, locale=locale, country=country))
+            to=to, channel=channel, purpose=purpose, locale=locale, country=country),
+            tenant=tenant)
         otp = result.otp
         return {"id": otp.id, "status": otp.status.value, "to": otp.to_masked,
                 "channels": otp.channels, "outcome": result.outcome.value,
@@ -232,18 +255,22 @@ def send(to: str, channel: str | None, purpose: str | None, locale: str | None,
 @click.option("--to", help="Verify by recipient instead of id.")
 @click.option("--purpose", default=None)
 @click.option("--code", required=True)
-def verify(otp_id: str | None, to: str | None, purpose: str | None, code: str) -> None:
+@_TENANT
+def verify(otp_id: str | None, to: str | None, purpose: str | None, code: str,
+           tenant: str) -> None:
     """Check a code, by OTP id or by recipient and purpose."""
     if (otp_id is None) == (to is None):
         raise click.UsageError("give exactly one of --id and --to")
 
     async def run(runtime: Runtime) -> dict[str, object]:
         if otp_id is not None:
-            answer = await runtime.service.verify(otp_id, code)
+            answer = await runtime.service.verify(otp_id, code, tenant=tenant)
         else:
-            answer = await runtime.service.verify_recipient(str(to), purpose, code)
-        body: dict[str, object] = {"id": answer.id, "valid": answer.valid,
-                                   "status": answer.status.value}
+            answer = await runtime.service.verify_recipient(str(to), purpose, code,
+                                                            tenant=tenant)
+        body: dict[str, object] = {"valid": answer.valid, "status": answer.status.value}
+        if answer.id is not None:
+            body = {"id": answer.id, **body}
         if answer.attempts_left is not None:
             body["attempts_left"] = answer.attempts_left
         return body
@@ -282,6 +309,21 @@ def routes(to: str | None, country: str | None) -> None:
         raise click.ClickException(exc.detail) from None
 
 
+@main.command()
+@click.option("--to", required=True, help="The locked recipient (E.164 or e-mail).")
+@click.option("--country", default=None, help="Country hint for national numbers (US, GB).")
+@_TENANT
+def unlock(to: str, country: str | None, tenant: str) -> None:
+    """End a recipient's lock and forget its consecutive wrong answers."""
+    async def run(runtime: Runtime) -> dict[str, object]:
+        masked, done = await runtime.service.unlock(to, country, tenant=tenant,
+                                                    by="the command line")
+        return {"to": masked, "tenant": tenant, "was_locked": done.was_locked,
+                "failures": done.failures}
+
+    _echo_json(_with_runtime(_settings(), run))
+
+
 @main.group()
 def keys() -> None:
     """Manage API keys (stored hashed; the key is shown once, at creation)."""
@@ -289,12 +331,15 @@ def keys() -> None:
 
 @keys.command("create")
 @click.option("--name", required=True, help="Who or what uses the key.")
+@click.option("--tenant", default=tenants.DEFAULT, show_default=True, callback=_tenant,
+              help="The tenant the key acts for: it sees only that tenant's OTPs.")
 @click.option("--admin", is_flag=True, default=False,
-              help="May also read /metrics and the dashboard.")
-def keys_create(name: str, admin: bool) -> None:
+              help="May also use the admin routes (POST /v1/admin/unlock) of its tenant, "
+                   "/metrics and the dashboard.")
+def keys_create(name: str, tenant: str, admin: bool) -> None:
     async def run(runtime: Runtime) -> str:
         _, plaintext = await apikeys.create(runtime.backend.store, name, runtime.clock.now(),
-                                            admin=admin)
+                                            tenant=tenant, admin=admin)
         return plaintext
 
     click.echo(_with_runtime(_settings(), run))
@@ -303,7 +348,7 @@ def keys_create(name: str, admin: bool) -> None:
 @keys.command("list")
 def keys_list() -> None:
     async def run(runtime: Runtime) -> list[dict[str, object]]:
-        return [{"id": k.id, "name": k.name, "admin": k.admin,
+        return [{"id": k.id, "name": k.name, "tenant": k.tenant, "admin": k.admin,
                  "created_at": isoformat(k.created_at),
                  "revoked_at": isoformat(k.revoked_at) if k.revoked_at else None}
                 for k in await apikeys.list_keys(runtime.backend.store)]

@@ -124,6 +124,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """Allow the capture driver and dev routes outside dev mode (never by default)."""
     secret_key: Secret | None = None
     brand: str = "otpgate"
+    templates_dir: Path | None = None
+    """A folder of message templates per locale over the shipped ones (``fr.toml``, ...)."""
+    webotp_domain: str | None = None
+    """The domain of the WebOTP line (``@domain #code``) of every SMS whose request names
+    none; unset, only requests that ask for one get it."""
     public_url: str | None = None
     """The origin otpgate is reached at from outside (``https://otp.example.com``): the
     base of the receipt callbacks given to providers, and the origin they sign."""
@@ -185,6 +190,7 @@ FLAT: dict[str, tuple[str | None, str]] = {
     "public_url": (None, "public_url"),
     "topic_arn": ("aws", "topic_arn"), "events_topic_arn": ("aws", "events_topic_arn"),
     "driver": ("aws", "driver"),
+    "templates_dir": (None, "templates_dir"), "webotp_domain": (None, "webotp_domain"),
     "webhook_url": ("webhook", "url"), "webhook_secret": ("webhook", "secret"),
     "webhook_timeout": ("webhook", "timeout"), "webhook_retry_for": ("webhook", "retry_for"),
     "webhook_backoff": ("webhook", "backoff"),

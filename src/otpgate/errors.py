@@ -9,7 +9,7 @@ OtpgateError
  ├── Unauthorized                  missing or unknown API key (401)
  ├── Forbidden                     a key or a signature that may not do this (403)
  ├── Conflict                      an Idempotency-Key reused with another body (422)
- ├── RateLimited(retry_after)      a send limit or lockout (429)
+ ├── RateLimited(retry_after, rule) a send limit, a delay after failures, or a lock (429)
  ├── StoreError                    the store could not be reached or is corrupt
  ├── BusError                      the bus could not be reached
  ├── SealError                     a sealed payload was tampered with or the key is wrong
@@ -75,13 +75,15 @@ class Conflict(OtpgateError):
 
 
 class RateLimited(OtpgateError):
-    """Too many requests; ``retry_after`` is in whole seconds (>= 1)."""
+    """Too many requests; ``retry_after`` is in whole seconds (>= 1); ``rule`` names the
+    limit that refused (``send-limit``, ``recipient-lock``, ...), where there is one."""
 
     slug = "rate-limited"
 
-    def __init__(self, detail: str, retry_after: int) -> None:
+    def __init__(self, detail: str, retry_after: int, rule: str | None = None) -> None:
         super().__init__(detail)
         self.retry_after = max(1, int(retry_after))
+        self.rule = rule
 
 
 class StoreError(OtpgateError):

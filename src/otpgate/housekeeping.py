@@ -47,9 +47,10 @@ class Housekeeping:
 
     async def purge(self, retention: float) -> int:
         """Forget OTPs finished more than ``retention`` seconds ago, and recipients idle for
-        longer than anything the policy remembers (codes, sends, failures)."""
+        longer than anything the policy remembers (codes, sends, failures, locks)."""
         now, policy = self.clock.now(), self.policy
-        horizon = max(policy.max_ttl, policy.send_window, policy.failure_window)
+        horizon = max(policy.max_ttl, policy.send_window, policy.recipient_send_window,
+                      policy.lock_time, policy.delay_cap)
         return await self.store.purge(now - retention, now - horizon)
 
     async def fail_if_undeliverable(self, otp_id: str, send_no: int) -> bool:

@@ -9,22 +9,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from otpgate import backends, urls
+from otpgate import backends, templates, urls
+from otpgate.audit import Audit
 from otpgate.backends import Backend
 from otpgate.breaker import BreakerPolicy, Breakers
 from otpgate.bus.base import Limits
 from otpgate.capture.memory import MemoryCaptureSink
 from otpgate.clock import Clock, SystemClock
 from otpgate.config import Settings
+from otpgate.core import autofill, codes
 from otpgate.core.messages import Templates
-from otpgate.crypto import Keyring, load_or_create_secret, parse_secret
+from otpgate.crypto import Keyring, create_secret, parse_secret, read_secret
 from otpgate.dispatch import Dispatcher, subscription_for
 from otpgate.drivers import open_driver
 from otpgate.drivers.base import Driver, DriverContext, ReceiptReader, driver_name
 from otpgate.drivers.wrappers import innermost
-from otpgate.errors import ConfigurationError
+from otpgate.errors import ConfigurationError, InvalidRequest
 from otpgate.housekeeping import FailureWatcher, Housekeeping
 from otpgate.observe.instrument import metered, observed, traced
 from otpgate.receipts import ReceiptDesk
@@ -40,12 +44,51 @@ _PURGE_EVERY = 60
 """Sweeps between two purges (five minutes with the default sweep interval)."""
 
 
+def secret_file(settings: Settings) -> Path:
+    return settings.data_dir / "secret.key"
+
+
 def load_keyring(settings: Settings, embedded: bool) -> Keyring:
+    """The keyring of ``OTPGATE_SECRET_KEY``, or (embedded only) of the key file, made on
+    first use; prefer ``open_keyring``, which also checks it against the store."""
     if settings.secret_key:
-        return Keyring.from_secret(parse_secret(settings.secret_key))
+        try:
+            return Keyring.from_secret(parse_secret(settings.secret_key))
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"OTPGATE_SECRET_KEY: {exc.detail}") from None
     if not embedded:
         raise ConfigurationError("OTPGATE_SECRET_KEY is required outside embedded mode")
-    return Keyring.from_secret(load_or_create_secret(settings.data_dir / "secret.key"))
+    path = secret_file(settings)
+    found = read_secret(path)
+    return Keyring.from_secret(found if found is not None else create_secret(path))
+
+
+async def open_keyring(settings: Settings, backend: Backend) -> tuple[Keyring, Path | None]:
+    """The keyring, checked against the key check value the store keeps (kept now if the
+    store has none), and the key file it came from (``None``: from the environment).
+
+    Refuses — ``ConfigurationError`` saying what happened and what to do — a key other
+    than the one the store was made with; and never leaves a new key file behind for a
+    store made with another key (a deleted ``secret.key`` is not silently replaced)."""
+    path = None if settings.secret_key else secret_file(settings)
+    existed = path is not None and path.exists()
+    keyring = load_keyring(settings, backend.embedded)
+    if await backend.store.keep_key_check(keyring.check) == keyring.check:
+        return keyring, path
+    store = urls.mask(settings.store_url)
+    if path is not None and not existed:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        raise ConfigurationError(
+            f"the secret key file {path} is missing, but the database {store} was made "
+            f"with a key: restore {path} from your backup (or set OTPGATE_SECRET_KEY to the "
+            "key it held). No new key was kept: with one, no pending code could be verified "
+            "and every recipient's limits and locks would be lost.")
+    source = "OTPGATE_SECRET_KEY" if path is None else str(path)
+    raise ConfigurationError(
+        f"the secret key in {source} is not the one the database {store} was made with: "
+        "start with the original key, or point OTPGATE_DATA_DIR (or OTPGATE_STORE_URL) at "
+        "a new database to start afresh.")
 
 
 def name_drivers(chains: dict[str, tuple[str, ...]]) -> tuple[dict[str, str],
@@ -82,6 +125,7 @@ async def check_drivers(settings: Settings) -> RouteTable:
     the routes against what the drivers can carry."""
     by_name, _ = name_drivers(settings.driver_urls)
     table = route_table(settings)
+    load_templates(settings)
     ctx = DriverContext(SystemClock(), MemoryCaptureSink(), settings.captures)
     channels = {}
     for name, url in by_name.items():
@@ -90,6 +134,31 @@ async def check_drivers(settings: Settings) -> RouteTable:
         await driver.close()
     table.check(channels)
     return table
+
+
+def load_templates(settings: Settings) -> Templates:
+    """The message templates in effect (``OTPGATE_TEMPLATES_DIR`` over the shipped ones),
+    checked, and the WebOTP domain setting with them."""
+    try:
+        autofill.parse_webotp_domain(settings.webotp_domain, "OTPGATE_WEBOTP_DOMAIN")
+    except InvalidRequest as exc:
+        raise ConfigurationError(exc.detail) from None
+    return templates.load(settings.templates_dir)
+
+
+def warn_long_sms(settings: Settings, found: Templates) -> None:
+    """Log, in one warning, every (locale, channel) whose SMS needs more than one segment
+    with the brand, the longest code, the longest TTL's minutes and the WebOTP line set
+    for every SMS (if any)."""
+    most = math.ceil(settings.policy.max_ttl / 60)
+    longest = found.longest_sms(settings.brand, codes.MAX_LENGTH, most, settings.webotp_domain)
+    if longest:
+        log.warning(
+            "these SMS need more than one segment with the brand %r, a %d-digit code and "
+            "up to %d minutes (each segment is billed; shorten the brand or override the "
+            "template in OTPGATE_TEMPLATES_DIR): %s", settings.brand, codes.MAX_LENGTH, most,
+            ", ".join(f"({one.locale}, {one.channel}): {one.segments.parts} "
+                      f"{one.segments.encoding.value} segments" for one in longest))
 
 
 @dataclass(slots=True)
@@ -102,12 +171,16 @@ class Runtime:
     housekeeping: Housekeeping
     driver_urls: dict[str, str]
     """Driver name -> URL; drivers themselves are opened only where codes are sent."""
+    audit: Audit = field(default_factory=Audit)
+    secret_file: Path | None = None
+    """The key file the secret came from (watched while running), if any."""
     drivers: dict[str, Driver] = field(default_factory=dict)
     breakers: Breakers = field(default_factory=lambda: Breakers(BreakerPolicy(), SystemClock()))
     """One circuit breaker per driver, shared by this process's dispatchers."""
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _receipts: ReceiptDesk | None = None
     _webhooks: WebhookSender | None = None
+    _secret_gone: bool = False
 
     @classmethod
     async def open(cls, settings: Settings, clock: Clock | None = None) -> Runtime:
@@ -119,12 +192,15 @@ class Runtime:
             topic_arn=settings.aws.topic_arn, events_topic_arn=settings.aws.events_topic_arn,
             max_deliveries=settings.bus.max_deliveries, retention=settings.retention)
         try:
-            keyring = load_keyring(settings, backend.embedded)
+            keyring, path = await open_keyring(settings, backend)
+            audit = Audit()
             store = observed(backend.store)  # writes carry trace context, outcomes count
-            service = OtpService(store, clock, keyring, settings.policy, router)
+            service = OtpService(store, clock, keyring, settings.policy, router,
+                                 audit=audit)
             runtime = cls(settings, clock, keyring, backend, service,
                           Housekeeping(store, clock, settings.policy), by_name,
-                          breakers=Breakers(BreakerPolicy(), clock))
+                          breakers=Breakers(BreakerPolicy(), clock), audit=audit,
+                          secret_file=path)
             await runtime._declare_subscriptions()
         except BaseException:
             await backend.close()
@@ -172,12 +248,14 @@ class Runtime:
         return self._receipts
 
     def dispatchers(self) -> list[Dispatcher]:
-        templates = Templates.default()
+        found = load_templates(self.settings)
+        warn_long_sms(self.settings, found)
         bus = self.settings.bus
         return [
             Dispatcher(store=self.service.store, driver=driver, keyring=self.keyring,
-                       clock=self.clock, templates=templates, brand=self.settings.brand,
-                       max_deliveries=bus.max_deliveries, lease=bus.lease)
+                       clock=self.clock, templates=found, brand=self.settings.brand,
+                       max_deliveries=bus.max_deliveries, lease=bus.lease,
+                       webotp_domain=self.settings.webotp_domain)
             for driver in self.open_drivers().values()
         ]
 
@@ -202,6 +280,7 @@ class Runtime:
         """Expire due codes, and now and then forget what retention allows."""
         rounds = 0
         while True:
+            self.watch_secret_file()
             try:
                 await self.housekeeping.expire_due()
                 if rounds % _PURGE_EVERY == 0:
@@ -210,6 +289,15 @@ class Runtime:
                 log.exception("expiry sweep failed; trying again")
             rounds += 1
             await asyncio.sleep(self.settings.bus.sweep_interval)
+
+    def watch_secret_file(self) -> None:
+        """Say loudly, once, that the key file this process was started with is gone."""
+        if self.secret_file is None or self._secret_gone or self.secret_file.exists():
+            return
+        self._secret_gone = True
+        log.error("the secret key file %s was deleted while otpgate runs: restore it from "
+                  "your backup now; until then no otpgate process can start on this database",
+                  self.secret_file)
 
     async def close(self) -> None:
         for task in self._tasks:

@@ -33,7 +33,7 @@ from tests.aws import moto
 from tests.aws.backend import provisioned
 
 EVENTS = Path(__file__).parent.parent / "events"
-SECRET = "6f74706761746520746573742073656372657420302031203220332034203521"
+SECRET = "8d1b3a4fd0c2e97a61f5b0d3c8e27a94b6f1d05c3e8a72b9d4f60c1e5a3b7d28"  # random, tests only
 PHONE = "+14155550123"
 
 

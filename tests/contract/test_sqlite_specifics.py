@@ -90,8 +90,8 @@ async def writer_held(db: Database) -> AsyncIterator[None]:
 
 def put_key(db: Database, key: str, fail: bool = False) -> Callable[[sqlite3.Connection], int]:
     def unit(conn: sqlite3.Connection) -> int:
-        conn.execute("INSERT INTO api_keys (id, name, secret_hash, created_at, revoked_at) "
-                     "VALUES (?, 'n', x'00', 0, NULL)", (key,))
+        conn.execute("INSERT INTO api_keys (id, name, secret_hash, created_at) "
+                     "VALUES (?, 'n', x'00', 0)", (key,))
         if fail:
             raise RateLimited("no", retry_after=3)
         return db.batch_no

@@ -89,12 +89,12 @@ async def test_the_state_a_decision_mutates_is_not_kept_unless_returned(
 
     def meddle(state: RecipientState | None) -> Change[None]:
         assert state is not None
-        state.failures.append(clock.now())
+        state.sent.append(clock.now())
         return Change(None)  # state=None: nothing changes
 
     await backend.store.transact("k", meddle)
     kept = await backend.store.transact("k", lambda s: Change(s))
-    assert kept is not None and kept.failures == []
+    assert kept is not None and kept.sent == []
 
 
 async def test_due_lists_recipients_with_expired_pending_codes_only(
@@ -277,15 +277,15 @@ async def test_fifty_concurrent_changes_to_one_recipient_lose_nothing(
     def bump(n: int) -> Decide[int]:
         def decide(state: RecipientState | None) -> Change[int]:
             state = state or RecipientState.empty("hot")
-            state.failures = [*state.failures, float(n)]
-            return Change(len(state.failures), state)
+            state.sent = [*state.sent, float(n)]
+            return Change(len(state.sent), state)
         return decide
 
     counts = await asyncio.gather(*(backend.store.transact("hot", bump(n)) for n in range(50)))
 
     assert sorted(counts) == list(range(1, 51))
     final = await backend.store.transact("hot", lambda s: Change(s))
-    assert final is not None and sorted(final.failures) == [float(n) for n in range(50)]
+    assert final is not None and sorted(final.sent) == [float(n) for n in range(50)]
 
 
 async def test_of_fifty_concurrent_right_answers_exactly_one_is_approved(

@@ -22,7 +22,7 @@ from otpgate.clock import FrozenClock
 from otpgate.config import Settings, build
 from otpgate.runtime import Runtime
 
-SECRET = "6f74706761746520746573742073656372657420302031203220332034203521"
+SECRET = "4fedfc15e87f0c7d608e8c13c2d55a3e50a3e0a1bf7d8caf5e42e84c0cc34339"  # random, tests only
 START = 1_800_000_000.0
 PHONE = "+14155550123"
 PROBLEM = "application/problem+json"

@@ -94,7 +94,7 @@ async def test_a_wrong_method_is_a_405_problem_naming_the_allowed_ones(client: C
 async def test_an_unexpected_error_is_a_generic_500_that_leaks_nothing(
     client: Client, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async def boom(*_: object) -> None:
+    async def boom(*_: object, **__: object) -> None:
         raise RuntimeError("secret internals at 0xdeadbeef")
 
     monkeypatch.setattr(OtpService, "request", boom)
@@ -108,7 +108,7 @@ async def test_an_unexpected_error_is_a_generic_500_that_leaks_nothing(
 async def test_a_store_outage_is_a_503_problem(
     client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def down(*_: object) -> None:
+    async def down(*_: object, **__: object) -> None:
         raise StoreError("the database is locked")
 
     monkeypatch.setattr(OtpService, "request", down)

@@ -78,3 +78,24 @@ async def test_every_answer_carries_a_request_id_and_a_sane_one_is_kept(client: 
     assert kept.headers["x-request-id"] == "abc-123"
     replaced = await client.get("/healthz", headers={"x-request-id": "<script>"})
     assert replaced.headers["x-request-id"] != "<script>"
+
+
+async def test_security_events_are_counted_for_prometheus(make_client: Callable[..., Any]
+                                                           ) -> None:
+    from prometheus_client import REGISTRY
+
+    def now(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    async with make_client(dev=False, drivers=CONSOLE) as client:
+        key = await key_for(client, False)
+        missing = now("otpgate_api_key_failures_total", reason="missing")
+        assert_problem(await client.get("/v1/otp/otp_AAAAAAAAAAAAAAAAAAAAAA"), 401,
+                       "unauthorized")
+        assert now("otpgate_api_key_failures_total", reason="missing") == missing + 1
+        wrong = now("otpgate_verify_failures_total", tenant="default")
+        sent = await client.post("/v1/otp", json={"to": PHONE},
+                                 headers={"authorization": f"Bearer {key}"})
+        await client.post(f"/v1/otp/{sent.json()['id']}/verify", json={"code": "000000"},
+                          headers={"authorization": f"Bearer {key}"})
+        assert now("otpgate_verify_failures_total", tenant="default") == wrong + 1

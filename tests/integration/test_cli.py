@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from pathlib import Path
@@ -9,9 +10,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from otpgate import config
 from otpgate.cli import main
+from otpgate.core import recipients
+from otpgate.core.lifecycle import Change
+from otpgate.core.otp import RecipientState
+from otpgate.runtime import Runtime
 
-SECRET = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTMyYg"
+SECRET = "VWcB8phfd2Ho-6rqn0IABFVAVe-Mv-aGOFNo6hGhkgY"  # random, tests only
 
 
 @pytest.fixture
@@ -39,8 +45,7 @@ def test_send_queues_a_code_and_verify_by_recipient_counts_a_wrong_answer(
     code, out = run(env, "verify", "--to", "+14155550123", "--purpose", "login",
                     "--code", "000000")
     assert code == 1
-    assert json.loads(out) == {"id": sent["id"], "valid": False, "status": "pending",
-                               "attempts_left": 4}
+    assert json.loads(out) == {"valid": False, "status": "pending", "attempts_left": 4}
 
 
 def test_verify_by_an_unknown_id_fails_with_a_message(env: dict[str, str]) -> None:
@@ -120,3 +125,51 @@ def test_routes_refuses_a_table_naming_an_unknown_driver(env: dict[str, str]) ->
     code, out = run(env, "routes")
     assert code == 1
     assert "'ghost'" in out and "not configured" in out
+
+
+def test_keys_are_made_for_a_tenant_and_listed_with_it(env: dict[str, str]) -> None:
+    assert run(env, "keys", "create", "--name", "ops", "--tenant", "acme", "--admin")[0] == 0
+    assert run(env, "keys", "create", "--name", "shop")[0] == 0
+    listed = json.loads(run(env, "keys", "list")[1])
+    assert [(k["name"], k["tenant"], k["admin"]) for k in listed] == [
+        ("ops", "acme", True), ("shop", "default", False)]
+    code, out = run(env, "keys", "create", "--name", "x", "--tenant", "Not A Tenant")
+    assert code == 2
+    assert "tenant" in out
+
+
+def test_send_and_verify_act_for_the_tenant_they_are_given(env: dict[str, str]) -> None:
+    sent = json.loads(run(env, "send", "--to", "+14155550123", "--tenant", "acme")[1])
+    code, out = run(env, "verify", "--id", sent["id"], "--code", "000000")
+    assert (code, "no OTP with this id" in out) == (1, True)
+    code, out = run(env, "verify", "--id", sent["id"], "--code", "000000", "--tenant", "acme")
+    assert json.loads(out) == {"id": sent["id"], "valid": False, "status": "pending",
+                               "attempts_left": 4}
+
+
+def test_unlock_ends_a_lock_and_says_what_it_undid(env: dict[str, str]) -> None:
+    settings = config.from_env(env)
+
+    async def lock() -> None:
+        runtime = await Runtime.open(settings)
+        key = recipients.parse("+14155550123").key(runtime.keyring.digest_key)
+
+        def locked(state: RecipientState | None) -> Change[None]:
+            now = runtime.clock.now()
+            state = state or RecipientState.empty(key)
+            state.streak, state.last_failure_at, state.locked_until = 100, now, now + 86400
+            return Change(None, state)
+
+        try:
+            await runtime.backend.store.transact(key, locked)
+        finally:
+            await runtime.close()
+
+    asyncio.run(lock())
+    code, out = run(env, "send", "--to", "+14155550123")
+    assert code == 1 and "retry after 86400 s" in out
+    code, out = run(env, "unlock", "--to", "+14155550123")
+    assert code == 0, out
+    assert json.loads(out) == {"to": "+1415•••0123", "tenant": "default", "was_locked": True,
+                               "failures": 100}
+    assert run(env, "send", "--to", "+14155550123")[0] == 0

@@ -101,8 +101,8 @@ def test_empty_entries_in_a_driver_list_are_ignored() -> None:
 
 def test_policy_values_are_read_as_integers() -> None:
     policy = from_env({"OTPGATE_POLICY_MAX_ATTEMPTS": "3", "OTPGATE_POLICY_DEFAULT_TTL": "120",
-                       "OTPGATE_POLICY_MAX_FAILURES": "20"}).policy
-    assert (policy.max_attempts, policy.default_ttl, policy.max_failures) == (3, 120, 20)
+                       "OTPGATE_POLICY_LOCK_AFTER": "20"}).policy
+    assert (policy.max_attempts, policy.default_ttl, policy.lock_after) == (3, 120, 20)
     assert policy.max_sends == Policy().max_sends
 
 
@@ -253,3 +253,11 @@ def test_reading_settings_changes_nothing_in_the_environment(
     before = dict(os.environ)
     from_env(port=9999, dev=True)
     assert dict(os.environ) == before
+
+
+def test_the_operator_lowers_the_code_length_minimum_with_a_policy_variable() -> None:
+    policy = from_env({"OTPGATE_POLICY_MIN_CODE_LENGTH": "4",
+                       "OTPGATE_POLICY_LOCK_TIME": "3600"}).policy
+    assert (policy.min_code_length, policy.lock_time) == (4, 3600)
+    with pytest.raises(ConfigurationError):
+        from_env({"OTPGATE_POLICY_MIN_CODE_LENGTH": "3"})

@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
+import secrets
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from otpgate.crypto import Keyring, Sealed, load_or_create_secret, parse_secret, seal_aad
+from otpgate.crypto import (
+    Keyring,
+    Sealed,
+    check_strength,
+    load_or_create_secret,
+    parse_secret,
+    read_secret,
+    seal_aad,
+)
 from otpgate.errors import ConfigurationError, SealError
 
 MASTER = bytes(range(32))
@@ -109,10 +122,10 @@ def test_derived_keys_differ_from_each_other_and_from_the_secret(keyring: Keyrin
     assert Keyring.from_secret(b"y" * 32).kid != keyring.kid
 
 
-def test_a_secret_shorter_than_sixteen_bytes_is_refused() -> None:
+def test_a_secret_shorter_than_thirty_two_bytes_is_refused() -> None:
     with pytest.raises(ConfigurationError):
-        Keyring.from_secret(b"x" * 15)
-    assert Keyring.from_secret(b"x" * 16).kid
+        Keyring.from_secret(b"x" * 31)
+    assert Keyring.from_secret(b"x" * 32).kid
 
 
 def test_parse_secret_reads_hex() -> None:
@@ -121,7 +134,7 @@ def test_parse_secret_reads_hex() -> None:
 
 
 def test_parse_secret_reads_base64url_as_otpgate_writes_it() -> None:
-    secret = b"\xfb\xff" * 16  # encodes with '-' and '_'
+    secret = bytes(range(224, 256))  # encodes with '-' and '_'
     text = base64.urlsafe_b64encode(secret).decode()
     assert "-" in text or "_" in text
     assert parse_secret(text) == secret
@@ -188,3 +201,93 @@ def test_creating_a_secret_file_never_logs_the_secret(
     assert "generated a new secret key" in caplog.text
     assert base64.urlsafe_b64encode(secret).decode() not in caplog.text
     assert secret.hex() not in caplog.text
+
+
+# -- strength of the master secret ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", [
+    "passwordpasswordpassword",                      # the audit's: junk taken as base64
+    "0" * 32,                                         # 32 hex zeros: 16 zero bytes
+    "00" * 32,                                        # 32 zero bytes
+    "ab" * 32,                                        # one byte, repeated
+    "0123456789abcdef" * 4,                           # 8 distinct byte values
+    b"otpgate test secret 0 1 2 3 4 5!".hex(),        # text, hex-encoded
+    base64.urlsafe_b64encode(b"correct horse battery staple!!!!").decode(),  # text
+    secrets.token_urlsafe(32) + "!",                  # junk after the key
+    secrets.token_urlsafe(32)[:20] + " " + "A" * 23,  # junk inside it
+    "+" + secrets.token_urlsafe(32)[1:],              # not base64url
+    secrets.token_hex(31),                            # 31 random bytes
+    secrets.token_hex(32)[:-1],                       # odd hex
+], ids=["password", "hex-zeros-16", "zeros-32", "one-byte", "eight-values", "hex-text",
+        "base64-text", "junk-after", "junk-inside", "plus", "short", "odd-hex"])
+def test_weak_or_loosely_encoded_secrets_are_refused(text: str) -> None:
+    with pytest.raises(ConfigurationError, match="secret key"):
+        parse_secret(text)
+
+
+def test_a_base64url_secret_with_stray_bits_in_its_last_character_is_refused() -> None:
+    text = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+    # 43 characters carry 258 bits: the last character's two low bits must be zero.
+    last = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".index(text[-1])
+    stray = text[:-1] + "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"[
+        last | 1]
+    with pytest.raises(ConfigurationError):
+        parse_secret(stray)
+
+
+@pytest.mark.parametrize("make", [
+    lambda raw: base64.urlsafe_b64encode(raw).decode(),
+    lambda raw: base64.urlsafe_b64encode(raw).decode().rstrip("="),
+    lambda raw: raw.hex(),
+    lambda raw: raw.hex().upper(),
+    lambda raw: f"  {raw.hex()}\n",
+])
+def test_random_secrets_are_read_in_either_strict_encoding(make: Any) -> None:
+    raw = secrets.token_bytes(32)
+    assert parse_secret(make(raw)) == raw
+
+
+def test_many_random_secrets_are_never_refused_as_weak() -> None:
+    for _ in range(2000):
+        check_strength(secrets.token_bytes(32))
+
+
+def test_the_seal_key_id_is_derived_with_the_hkdf_not_hashed_from_the_master() -> None:
+    keyring = Keyring.from_secret(MASTER)
+    assert keyring.kid != hashlib.sha256(b"otpgate.kid\x00" + MASTER).digest()[:4]
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"otpgate.kid.v1")
+    assert keyring.kid == hkdf.derive(MASTER)[:4]
+
+
+def test_the_key_check_value_is_stable_per_secret_and_tells_secrets_apart() -> None:
+    keyring = Keyring.from_secret(MASTER)
+    assert keyring.check == Keyring.from_secret(MASTER).check
+    assert keyring.check != Keyring.from_secret(secrets.token_bytes(32)).check
+    assert keyring.check.startswith("v1:")
+    for secret in (MASTER, keyring.digest_key, keyring.seal_key, keyring.kid):
+        assert secret.hex() not in keyring.check
+        assert base64.urlsafe_b64encode(secret).decode().rstrip("=") not in keyring.check
+
+
+# -- the key file ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("content", [
+    b"\x8f\x00\xff\xfe" + os.urandom(28),   # binary
+    base64.urlsafe_b64encode(os.urandom(32))[:20] + b"\n",  # truncated
+    b"",                                    # emptied
+], ids=["binary", "truncated", "empty"])
+def test_a_corrupt_or_truncated_key_file_is_a_clear_error(tmp_path: Path,
+                                                          content: bytes) -> None:
+    path = tmp_path / "secret.key"
+    path.write_bytes(content)
+    os.chmod(path, 0o600)
+    with pytest.raises(ConfigurationError, match="corrupt or truncated") as err:
+        read_secret(path)
+    assert "restore it from your backup" in err.value.detail
+    assert str(path) in err.value.detail
+
+
+def test_a_missing_key_file_reads_as_none(tmp_path: Path) -> None:
+    assert read_secret(tmp_path / "secret.key") is None

@@ -178,7 +178,7 @@ async def test_an_email_carries_its_html_alternative_and_an_sms_none(world: Worl
     email, sms = sorted(fake.calls, key=lambda m: m.channel)
     assert email.html is not None
     assert "<strong>482913</strong>" in email.html
-    assert '<html lang="de-at">' in email.html
+    assert '<html lang="de-AT">' in email.html
     assert sms.html is None
 
 

@@ -10,75 +10,14 @@ import msgspec
 import pytest
 
 from otpgate import events
-from otpgate.core import codes, endings, ids, lifecycle, recipients
-from otpgate.core.lifecycle import Change, Minted, NewCode, Outcome, Requested, Verdict
-from otpgate.core.otp import Otp, RecipientState, Status
+from otpgate.core import codes, endings, ids, lifecycle
+from otpgate.core.lifecycle import Outcome, Verdict
+from otpgate.core.otp import Status
 from otpgate.core.policy import Policy
-from otpgate.crypto import Keyring, Sealed, seal_aad
+from otpgate.crypto import Sealed, seal_aad
 from otpgate.errors import RateLimited
-from otpgate.events import CloudEvent, EventType
-
-KEYRING = Keyring.from_secret(b"lifecycle-test-master-secret-32b")
-T0 = 1_800_000_000.0
-TO = "+14155550123"
-RCPT = recipients.parse(TO)
-KEY = RCPT.key(KEYRING.digest_key)
-
-
-class Flow:
-    """One recipient's state, moved only by the lifecycle's decisions."""
-
-    def __init__(self, policy: Policy | None = None) -> None:
-        self.policy = policy or Policy()
-        self.state: RecipientState | None = None
-        self.events: list[CloudEvent] = []
-        self.otps: dict[str, Otp] = {}
-        self.last: Change[object] | None = None
-
-    def _apply(self, change: Change[object]) -> None:
-        self.last = change
-        if change.state is not None:
-            self.state = change.state
-        for otp in change.otps:
-            self.otps[otp.id] = otp
-        self.events.extend(change.events)
-
-    def _copy(self) -> RecipientState | None:
-        if self.state is None:
-            return None
-        return msgspec.msgpack.decode(msgspec.msgpack.encode(self.state), type=RecipientState)
-
-    def request(self, now: float, code: str = "123456", purpose: str = "login",
-                ttl: int = 300, channels: tuple[str, ...] = ("sms",)) -> Requested:
-        def mint(otp_id: str, send_no: int) -> Minted:
-            sealed = KEYRING.seal(Sealed(to=TO, code=code), seal_aad(otp_id, send_no))
-            return Minted(codes.digest(KEYRING.digest_key, otp_id, code), sealed)
-
-        new = NewCode(
-            recipient_key=KEY, to_masked=RCPT.masked, purpose=purpose, channels=channels,
-            drivers=dict.fromkeys(channels, ("capture://", "console://")), code_length=len(code),
-            locale="en", ttl=ttl, reference="order-42", fresh_id=ids.new_otp_id(), mint=mint,
-        )
-        change = lifecycle.decide_request(self._copy(), new, self.policy, now)
-        self._apply(change)  # type: ignore[arg-type]
-        return change.result
-
-    def verify(self, now: float, code: str, purpose: str = "login",
-               otp_id: str | None = None) -> Verdict:
-        """By recipient (counting missing codes), or by id when ``otp_id`` is given."""
-        def check(otp: Otp) -> bool:
-            return codes.matches(KEYRING.digest_key, otp.id, code, otp.digest)
-
-        def find(state: RecipientState) -> Otp | None:
-            return state.find(otp_id) if otp_id else state.pending.get(purpose)
-
-        change = lifecycle.decide_verify(self._copy(), KEY, find, check, self.policy, now,
-                                         missing=None if otp_id else purpose)
-        self._apply(change)  # type: ignore[arg-type]
-        return change.result
-
-    def types(self) -> list[str]:
-        return [e.type for e in self.events]
+from otpgate.events import EventType
+from tests.unit.flow import KEY, KEYRING, T0, TO, Flow
 
 
 @pytest.fixture
@@ -270,7 +209,7 @@ def test_a_refused_request_changes_nothing(flow: Flow) -> None:
 
 
 def test_recipient_failures_survive_a_new_code_and_cap_its_attempts() -> None:
-    flow = Flow(Policy(max_failures=7))
+    flow = Flow(Policy(lock_after=7))
     first = flow.request(T0, "111111").otp
     for i in range(5):
         flow.verify(T0 + i, "000000")
@@ -284,7 +223,7 @@ def test_recipient_failures_survive_a_new_code_and_cap_its_attempts() -> None:
 
 
 def test_spending_the_recipient_budget_locks_it_and_kills_every_pending_code() -> None:
-    flow = Flow(Policy(max_failures=7))
+    flow = Flow(Policy(lock_after=7))
     flow.request(T0, "111111")
     for i in range(5):
         flow.verify(T0 + i, "000000")
@@ -296,34 +235,35 @@ def test_spending_the_recipient_budget_locks_it_and_kills_every_pending_code() -
     assert last.valid is False
     assert last.attempts_left == 0
     assert last.status is Status.MAX_ATTEMPTS_REACHED
+    assert last.locked_until == T0 + 12 + 86400
     assert flow.otps[current.id].status is Status.MAX_ATTEMPTS_REACHED
     assert flow.otps[other.id].status is Status.MAX_ATTEMPTS_REACHED
     assert flow.state is not None
     assert flow.state.pending == {}
-    assert EventType.LOCKED in flow.types()
-    locked = next(e for e in flow.events if e.type == EventType.LOCKED)
-    # The oldest failure (T0) leaves the 3600 s window at T0 + 3600.
-    assert locked.data["locked_until"] == T0 + 3600
+    locked = [e for e in flow.events if e.type == EventType.LOCKED]
+    assert sorted(e.subject for e in locked) == sorted([current.id, other.id])
+    assert all(e.data["locked_until"] == T0 + 12 + 86400 for e in locked)
+    assert all(e.data["failures"] == 7 for e in locked)
     assert flow.verify(T0 + 13, "333333", purpose="signup").valid is False
 
 
-def test_a_locked_recipient_gets_no_code_until_the_failure_window_passes() -> None:
-    flow = Flow(Policy(max_failures=3, max_attempts=5))
+def test_a_locked_recipient_gets_no_code_until_the_lock_time_passes() -> None:
+    flow = Flow(Policy(lock_after=3, lock_time=3600, max_attempts=5))
     flow.request(T0, "111111")
     for i in range(3):
         flow.verify(T0 + 100 + i, "000000")
     with pytest.raises(RateLimited) as err:
         flow.request(T0 + 200, "222222")
-    assert err.value.retry_after == 3600 - 100
+    assert (err.value.retry_after, err.value.rule) == (3600 - 98, "recipient-lock")
     with pytest.raises(RateLimited) as err:
-        flow.request(T0 + 100 + 3599, "222222", purpose="signup")
+        flow.request(T0 + 102 + 3599, "222222", purpose="signup")
     assert err.value.retry_after == 1
-    fresh = flow.request(T0 + 100 + 3600, "222222")
+    fresh = flow.request(T0 + 102 + 3600, "222222")
     assert fresh.outcome is Outcome.CREATED
-    assert fresh.attempts_left == 1
+    assert fresh.attempts_left == 3  # the lock's end forgot the failures
 
 
-def test_an_answer_with_no_pending_code_counts_against_the_recipient_like_a_wrong_one(
+def test_an_answer_with_no_pending_code_counts_nothing_yet_reads_like_a_wrong_one(
 ) -> None:
     probing, guessing = Flow(), Flow()
     guessing.request(T0, "123456")
@@ -331,8 +271,9 @@ def test_an_answer_with_no_pending_code_counts_against_the_recipient_like_a_wron
     wrong = guessing.verify(T0 + 1, "000000")
     assert (missing.valid, missing.status, missing.attempts_left) == (
         wrong.valid, wrong.status, wrong.attempts_left) == (False, Status.PENDING, 4)
+    assert missing.counted is False
     assert probing.state is not None
-    assert probing.state.failures == [T0 + 1]
+    assert probing.state.streak == 0
     assert probing.events == []
 
 
@@ -346,41 +287,72 @@ def test_repeated_answers_with_no_pending_code_run_down_like_wrong_ones() -> Non
             wrong.valid, wrong.status, wrong.attempts_left), i
 
 
-def test_answers_with_no_pending_code_end_in_a_lock() -> None:
-    flow = Flow(Policy(max_failures=3))
-    for i in range(3):
-        flow.verify(T0 + i, "000000")
-    with pytest.raises(RateLimited):
-        flow.request(T0 + 10)
-
-
-def test_answers_with_no_pending_code_also_kill_the_codes_of_other_purposes() -> None:
-    flow = Flow(Policy(max_failures=3))
+def test_answers_with_no_live_code_neither_lock_nor_touch_the_codes_of_other_purposes(
+) -> None:
+    flow = Flow(Policy(lock_after=3, delay_after=2))
     other = flow.request(T0, "123456", purpose="signup").otp
-    for i in range(3):
-        flow.verify(T0 + 1 + i, "000000", purpose="login")
-    still = flow.state.pending.get("signup") if flow.state else None
-    assert still is None, (
-        "BUG: the recipient's failure budget was spent by answers for a purpose with no "
-        "pending code, yet the 'signup' code stays pending (no lock, no locked event) and "
-        "the right code would still be approved"
-    )
-    assert flow.otps[other.id].status is Status.MAX_ATTEMPTS_REACHED
-    assert EventType.LOCKED in flow.types()
+    for i in range(50):
+        flow.verify(T0 + 1 + i, "000000", purpose=f"p{i % 7}")
+    assert flow.state is not None
+    assert (flow.state.streak, flow.state.locked_until) == (0, 0.0)
+    assert flow.state.pending["signup"].failed_attempts == 0
+    assert flow.request(T0 + 60, purpose="login").outcome is Outcome.CREATED
+    assert flow.verify(T0 + 61, "123456", purpose="signup").valid is True
+    assert flow.otps[other.id].status is Status.APPROVED
+    assert EventType.LOCKED not in flow.types()
+
+
+def test_consecutive_failures_are_forgotten_a_lock_time_after_the_last_one() -> None:
+    flow = Flow(Policy(lock_time=86400))
+    flow.request(T0, "123456")
+    for i in range(5):
+        flow.verify(T0 + i, "000000")
+    flow.request(T0 + 30, "123456", purpose="other")
+    flow.verify(T0 + 31, "000000", purpose="other")
+    assert flow.state is not None and flow.state.streak == 6
+    flow.request(T0 + 4 + 86399, "123456", purpose="third")
+    assert flow.state.streak == 6
+    flow.request(T0 + 31 + 86400, "123456", purpose="fourth")
+    assert flow.state.streak == 0
+
+
+def test_an_unlock_ends_the_lock_and_forgets_the_failures() -> None:
+    flow = Flow(Policy(lock_after=5))
+    flow.request(T0, "123456")
+    for i in range(5):
+        flow.verify(T0 + i, "000000")
+    assert flow.state is not None and flow.state.locked(T0 + 10)
+    change = endings.decide_unlock(flow._copy(), T0 + 10, flow.policy)
+    flow._apply(change)  # type: ignore[arg-type]
+    assert change.result == endings.Unlocked(was_locked=True, failures=5)
+    assert not flow.state.locked(T0 + 10)
+    assert flow.request(T0 + 40).attempts_left == 5
+    assert endings.decide_unlock(None, T0, flow.policy).result == endings.Unlocked(False, 0)
+
+
+def test_a_right_code_is_told_approved_only_for_a_while_after_its_approval() -> None:
+    flow = Flow()
+    otp = flow.request(T0, "123456").otp
+    assert flow.verify(T0 + 1, "123456").valid is True
+    again = flow.verify(T0 + 2, "123456")
+    assert (again.valid, again.status, again.otp_id, again.counted) == (
+        False, Status.APPROVED, otp.id, False)
+    later = flow.verify(T0 + 1 + 600, "123456")  # max_ttl later: a stand-in answers
+    assert (later.status, later.otp_id, later.counted) == (Status.PENDING, None, False)
+    assert flow.state is not None and flow.state.streak == 0
 
 
 def test_by_id_an_answer_with_no_pending_code_counts_nothing(
     flow: Flow,
 ) -> None:
     flow.verify(T0, "000000")
-    before = list(flow.state.failures) if flow.state else []
     verdict = flow.verify(T0 + 1, "000000", otp_id="otp_" + "A" * 22)
     assert verdict == Verdict(None, False, Status.PENDING, None)
     assert flow.last is not None
     assert flow.last.state is None
     assert flow.last.events == []
     assert flow.state is not None
-    assert flow.state.failures == before
+    assert flow.state.streak == 0
 
 
 def test_a_pending_code_can_be_canceled(flow: Flow) -> None:
@@ -428,7 +400,7 @@ def test_decide_expire_kills_only_codes_whose_time_is_up(flow: Flow) -> None:
 
 
 def _whole_flow() -> tuple[Flow, list[str]]:
-    flow = Flow(Policy(max_failures=6))
+    flow = Flow(Policy(lock_after=5))
     used = ["482913", "730145", "095532", "661204", "318877"]
     first = flow.request(T0, used[0], channels=("sms", "voice")).otp
     flow.verify(T0 + 1, "000000")
@@ -484,3 +456,21 @@ def test_records_kept_for_the_store_hold_only_digests_and_masked_recipients() ->
     blobs: Iterator[bytes] = (msgspec.json.encode(o) for o in flow.otps.values())
     for blob in [*blobs, msgspec.json.encode(flow.state)]:
         assert _leaks(blob.decode(), used) == []
+
+
+def test_a_wrong_answer_costs_as_many_code_checks_with_a_live_code_as_without() -> None:
+    calls: list[str] = []
+
+    def check(otp_id: str, digest: bytes) -> bool:
+        calls.append(otp_id)
+        return False
+
+    known = Flow()
+    known.request(T0, "123456")
+    counts = []
+    for state in (known._copy(), None):
+        calls.clear()
+        lifecycle.decide_verify(state, KEY, lambda s: s.pending.get("login"), check,
+                                Policy(), T0 + 1, missing="login")
+        counts.append(len(calls))
+    assert counts == [2, 2]

@@ -80,6 +80,7 @@ def test_configure_sends_records_through_the_formatter(capsys: pytest.CaptureFix
                                                        ) -> None:
     root = logging.getLogger()
     saved = (list(root.handlers), root.level)
+    root.handlers[:] = []
     try:
         logs.configure("json", "info")
         logging.getLogger("otpgate.x").info("code %s", "654321")

@@ -51,8 +51,15 @@ def test_ttls_that_are_not_integers_are_refused(ttl: object) -> None:
         {"max_attempts": 0},
         {"max_sends": 0},
         {"send_window": 0},
-        {"max_failures": 0},
-        {"failure_window": -1},
+        {"recipient_max_sends": 0},
+        {"recipient_send_window": 0},
+        {"delay_after": 0},
+        {"delay_base": 0},
+        {"delay_base": 60, "delay_cap": 59},
+        {"lock_after": 0},
+        {"lock_time": -1},
+        {"min_code_length": 3},
+        {"min_code_length": 11},
         {"resend_cooldown": -1},
     ],
 )
@@ -61,8 +68,8 @@ def test_inconsistent_policies_are_configuration_errors(fields: dict[str, int]) 
         Policy(**fields)
 
 
-@pytest.mark.parametrize("length", [3, 11, True])
-def test_a_default_code_length_outside_four_to_ten_is_a_configuration_error(
+@pytest.mark.parametrize("length", [3, 5, 11, True])
+def test_a_default_code_length_outside_six_to_ten_is_a_configuration_error(
     length: int,
 ) -> None:
     # A bad policy is a mistake in the settings, not in a caller's request: it must not
@@ -77,8 +84,9 @@ def test_a_default_code_length_outside_four_to_ten_is_a_configuration_error(
 
 def test_edge_values_make_a_valid_policy() -> None:
     policy = Policy(min_ttl=1, default_ttl=1, max_ttl=1, resend_cooldown=0, max_attempts=1,
-                    max_sends=1, send_window=1, max_failures=1, failure_window=1,
-                    default_code_length=4)
+                    max_sends=1, send_window=1, recipient_max_sends=1,
+                    recipient_send_window=1, delay_after=1, delay_base=1, delay_cap=1,
+                    lock_after=1, lock_time=1, default_code_length=4, min_code_length=4)
     assert policy.ttl(None) == 1
 
 
@@ -86,3 +94,40 @@ def test_a_policy_cannot_be_changed_once_made() -> None:
     policy = Policy()
     with pytest.raises(AttributeError):
         policy.max_attempts = 99  # type: ignore[misc]
+
+
+def test_the_failure_defaults_follow_nist_and_the_readme() -> None:
+    policy = Policy()
+    assert (policy.delay_after, policy.delay_base, policy.delay_cap) == (10, 60, 3600)
+    assert (policy.lock_after, policy.lock_time) == (100, 86400)
+    assert (policy.recipient_max_sends, policy.recipient_send_window) == (10, 3600)
+    assert policy.min_code_length == 6
+
+
+@pytest.mark.parametrize(("streak", "delay"), [
+    (0, 0), (9, 0), (10, 60), (11, 120), (12, 240), (13, 480), (14, 960), (15, 1920),
+    (16, 3600), (17, 3600), (99, 3600), (10**6, 3600)])
+def test_the_send_delay_doubles_from_ten_failures_and_stops_at_an_hour(
+    streak: int, delay: int,
+) -> None:
+    assert Policy().send_delay(streak) == delay
+
+
+@pytest.mark.parametrize(("minimum", "allowed", "refused"), [
+    (6, [6, 8, 10], [4, 5, 11]), (4, [4, 5, 6, 10], [3, 11])])
+def test_code_lengths_run_from_the_policys_minimum_to_ten(
+    minimum: int, allowed: list[int], refused: list[int],
+) -> None:
+    policy = Policy(min_code_length=minimum, default_code_length=6)
+    assert [policy.code_length(n) for n in allowed] == allowed
+    assert policy.code_length(None) == 6
+    for length in refused:
+        with pytest.raises(InvalidRequest) as err:
+            policy.code_length(length)
+        assert err.value.field == "code_length"
+
+
+def test_a_default_code_length_below_the_minimum_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError):
+        Policy(default_code_length=4)
+    assert Policy(default_code_length=4, min_code_length=4).code_length(None) == 4

@@ -39,4 +39,5 @@ class ApiContext:
         """Bind the runtime the lifespan opened (``None`` once it is closed)."""
         self._runtime = runtime
         self._authenticator = (
-            None if runtime is None else Authenticator(runtime.backend.store, self.clock))
+            None if runtime is None else Authenticator(runtime.backend.store, self.clock,
+                                                       audit=runtime.audit))

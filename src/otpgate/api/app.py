@@ -31,6 +31,7 @@ from otpgate.api import (
     docs,
     edge,
     problems,
+    routes_admin,
     routes_dev,
     routes_ops,
     routes_otp,
@@ -40,6 +41,7 @@ from otpgate.api import (
 from otpgate.api.schemas import REQUEST_BODIES, Health, Problem, document_rules
 from otpgate.clock import Clock, SystemClock
 from otpgate.config import Settings
+from otpgate.errors import OtpgateError
 from otpgate.observe import metrics, tracing
 from otpgate.observe.asgi import Observed
 from otpgate.runtime import Runtime
@@ -57,7 +59,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
     redact.install()
     warnings = devmode.check(settings)
     ctx = ApiContext(settings, clock or SystemClock())
-    v1: list[HTTPRouteHandler] = routes_otp.handlers(ctx)
+    v1: list[HTTPRouteHandler] = [*routes_otp.handlers(ctx), *routes_admin.handlers(ctx)]
     root: list[HTTPRouteHandler] = [*_health(ctx), *routes_receipts.receipts_handlers(ctx),
                                     *routes_ops.handlers(ctx), *routes_web.pages()]
     if settings.captures:
@@ -143,7 +145,11 @@ def _lifespan(ctx: ApiContext, warnings: list[str]) -> Any:
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         stop_tracing = tracing.configure()
-        runtime = await Runtime.open(ctx.settings, ctx.clock)
+        try:
+            runtime = await Runtime.open(ctx.settings, ctx.clock)
+        except OtpgateError as exc:
+            log.error("cannot start: %s", exc.detail)  # the reason, not just a traceback
+            raise
         try:
             if not ctx.settings.server.api_only:
                 await runtime.start_workers()

@@ -3,51 +3,86 @@
 Successful lookups are cached in this process for ``ttl`` seconds (default 5), keyed by
 the key id and a hash of the whole presented key, so most requests do not touch the store.
 The price: a revoked key keeps working here for at most ``ttl`` seconds after revocation.
-Failures are never cached, so a newly created key works at once.
+Failures are never cached, so a newly created key works at once. Every use and every
+failure is counted and logged by ``otpgate.audit`` (key ids only, never a secret).
+
+The guard leaves the key it accepted on the request; ``caller`` reads it back as the
+``Caller`` a handler acts for (its tenant, and whether it is an admin key).
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 from litestar.types import Guard
 
 from otpgate import apikeys
+from otpgate.audit import Audit
 from otpgate.clock import Clock
+from otpgate.core import tenants
 from otpgate.errors import Forbidden, Unauthorized
 from otpgate.store.base import ApiKey, Store
 
 CACHE_TTL = 5.0
 _MAX_ENTRIES = 4096
+_SCOPE_KEY = "otpgate.api_key"
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who a request acts for."""
+
+    tenant: str
+    key_id: str
+    """The API key id, or ``dev`` for keyless dev mode."""
+    admin: bool
+
+
+DEV_CALLER = Caller(tenants.DEFAULT, "dev", admin=True)
+"""Keyless dev mode: the default tenant, allowed everything a server key may do."""
 
 
 class Authenticator:
     """Checks presented keys against the store, with a short-lived cache of successes."""
 
-    __slots__ = ("_cache", "_clock", "_store", "_ttl")
+    __slots__ = ("_audit", "_cache", "_clock", "_store", "_ttl")
 
-    def __init__(self, store: Store, clock: Clock, ttl: float = CACHE_TTL) -> None:
+    def __init__(self, store: Store, clock: Clock, ttl: float = CACHE_TTL,
+                 audit: Audit | None = None) -> None:
         self._store = store
         self._clock = clock
         self._ttl = ttl
+        self._audit = audit or Audit()
         self._cache: dict[bytes, tuple[ApiKey, float]] = {}
 
     async def check(self, authorization: str | None) -> ApiKey:
         """The key an ``Authorization`` header carries, or ``Unauthorized``."""
-        presented = bearer(authorization)
+        try:
+            presented = bearer(authorization)
+            key_id = apikeys.split(presented)[0]
+        except Unauthorized:
+            self._audit.key_failed("missing" if not authorization else "malformed")
+            raise
         now = self._clock.now()
         slot = hashlib.sha256(presented.encode()).digest()
         hit = self._cache.get(slot)
         if hit is not None and hit[1] > now:
+            self._audit.key_used(hit[0].id, hit[0].tenant, fresh=False)
             return hit[0]
-        key = await apikeys.authenticate(self._store, presented, now)
+        try:
+            key = await apikeys.authenticate(self._store, presented, now)
+        except Unauthorized:
+            self._audit.key_failed("refused", key_id)
+            raise
         if len(self._cache) >= _MAX_ENTRIES:
             self._cache.clear()
         self._cache[slot] = (key, now + self._ttl)
+        self._audit.key_used(key.id, key.tenant, fresh=True)
         return key
 
 
@@ -62,9 +97,22 @@ def bearer(authorization: str | None) -> str:
     return credentials
 
 
-def key_id(authorization: str | None) -> str:
-    """The key id of an ``Authorization`` header the guard has already accepted."""
-    return apikeys.split(bearer(authorization))[0]
+def caller(connection: ASGIConnection[Any, Any, Any, Any], dev: bool) -> Caller:
+    """Who ``connection`` acts for: the key the guard accepted, else — in keyless dev mode
+    only — the dev caller."""
+    key = cast(dict[str, Any], connection.scope).get(_SCOPE_KEY)
+    if isinstance(key, ApiKey):
+        return Caller(key.tenant, key.id, key.admin)
+    if dev:
+        return DEV_CALLER
+    raise Unauthorized("an API key is required: Authorization: Bearer <key>")
+
+
+def require_admin(who: Caller) -> Caller:
+    """``who`` if it may use the admin routes; ``Forbidden`` otherwise."""
+    if not who.admin:
+        raise Forbidden("this route needs an admin key (otpgate keys create --admin)")
+    return who
 
 
 def admin_guard(authenticator: Callable[[], Authenticator]) -> Guard:
@@ -82,11 +130,13 @@ def admin_guard(authenticator: Callable[[], Authenticator]) -> Guard:
 
 
 def guard(authenticator: Callable[[], Authenticator]) -> Guard:
-    """A Litestar guard that lets a request through only with an active API key."""
+    """A Litestar guard that lets a request through only with an active API key, and
+    leaves that key on the request for ``caller``."""
 
     async def require_api_key(
         connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
     ) -> None:
-        await authenticator().check(connection.headers.get("authorization"))
+        key = await authenticator().check(connection.headers.get("authorization"))
+        cast(dict[str, Any], connection.scope)[_SCOPE_KEY] = key
 
     return require_api_key

@@ -90,6 +90,8 @@ ANSWERS: dict[tuple[str, str], dict[str, Any]] = {
     ("postReceipt", "200"): {"example": {"received": True, "moved": 1}},
     ("metrics", "200"): {"example": _METRICS},
     ("dashboardData", "200"): {"example": _DASHBOARD},
+    ("unlockRecipient", "200"): {"example": {"to": "+1415•••0123", "was_locked": True,
+                                             "failures": 100}},
 }
 """Examples of the answers that are not problems, by operation id and status."""
 
@@ -104,6 +106,7 @@ BODIES: dict[str, dict[str, Any]] = {
     "verifyOtp": {"example": {"code": "123456"}},
     "verifyRecipient": {"example": {"to": "+14155550123", "purpose": "login",
                                     "code": "123456"}},
+    "unlockRecipient": {"example": {"to": "+14155550123"}},
 }
 _ROUTE_SLUGS = {("requestOtp", "422"): ("invalid-request", "invalid-recipient"),
                 ("requestOtp", "429"): ("rate-limited",)}

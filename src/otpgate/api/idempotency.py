@@ -1,9 +1,9 @@
 """``Idempotency-Key`` for ``POST /v1/otp``: the same key within 24 h gets the first answer.
 
-Keys are scoped by caller (the API key id, or ``dev`` in keyless dev mode) and stored as a
-hash, never as sent. A request is fingerprinted by the SHA-256 of its canonical body (the
-decoded body re-encoded, so whitespace and key order do not matter). Only 202 answers are
-kept: a refused request can be retried with the same key.
+Keys are scoped by tenant and caller (the API key id, or ``dev`` in keyless dev mode) and
+stored as a hash, never as sent. A request is fingerprinted by the SHA-256 of its canonical
+body (the decoded body re-encoded, so whitespace and key order do not matter). Only 202
+answers are kept: a refused request can be retried with the same key.
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ def parse_key(raw: str | None) -> str | None:
     return raw
 
 
-def slot(scope: str, key: str) -> str:
-    """Where the answer for ``key`` of caller ``scope`` is kept."""
-    digest = hashlib.sha256(f"{scope}\x00{key}".encode()).hexdigest()
+def slot(tenant: str, caller: str, key: str) -> str:
+    """Where the answer for ``key`` of ``caller`` (a key id) in ``tenant`` is kept."""
+    digest = hashlib.sha256(f"{tenant}\x00{caller}\x00{key}".encode()).hexdigest()
     return f"idem:{digest}"
 
 

@@ -97,18 +97,19 @@ def status_of(error: OtpgateError) -> int:
 
 
 def encode(status: int, slug: str, detail: str, *, field: str | None = None,
-           retry_after: int | None = None) -> bytes:
+           retry_after: int | None = None, rule: str | None = None) -> bytes:
     """The problem+json body of a problem."""
     return _ENCODER.encode(Problem(
         type=TYPE_BASE + slug, title=_TITLES.get(slug, slug.replace("-", " ")),
-        status=status, detail=detail, field=field, retry_after=retry_after))
+        status=status, detail=detail, field=field, retry_after=retry_after, rule=rule))
 
 
 def problem(status: int, slug: str, detail: str, *, field: str | None = None,
-            retry_after: int | None = None,
+            retry_after: int | None = None, rule: str | None = None,
             headers: Mapping[str, str] | None = None) -> Response[bytes]:
     """A problem+json response."""
-    return Response(encode(status, slug, detail, field=field, retry_after=retry_after),
+    return Response(encode(status, slug, detail, field=field, retry_after=retry_after,
+                           rule=rule),
                     status_code=status, media_type=MEDIA_TYPE,
                     headers=dict(headers) if headers else None)
 
@@ -120,7 +121,7 @@ def from_error(error: OtpgateError) -> Response[bytes]:
         return _internal()
     if isinstance(error, RateLimited):
         return problem(status, error.slug, error.detail, retry_after=error.retry_after,
-                       headers={"Retry-After": str(error.retry_after)})
+                       rule=error.rule, headers={"Retry-After": str(error.retry_after)})
     if isinstance(error, Unauthorized):
         return problem(status, error.slug, error.detail, headers={"WWW-Authenticate": "Bearer"})
     if status == 503:

@@ -1,7 +1,8 @@
 """``/v1`` routes for codes: request, verify (by id or by recipient), status and cancel.
 
 Handlers read the raw body and decode it with msgspec (``schemas.decode``), call the
-``Gateway`` and encode the answer once; errors become problems (``problems``).
+``OtpService`` for the caller's tenant (``auth.caller``) and encode the answer once; errors
+become problems (``problems``). Another tenant's OTP id is 404 on every route.
 ``DELETE`` of a code that is no longer pending answers its status unchanged (200): the
 caller wanted it dead, and it is.
 """
@@ -75,8 +76,8 @@ def accepted_body(result: Requested) -> bytes:
 
 
 def verify_body(answer: VerifyAnswer) -> bytes:
-    return _ENCODER.encode(VerifyOut(answer.id, answer.valid, answer.status,
-                                     answer.attempts_left))
+    return _ENCODER.encode(VerifyOut(id=answer.id, valid=answer.valid, status=answer.status,
+                                     attempts_left=answer.attempts_left))
 
 
 def status_body(otp: Otp, deliveries: list[Delivery]) -> bytes:
@@ -103,7 +104,8 @@ def _otp_request(data: OtpIn) -> OtpRequest:
     return OtpRequest(to=data.to, channel=data.channel, channels=data.channels,
                       purpose=data.purpose, locale=data.locale, code_length=data.code_length,
                       ttl_seconds=data.ttl_seconds, reference=data.reference,
-                      country=data.country)
+                      country=data.country, app_hash=data.app_hash,
+                      webotp_domain=data.webotp_domain)
 
 
 def handlers(ctx: ApiContext) -> list[HTTPRouteHandler]:
@@ -124,15 +126,14 @@ def handlers(ctx: ApiContext) -> list[HTTPRouteHandler]:
     ) -> Response[bytes]:
         key = idempotency.parse_key(idempotency_key)
         data = decode(await read_body(request), OtpIn)
-        service = ctx.runtime.service
+        service, who = ctx.runtime.service, auth.caller(request, ctx.settings.dev)
         if key is None:
-            return _json(accepted_body(await service.request(_otp_request(data))), 202)
-        caller = "dev" if ctx.settings.dev else auth.key_id(
-            request.headers.get("authorization"))
+            return _json(accepted_body(await service.request(_otp_request(data),
+                                                             tenant=who.tenant)), 202)
         print_ = idempotency.fingerprint(_ENCODER.encode(data))
-        keep = idempotency.keeper(idempotency.slot(caller, key), print_, ctx.clock.now(),
-                                  accepted_body)
-        kept = await service.request_kept(_otp_request(data), keep)
+        keep = idempotency.keeper(idempotency.slot(who.tenant, who.key_id, key), print_,
+                                  ctx.clock.now(), accepted_body)
+        kept = await service.request_kept(_otp_request(data), keep, tenant=who.tenant)
         if not kept.replayed:
             return _json(kept.answer.body, 202)
         answer = idempotency.same_request(kept.answer, print_)
@@ -146,25 +147,31 @@ def handlers(ctx: ApiContext) -> list[HTTPRouteHandler]:
                      **_COMMON, **_BODY, **_BY_ID})
     async def verify_otp(request: Request[Any, Any, Any], otp_id: FromPath[str]) -> Response[bytes]:
         data = decode(await read_body(request), CodeIn)
-        return _json(verify_body(await ctx.runtime.service.verify(otp_id, data.code)))
+        tenant = auth.caller(request, ctx.settings.dev).tenant
+        return _json(verify_body(await ctx.runtime.service.verify(otp_id, data.code,
+                                                                  tenant=tenant)))
 
     @post("/verify", status_code=200, operation_id="verifyRecipient",
           summary="Verify a code by recipient and purpose",
           responses={200: ResponseSpec(VerifyOut, description="The verdict; with no code "
-                                       "pending it looks like a wrong code's",
+                                       "pending it looks like a wrong code's, and only an "
+                                       "approved answer carries the id",
                                        generate_examples=False),
                      **_COMMON, **_BODY})
     async def verify_recipient(request: Request[Any, Any, Any]) -> Response[bytes]:
         data = decode(await read_body(request), VerifyIn)
         answer = await ctx.runtime.service.verify_recipient(
-            data.to, data.purpose, data.code, data.country)
+            data.to, data.purpose, data.code, data.country,
+            tenant=auth.caller(request, ctx.settings.dev).tenant)
         return _json(verify_body(answer))
 
     @get("/otp/{otp_id:str}", operation_id="getOtp", summary="Status of a code",
          responses={200: ResponseSpec(OtpStatusOut, description="The OTP and its channels",
                                       generate_examples=False), **_COMMON, **_BY_ID})
-    async def otp_status(otp_id: FromPath[str]) -> Response[bytes]:
-        otp, deliveries = await ctx.runtime.service.status(otp_id)
+    async def otp_status(request: Request[Any, Any, Any],
+                         otp_id: FromPath[str]) -> Response[bytes]:
+        otp, deliveries = await ctx.runtime.service.status(
+            otp_id, tenant=auth.caller(request, ctx.settings.dev).tenant)
         return _json(status_body(otp, deliveries))
 
     @delete("/otp/{otp_id:str}", status_code=200, operation_id="cancelOtp",
@@ -172,9 +179,11 @@ def handlers(ctx: ApiContext) -> list[HTTPRouteHandler]:
             responses={200: ResponseSpec(OtpStatusOut, description="Canceled; a code that "
                                          "was no longer pending is answered unchanged",
                                          generate_examples=False), **_COMMON, **_BY_ID})
-    async def cancel_otp(otp_id: FromPath[str]) -> Response[bytes]:
+    async def cancel_otp(request: Request[Any, Any, Any],
+                         otp_id: FromPath[str]) -> Response[bytes]:
         runtime = ctx.runtime
-        otp = await runtime.service.cancel(otp_id)
+        otp = await runtime.service.cancel(
+            otp_id, tenant=auth.caller(request, ctx.settings.dev).tenant)
         deliveries = await runtime.backend.store.deliveries(otp.id)
         return _json(status_body(otp, deliveries))
 

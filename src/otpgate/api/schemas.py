@@ -38,6 +38,10 @@ class OtpIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     ttl_seconds: int | None = None
     reference: str | None = None
     country: str | None = None
+    app_hash: str | None = None
+    """Android SMS Retriever: the app's 11-character hash, on the SMS's last lines."""
+    webotp_domain: str | None = None
+    """WebOTP: the domain of the SMS's last line, ``@domain #code``."""
 
 
 class CodeIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -68,13 +72,30 @@ class OtpAccepted(msgspec.Struct):
     attempts_left: int
 
 
-class VerifyOut(msgspec.Struct, omit_defaults=True):
-    """Answer to a verification; ``attempts_left`` only while the code can still be tried."""
+class VerifyOut(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """Answer to a verification; ``attempts_left`` only while the code can still be tried.
+    By recipient, only an ``approved`` answer carries the ``id``."""
 
-    id: str
+    id: str | None = None
     valid: bool
     status: Status
     attempts_left: int | None = None
+
+
+class UnlockIn(msgspec.Struct, forbid_unknown_fields=True):
+    """``POST /v1/admin/unlock``: the recipient to unlock (in the key's tenant)."""
+
+    to: str
+    country: str | None = None
+
+
+class UnlockOut(msgspec.Struct):
+    """What an unlock undid: whether the recipient was locked, and the consecutive wrong
+    answers it forgot."""
+
+    to: str
+    was_locked: bool
+    failures: int
 
 
 DeliveryState = Literal["queued", "sent", "delivered", "failed", "expired"]
@@ -137,12 +158,15 @@ class Problem(msgspec.Struct, omit_defaults=True):
     detail: str
     field: str | None = None
     retry_after: int | None = None
+    rule: str | None = None
+    """For 429: the rule that refused (``send-limit``, ``recipient-lock``, ...)."""
 
 
 REQUEST_BODIES: dict[tuple[str, str], type[msgspec.Struct]] = {
     ("/v1/otp", "post"): OtpIn,
     ("/v1/otp/{otp_id}/verify", "post"): CodeIn,
     ("/v1/verify", "post"): VerifyIn,
+    ("/v1/admin/unlock", "post"): UnlockIn,
 }
 """Which body each route reads, for the OpenAPI document (the handlers read raw bytes)."""
 

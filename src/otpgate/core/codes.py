@@ -14,6 +14,9 @@ from collections.abc import Callable
 from otpgate.errors import InvalidRequest
 
 MIN_LENGTH = 4
+"""The shortest code an operator may allow (``Policy.min_code_length``)."""
+POLICY_MIN_LENGTH = 6
+"""The shortest code a request may ask for unless the operator lowers it (NIST, ASVS)."""
 MAX_LENGTH = 10
 DEFAULT_LENGTH = 6
 
@@ -30,13 +33,14 @@ def generate_code(length: int = DEFAULT_LENGTH) -> str:
     return f"{secrets.randbelow(10**length):0{length}d}"
 
 
-def check_length(length: int) -> None:
+def check_length(length: int, shortest: int = MIN_LENGTH) -> None:
+    """``InvalidRequest`` unless ``length`` is an integer from ``shortest`` to 10."""
     if isinstance(length, bool) or not isinstance(length, int):
         raise InvalidRequest("code_length must be an integer", "code_length")
-    if not MIN_LENGTH <= length <= MAX_LENGTH:
+    if not max(shortest, MIN_LENGTH) <= length <= MAX_LENGTH:
         raise InvalidRequest(
-            f"code_length must be between {MIN_LENGTH} and {MAX_LENGTH}", "code_length"
-        )
+            f"code_length must be between {max(shortest, MIN_LENGTH)} and {MAX_LENGTH}",
+            "code_length")
 
 
 def check_submitted(code: object) -> str:

@@ -1,9 +1,12 @@
-"""How a pending OTP ends without a right answer: canceled, expired, or failed because no
-channel could deliver it. Pure decisions, like those of ``lifecycle``."""
+"""How a pending OTP ends without a right answer — canceled, expired, or failed because no
+channel could deliver it — and how an operator ends a recipient's lock. Pure decisions,
+like those of ``lifecycle``."""
 
 from __future__ import annotations
 
-from otpgate.core.lifecycle import Change, finish, otp_event, sweep
+from dataclasses import dataclass
+
+from otpgate.core.lifecycle import Change, finish, otp_event, reset_failures, sweep
 from otpgate.core.otp import Otp, RecipientState, Status
 from otpgate.core.policy import Policy
 from otpgate.events import EventType
@@ -56,4 +59,23 @@ def decide_fail(
         change.result = otp
     if not change.otps:
         change.state = None
+    return change
+
+
+@dataclass(frozen=True, slots=True)
+class Unlocked:
+    was_locked: bool
+    failures: int
+    """The consecutive failures the unlock forgot."""
+
+
+def decide_unlock(state: RecipientState | None, now: float,
+                  policy: Policy) -> Change[Unlocked]:
+    """An operator's unlock: the lock ends and the consecutive failures are forgotten."""
+    if state is None:
+        return Change(result=Unlocked(False, 0))
+    change: Change[Unlocked] = Change(result=Unlocked(False, 0), state=state)
+    sweep(state, policy, now, change)
+    change.result = Unlocked(state.locked(now), state.streak)
+    reset_failures(state)
     return change

@@ -7,7 +7,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from otpgate.core import codes, recipients
+from otpgate.core import autofill, locales, recipients
 from otpgate.core.policy import Policy
 from otpgate.core.recipients import Recipient
 from otpgate.errors import InvalidRequest
@@ -36,6 +36,8 @@ class OtpRequest:
     ttl_seconds: int | None = None
     reference: str | None = None
     country: str | None = None
+    app_hash: str | None = None
+    webotp_domain: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +51,8 @@ class ParsedRequest:
     ttl: int
     locale: str
     reference: str | None
+    app_hash: str | None = None
+    webotp_domain: str | None = None
 
 
 def parse_request(req: OtpRequest, policy: Policy,
@@ -58,12 +62,13 @@ def parse_request(req: OtpRequest, policy: Policy,
     rcpt = recipients.parse(req.to, req.country)
     channels = parse_channels(rcpt, req.channel, req.channels, available)
     purpose = parse_purpose(req.purpose)
-    length = policy.default_code_length if req.code_length is None else req.code_length
-    codes.check_length(length)
     return ParsedRequest(recipient=rcpt, channels=channels, purpose=purpose,
-                         code_length=length, ttl=policy.ttl(req.ttl_seconds),
-                         locale=parse_locale(req.locale),
-                         reference=parse_reference(req.reference))
+                         code_length=policy.code_length(req.code_length),
+                         ttl=policy.ttl(req.ttl_seconds),
+                         locale=parse_locale(req.locale, rcpt),
+                         reference=parse_reference(req.reference),
+                         app_hash=autofill.parse_app_hash(req.app_hash),
+                         webotp_domain=autofill.parse_webotp_domain(req.webotp_domain))
 
 
 def parse_channels(rcpt: Recipient, channel: str | None, channels: Sequence[str] | None,
@@ -97,9 +102,10 @@ def parse_purpose(value: str | None) -> str:
     return value
 
 
-def parse_locale(value: str | None) -> str:
+def parse_locale(value: str | None, rcpt: Recipient | None = None) -> str:
+    """The locale asked for, else that of a phone number's country, else ``en``."""
     if value is None:
-        return "en"
+        return locales.for_country(rcpt.country if rcpt is not None else None)
     if not isinstance(value, str) or not _LOCALE.fullmatch(value):
         raise InvalidRequest("locale must look like 'en' or 'pt-BR'", "locale")
     return value

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from otpgate import events
-from otpgate.core.otp import Otp, RecipientState, Status
+from otpgate.core import limits, tenants
+from otpgate.core.otp import Approved, Otp, RecipientState, Status
 from otpgate.core.policy import Policy
-from otpgate.errors import RateLimited
 from otpgate.events import CloudEvent, EventType
 from otpgate.ratelimit.algorithms import SlidingLog
 
@@ -57,10 +57,15 @@ class NewCode:
     reference: str | None
     fresh_id: str
     mint: Callable[[str, int], Minted]
+    tenant: str = tenants.DEFAULT
+    app_hash: str | None = None
+    webotp_domain: str | None = None
 
 
 Finder = Callable[[RecipientState], Otp | None]
 """Picks the pending code an answer is meant for."""
+Checker = Callable[[str, bytes], bool]
+"""Whether the answer is the code whose (OTP id, digest) it is given."""
 
 
 class Outcome(enum.StrEnum):
@@ -84,18 +89,16 @@ class Verdict:
     valid: bool
     status: Status
     attempts_left: int | None
-
-
-def _failures(policy: Policy) -> SlidingLog:
-    return SlidingLog(limit=policy.max_failures, window=policy.failure_window)
+    otp_id: str | None = None
+    """The OTP the answer was checked against, where the answer may name it."""
+    counted: bool = False
+    """A wrong answer to a live code: it counted."""
+    locked_until: float | None = None
+    """This answer locked the recipient, until then."""
 
 
 def _phantoms(policy: Policy) -> SlidingLog:
-    return SlidingLog(limit=policy.max_attempts, window=policy.failure_window)
-
-
-def _sends(policy: Policy) -> SlidingLog:
-    return SlidingLog(limit=policy.max_sends, window=policy.send_window)
+    return SlidingLog(limit=policy.max_attempts, window=policy.max_ttl)
 
 
 def finish(otp: Otp, status: Status, now: float) -> Otp:
@@ -106,25 +109,39 @@ def finish(otp: Otp, status: Status, now: float) -> Otp:
 
 
 def sweep(state: RecipientState, policy: Policy, now: float, change: Change[T]) -> None:
-    """Expire due codes and forget history that has left its window."""
+    """Expire due codes, end a lock whose time is up, and forget what has left its window.
+
+    Consecutive failures end with a lock; a streak without a failure for as long as a lock
+    lasts is forgotten as the lock would have been."""
     for purpose, otp in list(state.pending.items()):
         if not otp.is_live(now):
             del state.pending[purpose]
             change.otps.append(finish(otp, Status.EXPIRED, now))
             change.events.append(otp_event(EventType.EXPIRED, otp, now))
-    state.failures = _failures(policy).prune(state.failures, now)
-    for history, log in ((state.sends, _sends(policy)), (state.phantoms, _phantoms(policy))):
+    if not state.locked(now) and (state.locked_until or (
+            state.streak and now - state.last_failure_at >= policy.lock_time)):
+        reset_failures(state)
+    state.sent = limits.recipient_sends(policy).prune(state.sent, now)
+    for history, log in ((state.sends, limits.sends(policy)), (state.phantoms, _phantoms(policy))):
         for purpose in list(history):
             kept = log.prune(history[purpose], now)
             if kept:
                 history[purpose] = kept
             else:
                 del history[purpose]
+    for purpose, done in list(state.approved.items()):
+        if done.until <= now:
+            del state.approved[purpose]
+
+
+def reset_failures(state: RecipientState) -> None:
+    state.streak, state.last_failure_at, state.locked_until = 0, 0.0, 0.0
 
 
 def attempts_left(otp: Otp, state: RecipientState, policy: Policy) -> int:
-    """Wrong answers still allowed: the smaller of the code's and the recipient's budget."""
-    return min(otp.attempts_left, _failures(policy).remaining(state.failures))
+    """Wrong answers still allowed: the smaller of the code's and the recipient's (until
+    its lock) budget."""
+    return max(0, min(otp.attempts_left, policy.lock_after - state.streak))
 
 
 def otp_event(type_: EventType, otp: Otp, now: float, **extra: object) -> CloudEvent:
@@ -156,6 +173,10 @@ def dispatch_event(otp: Otp, channel: str, driver: str, fallbacks: list[str],
         "sealed": otp.sealed,
         "fallbacks": fallbacks,
     }
+    if otp.app_hash is not None:
+        data["app_hash"] = otp.app_hash
+    if otp.webotp_domain is not None:
+        data["webotp_domain"] = otp.webotp_domain
     return events.new(EventType.DISPATCH, otp.id, data, now, channel=channel, driver=driver)
 
 
@@ -165,13 +186,6 @@ def _dispatches(otp: Otp, req: NewCode, now: float) -> list[CloudEvent]:
             for channel in otp.channels]
 
 
-def _check_lock(state: RecipientState, policy: Policy, now: float) -> None:
-    log = _failures(policy)
-    if log.remaining(state.failures) == 0:
-        raise RateLimited("too many wrong codes for this recipient",
-                          retry_after=log.retry_after(state.failures, now))
-
-
 def decide_request(
     state: RecipientState | None, req: NewCode, policy: Policy, now: float
 ) -> Change[Requested]:
@@ -179,7 +193,6 @@ def decide_request(
     state = state or RecipientState.empty(req.recipient_key)
     change: Change[Requested] = Change(result=None, state=state)  # type: ignore[arg-type]
     sweep(state, policy, now, change)
-    _check_lock(state, policy, now)
     current = state.pending.get(req.purpose)
     if current is not None and now < current.resend_after:
         change.result = Requested(current, Outcome.COALESCED,
@@ -187,11 +200,8 @@ def decide_request(
         if not change.otps:
             change.state = None
         return change
-    sends = state.sends.get(req.purpose, [])
-    log = _sends(policy)
-    if log.remaining(sends) == 0:
-        raise RateLimited("too many codes sent to this recipient for this purpose",
-                          retry_after=log.retry_after(sends, now))
+    if (refused := limits.refusal(state, req.purpose, policy, now)) is not None:
+        raise refused
     if current is None:
         otp = _new_otp(req, policy, now)
         outcome = Outcome.CREATED
@@ -201,6 +211,7 @@ def decide_request(
         otp.send_count += 1
         otp.channels = list(req.channels)
         otp.code_length, otp.locale, otp.reference = req.code_length, req.locale, req.reference
+        otp.app_hash, otp.webotp_domain = req.app_hash, req.webotp_domain
         otp.routes = {c: list(req.drivers[c]) for c in req.channels}
         otp.expires_at = now + req.ttl
         outcome = Outcome.RESENT
@@ -210,7 +221,8 @@ def decide_request(
     otp.resend_after = now + policy.resend_cooldown
     otp.updated_at = now
     state.pending[req.purpose] = otp
-    state.sends[req.purpose] = [*sends, now]
+    state.sends[req.purpose] = [*state.sends.get(req.purpose, []), now]
+    state.sent = [*state.sent, now]
     change.otps.append(otp)
     change.events.append(otp_event(EventType.REQUESTED, otp, now, channels=otp.channels,
                                 expires_at=otp.expires_at))
@@ -226,7 +238,8 @@ def _new_otp(req: NewCode, policy: Policy, now: float) -> Otp:
         digest=b"", code_length=req.code_length, locale=req.locale, send_count=1,
         failed_attempts=0, max_attempts=policy.max_attempts, created_at=now,
         expires_at=now + req.ttl, resend_after=now, updated_at=now, reference=req.reference,
-        routes={c: list(req.drivers[c]) for c in req.channels},
+        routes={c: list(req.drivers[c]) for c in req.channels}, tenant=req.tenant,
+        app_hash=req.app_hash, webotp_domain=req.webotp_domain,
     )
 
 
@@ -234,54 +247,78 @@ def decide_verify(
     state: RecipientState | None,
     key: str,
     find: Finder,
-    check: Callable[[Otp], bool],
+    check: Checker,
     policy: Policy,
     now: float,
     *,
     missing: str | None = None,
 ) -> Change[Verdict]:
-    """Count one answer against the pending code ``find`` picks; approve at most once.
+    """Check one answer against the live code ``find`` picks; approve at most once.
 
-    With no pending code and ``missing`` naming the purpose asked for (verification by
-    recipient), the answer is counted as a wrong one — against the recipient, and against a
-    stand-in code for that purpose — and answered exactly as a wrong answer to a fresh code
-    would be, so that probing recipients costs the same as guessing codes and tells
-    nothing. Without ``missing`` (verification by id) nothing is counted; the caller
-    reports the dead code's status instead.
+    Only a wrong answer to a live code counts: against the code (``max_attempts``) and
+    against the recipient's consecutive failures (a delay before new codes from
+    ``delay_after`` on, a lock at ``lock_after``). A locked recipient's answers count
+    nothing. By recipient (``missing`` names the purpose), an answer that meets no live
+    code counts nothing either, yet is answered as a wrong answer to a fresh code would be —
+    a stand-in code's attempts run down the same way — so that probing tells nothing; and
+    the right code of a code approved a moment ago is told ``approved``. By id (no
+    ``missing``) an answer that meets no live code gets ``otp None``: the caller reports the
+    dead code's status.
+
+    Every answer that is not approved costs two code checks, whether or not there was a code
+    to check (a missing one is checked against nothing), so that a live code and none take
+    alike long to answer.
     """
     state = state or RecipientState.empty(key)
     change: Change[Verdict] = Change(result=None, state=state)  # type: ignore[arg-type]
     sweep(state, policy, now, change)
-    otp = find(state)
-    log = _failures(policy)
-    if otp is None and missing is None:
-        change.result = Verdict(None, False, Status.PENDING, None)
-        if not change.otps:
-            change.state = None
+    otp = None if state.locked(now) else find(state)
+    if otp is not None and check(otp.id, otp.digest):
+        change.result = _approve(state, otp, policy, now, change)
         return change
     if otp is None:
-        assert missing is not None
-        if log.remaining(state.failures):
-            state.failures = [*state.failures, now]
-        stand_in = _phantoms(policy).prune(state.phantoms.get(missing, []), now)
-        if len(stand_in) < policy.max_attempts:
-            stand_in.append(now)
-        state.phantoms[missing] = stand_in
-        left = min(policy.max_attempts - len(stand_in), log.remaining(state.failures))
-        if log.remaining(state.failures) == 0:
-            _lock(state, log.retry_after(state.failures, now), now, change)
-        status = Status.PENDING if left else Status.MAX_ATTEMPTS_REACHED
-        change.result = Verdict(None, False, status, left)
+        _check_nothing(check)
+    done = state.approved.get(missing) if missing is not None else None
+    if done is None:
+        _check_nothing(check)
+    if done is not None and check(done.id, done.digest):
+        change.result = Verdict(None, False, Status.APPROVED, None, otp_id=done.id)
+    elif otp is not None:
+        change.result = _wrong(state, otp, policy, now, change)
         return change
-    if check(otp):
-        del state.pending[otp.purpose]
-        change.otps.append(finish(otp, Status.APPROVED, now))
-        change.events.append(otp_event(EventType.APPROVED, otp, now))
-        change.result = Verdict(otp, True, Status.APPROVED, None)
+    elif missing is not None:
+        change.result = _stand_in(state, missing, policy, now)
         return change
+    else:
+        change.result = Verdict(None, False, Status.PENDING, None)
+    if not change.otps:
+        change.state = None
+    return change
+
+
+def _check_nothing(check: Checker) -> None:
+    """The work of a code check where there is no code to check."""
+    check("", b"")
+
+
+def _approve(state: RecipientState, otp: Otp, policy: Policy, now: float,
+             change: Change[Verdict]) -> Verdict:
+    del state.pending[otp.purpose]
+    reset_failures(state)
+    state.phantoms.pop(otp.purpose, None)
+    state.approved[otp.purpose] = Approved(id=otp.id, digest=otp.digest,
+                                           until=now + policy.max_ttl)
+    change.otps.append(finish(otp, Status.APPROVED, now))
+    change.events.append(otp_event(EventType.APPROVED, otp, now))
+    return Verdict(otp, True, Status.APPROVED, None, otp_id=otp.id)
+
+
+def _wrong(state: RecipientState, otp: Otp, policy: Policy, now: float,
+           change: Change[Verdict]) -> Verdict:
     otp.failed_attempts += 1
     otp.updated_at = now
-    state.failures = [*state.failures, now]
+    state.streak += 1
+    state.last_failure_at = now
     left = attempts_left(otp, state, policy)
     change.otps.append(otp)
     change.events.append(otp_event(EventType.VERIFICATION_FAILED, otp, now, attempts_left=left))
@@ -290,20 +327,39 @@ def decide_verify(
         # Later answers for this purpose meet a spent stand-in, as they would a dead code.
         state.phantoms[otp.purpose] = [now] * policy.max_attempts
         finish(otp, Status.MAX_ATTEMPTS_REACHED, now)
-    if log.remaining(state.failures) == 0:
-        _lock(state, log.retry_after(state.failures, now), now, change)
-    change.result = Verdict(otp, False, otp.status, left if otp.status is Status.PENDING
-                            else 0)
-    return change
+    locked_until = None
+    if state.streak >= policy.lock_after:
+        locked_until = _lock(state, otp, policy, now, change)
+    return Verdict(otp, False, otp.status, left if otp.status is Status.PENDING else 0,
+                   otp_id=otp.id, counted=True, locked_until=locked_until)
 
 
-def _lock(state: RecipientState, retry_after: int, now: float, change: Change[T]) -> None:
-    """The recipient's failure budget is spent: every live code dies until it refills."""
-    state.locked_until = now + retry_after
+def _stand_in(state: RecipientState, purpose: str, policy: Policy, now: float) -> Verdict:
+    """The answer a wrong answer to a fresh code for ``purpose`` would get, counting
+    nothing: a stand-in's attempts run down within the life of a code (and, as a real
+    code's, with the recipient's budget — except while locked, which must not show)."""
+    stand_in = state.phantoms.get(purpose, [])
+    if len(stand_in) < policy.max_attempts:
+        stand_in = [*stand_in, now]
+    state.phantoms[purpose] = stand_in
+    budget = policy.max_attempts if state.locked(now) else policy.lock_after - state.streak - 1
+    left = max(0, min(policy.max_attempts - len(stand_in), budget))
+    return Verdict(None, False, Status.PENDING if left else Status.MAX_ATTEMPTS_REACHED, left)
+
+
+def _lock(state: RecipientState, trigger: Otp, policy: Policy, now: float,
+          change: Change[T]) -> float:
+    """``lock_after`` consecutive failures: every live code dies and nothing is sent or
+    counted for ``lock_time``; a ``locked`` event for each code the lock ended."""
+    state.locked_until = now + policy.lock_time
+    ended = [trigger]
     for purpose, live in list(state.pending.items()):
         del state.pending[purpose]
-        if live not in change.otps:
+        if live is not trigger:
             change.otps.append(live)
+            ended.append(live)
         finish(live, Status.MAX_ATTEMPTS_REACHED, now)
-        change.events.append(otp_event(EventType.LOCKED, live, now,
-                                    locked_until=state.locked_until))
+    for otp in ended:
+        change.events.append(otp_event(EventType.LOCKED, otp, now,
+                                    locked_until=state.locked_until, failures=state.streak))
+    return state.locked_until

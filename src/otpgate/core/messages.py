@@ -1,81 +1,38 @@
-"""Message texts per locale and channel, and how many SMS segments a text costs.
+"""Message texts per locale and channel: choosing a locale's texts, checking them, and
+rendering a message.
 
-Texts follow common practice for one-time codes: brand first, the code early, how long it
-lives, and a warning not to share it. SMS texts are kept short enough for one segment with
-a short brand; Spanish and Portuguese need accented letters outside GSM-7 and so go out as
-UCS-2 (70 characters a segment).
+The shipped texts are in ``otpgate.core.texts`` (an operator may override any of them,
+see ``otpgate.templates``); plural rules and the locale of a country in
+``otpgate.core.locales``; SMS segments in ``otpgate.core.segments``.
 
 E-mail also gets an HTML alternative made from the same text: every field escaped, the
-code set apart in large monospace type (and once in place, in bold), paragraphs kept.
-
-Segments follow GSM 03.38: a text made only of the basic alphabet and its extension table
-is GSM-7 (extension characters take two septets, 160 septets in one segment, 153 per part
-of a concatenated one); anything else is UCS-2 (70 UTF-16 units, 67 per part). A character
-is never split across two parts.
+code set apart in large monospace type (and once in place, in bold), paragraphs kept,
+right to left for Arabic — unless the locale's texts bring an HTML document of their own.
+An SMS may end with the SMS Retriever and WebOTP lines (``otpgate.core.autofill``).
 """
 
 from __future__ import annotations
 
-import enum
 import html
+import string
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import NamedTuple
 
+from otpgate.core import autofill, locales
+from otpgate.core.locales import LocaleTexts
+from otpgate.core.segments import Encoding, Segments, segments
 from otpgate.errors import ConfigurationError
 
-_GSM_BASIC = frozenset(
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
-    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
-)
-_GSM_EXTENSION = frozenset("\f^{}\\[~]|€")
+__all__ = ["FIELDS", "KEYS", "Encoding", "LocaleTexts", "Long", "Rendered", "Segments",
+           "Templates", "check_minutes", "check_text", "segments"]
 
-
-class Encoding(enum.StrEnum):
-    GSM7 = "gsm-7"
-    UCS2 = "ucs-2"
-
-
-class Segments(NamedTuple):
-    encoding: Encoding
-    parts: int
-
-
-def _pack(costs: list[int], single: int, part: int) -> int:
-    """Parts needed for ``costs`` when one part holds ``single`` units, else ``part``."""
-    if sum(costs) <= single:
-        return 1
-    count, used = 1, 0
-    for cost in costs:
-        if used + cost > part:
-            count, used = count + 1, 0
-        used += cost
-    return count
-
-
-def segments(text: str) -> Segments:
-    """The encoding an SMS of ``text`` needs and how many segments it is sent as."""
-    if all(ch in _GSM_BASIC or ch in _GSM_EXTENSION for ch in text):
-        costs = [2 if ch in _GSM_EXTENSION else 1 for ch in text]
-        return Segments(Encoding.GSM7, _pack(costs, 160, 153))
-    costs = [2 if ord(ch) > 0xFFFF else 1 for ch in text]
-    return Segments(Encoding.UCS2, _pack(costs, 70, 67))
-
-
-@dataclass(frozen=True, slots=True)
-class LocaleTexts:
-    """One locale's texts. Placeholders: ``{brand}``, ``{code}``, ``{minutes}`` (already
-    worded, e.g. "5 minutes"); the voice text gets the code spaced out, digit by digit."""
-
-    sms: str
-    email_subject: str
-    email_body: str
-    voice: str
-    minute_one: str
-    minute_other: str
-
-    def minutes(self, count: int) -> str:
-        return (self.minute_one if count == 1 else self.minute_other).format(n=count)
+FIELDS = frozenset({"brand", "code", "minutes"})
+"""The placeholders a template may use."""
+KEYS = ("sms", "voice", "email_subject", "email_body", "email_html")
+"""The templates of one locale."""
+_NEED_CODE = frozenset(KEYS) - {"email_subject"}
+_RTL = frozenset({"ar", "he", "fa", "ur"})
+_SAMPLE = {"brand": "otpgate", "code": "123456", "minutes": "5 minutes"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,102 +43,179 @@ class Rendered:
     """E-mail only: the HTML alternative of ``body``."""
 
 
-_DEFAULT: dict[str, LocaleTexts] = {
-    "en": LocaleTexts(
-        sms="Your {brand} code is {code}. It expires in {minutes}. Don't share it.",
-        email_subject="Your {brand} verification code",
-        email_body=("Your {brand} verification code is {code}.\n\n"
-                    "It expires in {minutes}. If you did not ask for it, ignore this "
-                    "e-mail. Never share this code with anyone.\n"),
-        voice="Your {brand} code is {code}. Again, your code is {code}.",
-        minute_one="{n} minute", minute_other="{n} minutes",
-    ),
-    "es": LocaleTexts(
-        sms="Tu código de {brand} es {code}. Caduca en {minutes}. No lo compartas.",
-        email_subject="Tu código de verificación de {brand}",
-        email_body=("Tu código de verificación de {brand} es {code}.\n\n"
-                    "Caduca en {minutes}. Si no lo has solicitado, ignora este correo. "
-                    "No compartas este código con nadie.\n"),
-        voice="Tu código de {brand} es {code}. Repito, tu código es {code}.",
-        minute_one="{n} minuto", minute_other="{n} minutos",
-    ),
-    "fr": LocaleTexts(
-        sms="Votre code {brand} est {code}. Il expire dans {minutes}. Ne le partagez pas.",
-        email_subject="Votre code de vérification {brand}",
-        email_body=("Votre code de vérification {brand} est {code}.\n\n"
-                    "Il expire dans {minutes}. Si vous ne l'avez pas demandé, ignorez cet "
-                    "e-mail. Ne communiquez jamais ce code à personne.\n"),
-        voice="Votre code {brand} est {code}. Je répète, votre code est {code}.",
-        minute_one="{n} minute", minute_other="{n} minutes",
-    ),
-    "de": LocaleTexts(
-        sms=("Ihr {brand}-Code lautet {code}. Er läuft in {minutes} ab. "
-             "Geben Sie ihn nicht weiter."),
-        email_subject="Ihr {brand}-Bestätigungscode",
-        email_body=("Ihr {brand}-Bestätigungscode lautet {code}.\n\n"
-                    "Er läuft in {minutes} ab. Wenn Sie ihn nicht angefordert haben, "
-                    "ignorieren Sie diese E-Mail. Geben Sie den Code niemals weiter.\n"),
-        voice="Ihr {brand}-Code lautet {code}. Ich wiederhole: {code}.",
-        minute_one="{n} Minute", minute_other="{n} Minuten",
-    ),
-    "pt": LocaleTexts(
-        sms="Seu código {brand} é {code}. Expira em {minutes}. Não o compartilhe.",
-        email_subject="Seu código de verificação {brand}",
-        email_body=("Seu código de verificação {brand} é {code}.\n\n"
-                    "Ele expira em {minutes}. Se você não o solicitou, ignore este e-mail. "
-                    "Nunca compartilhe este código.\n"),
-        voice="Seu código {brand} é {code}. Repetindo, seu código é {code}.",
-        minute_one="{n} minuto", minute_other="{n} minutos",
-    ),
-}
+@dataclass(frozen=True, slots=True)
+class Long:
+    """A locale whose SMS takes more than one segment at its longest."""
+
+    locale: str
+    channel: str
+    segments: Segments
+    length: int
 
 
 class Templates:
     """Texts per locale, with fallback from a regional locale to its language, then to
-    ``fallback``."""
+    ``fallback``. Every text is checked when the templates are made."""
 
     def __init__(self, texts: Mapping[str, LocaleTexts], fallback: str = "en") -> None:
-        if fallback not in texts:
+        self._texts = {locales.canonical(k): v for k, v in texts.items()}
+        self._fallback = locales.canonical(fallback)
+        if self._fallback not in self._texts:
             raise ConfigurationError(f"the fallback locale {fallback!r} has no texts")
-        self._texts = {_norm(k): v for k, v in texts.items()}
-        self._fallback = _norm(fallback)
+        for locale, one in self._texts.items():
+            try:
+                check(locale, one)
+            except ConfigurationError as exc:
+                raise ConfigurationError(f"locale {locale}: {exc.detail}") from None
 
     @classmethod
     def default(cls) -> Templates:
-        """The texts otpgate ships: en, es, fr, de, pt."""
-        return cls(_DEFAULT)
+        """The texts otpgate ships (see ``otpgate.core.texts``)."""
+        from otpgate.core.texts import SHIPPED
+
+        return cls(SHIPPED)
 
     @property
     def locales(self) -> list[str]:
         return sorted(self._texts)
 
-    def texts(self, locale: str) -> LocaleTexts:
-        """``pt-BR`` → ``pt-br`` if present, else ``pt``, else the fallback locale."""
-        wanted = _norm(locale)
-        for candidate in (wanted, wanted.split("-")[0]):
+    def resolve(self, locale: str) -> str:
+        """The locale whose texts serve ``locale``: ``pt-BR`` if present, else ``pt``,
+        else the fallback locale."""
+        for candidate in locales.candidates(locale):
             if candidate in self._texts:
-                return self._texts[candidate]
-        return self._texts[self._fallback]
+                return candidate
+        return self._fallback
 
-    def render(
-        self, channel: str, locale: str, brand: str, code: str, minutes_left: int
-    ) -> Rendered:
+    def texts(self, locale: str) -> LocaleTexts:
+        return self._texts[self.resolve(locale)]
+
+    def render(self, channel: str, locale: str, brand: str, code: str, minutes_left: int,
+               *, app_hash: str | None = None,
+               webotp_domain: str | None = None) -> Rendered:
         """The message for ``channel``; e-mail gets a subject and an HTML alternative,
-        other channels do not. WhatsApp and unknown channels use the SMS text."""
-        texts = self.texts(locale)
-        fields = {"brand": brand, "code": code, "minutes": texts.minutes(max(1, minutes_left))}
+        an SMS the autofill lines asked for. WhatsApp and unknown channels use the SMS
+        text, without those lines."""
+        served = self.resolve(locale)
+        texts = self._texts[served]
+        fields = {"brand": brand, "code": code,
+                  "minutes": minutes(texts, served, max(1, minutes_left))}
         if channel == "email":
             subject = texts.email_subject.format(**fields)
-            return Rendered(texts.email_body.format(**fields), subject,
-                            _email_html(texts, fields, subject, locale))
+            page = (texts.email_html.format(**_escaped(fields)) if texts.email_html
+                    else _email_html(texts, fields, subject, _lang(locale, served)))
+            return Rendered(texts.email_body.format(**fields), subject, page)
         if channel == "voice":
             return Rendered(texts.voice.format(**{**fields, "code": _spoken(code)}))
-        return Rendered(texts.sms.format(**fields))
+        body = texts.sms.format(**fields)
+        if channel == "sms":
+            body = autofill.with_autofill(body, code, app_hash, webotp_domain)
+        return Rendered(body)
+
+    def longest_sms(self, brand: str, code_length: int, max_minutes: int,
+                    webotp_domain: str | None = None) -> list[Long]:
+        """Each locale whose SMS needs more than one segment with ``brand``, a code of
+        ``code_length`` digits, the longest wording of up to ``max_minutes`` minutes and
+        the WebOTP line of ``webotp_domain``, if one is set for every SMS."""
+        code = "8" * code_length
+        found = []
+        for locale, texts in sorted(self._texts.items()):
+            worded = {minutes(texts, locale, n) for n in range(1, max(1, max_minutes) + 1)}
+            body = max((autofill.with_autofill(
+                texts.sms.format(brand=brand, code=code, minutes=w), code, None,
+                webotp_domain) for w in worded), key=_cost)
+            if (cost := segments(body)).parts > 1:
+                found.append(Long(locale, "sms", cost, len(body)))
+        return found
+
+
+def minutes(texts: LocaleTexts, locale: str, count: int) -> str:
+    """``count`` minutes in ``locale``'s words (its plural rule picks the form)."""
+    category = locales.plural_rule(locale)(count)
+    form = texts.minutes.get(category) or texts.minutes.get("other") or "{n}"
+    return form.format(n=count)
+
+
+def check(locale: str, texts: LocaleTexts) -> None:
+    """``ConfigurationError`` naming the first key of ``texts`` that is not a usable
+    template for ``locale`` (see ``check_text`` and ``check_minutes``)."""
+    for key in KEYS:
+        value = getattr(texts, key)
+        if value is not None:
+            check_text(key, value)
+    check_minutes(locale, texts.minutes)
+
+
+def check_text(key: str, text: object) -> None:
+    """``ConfigurationError`` (``"key: why"``) unless ``text`` is a template that renders:
+    a string using only ``{brand}``, ``{code}`` and ``{minutes}`` (``{{`` for a brace),
+    naming ``{code}`` except in the subject."""
+    if not isinstance(text, str) or not text.strip():
+        raise ConfigurationError(f"{key}: must be a non-empty string")
+    try:
+        parts = list(string.Formatter().parse(text))
+    except ValueError as exc:
+        raise ConfigurationError(f"{key}: does not render ({exc}); write a literal "
+                                 "brace as {{ or }}") from None
+    names = set()
+    for _, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if name not in FIELDS:
+            raise ConfigurationError(f"{key}: unknown placeholder {{{name}}}; use "
+                                     "{brand}, {code} and {minutes}")
+        if spec or conversion:
+            raise ConfigurationError(f"{key}: write {{{name}}} without a format or "
+                                     "conversion")
+        names.add(name)
+    if key in _NEED_CODE and "code" not in names:
+        raise ConfigurationError(f"{key}: must contain {{code}}")
+    text.format(**_SAMPLE)  # cannot fail once the placeholders are known good
+
+
+def check_minutes(locale: str, forms: object) -> None:
+    """``ConfigurationError`` unless ``forms`` words every plural category ``locale``'s
+    rule gives a whole number, each form using only ``{n}``."""
+    if not isinstance(forms, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in forms.items()):
+        raise ConfigurationError("minutes: must be a table of plural category → text")
+    if unknown := sorted(set(forms) - set(locales.CATEGORIES)):
+        raise ConfigurationError(f"minutes: unknown plural category {unknown[0]!r}; the "
+                                 f"categories are {', '.join(locales.CATEGORIES)}")
+    if missing := sorted(locales.plural_categories(locale) - set(forms)):
+        raise ConfigurationError(f"minutes: {locale} needs the plural forms "
+                                 f"{', '.join(sorted(locales.plural_categories(locale)))}"
+                                 f" (missing {', '.join(missing)})")
+    for category, form in forms.items():
+        try:
+            parts = list(string.Formatter().parse(form))
+        except ValueError as exc:
+            raise ConfigurationError(f"minutes.{category}: does not render ({exc})") from None
+        if any(name is not None and (name, spec, conversion) != ("n", "", None)
+               for _, name, spec, conversion in parts):
+            raise ConfigurationError(f"minutes.{category}: the only placeholder is {{n}}, "
+                                     "without a format or conversion")
+
+
+def _lang(asked: str, served: str) -> str:
+    """The language tag of a page in ``served``'s texts for a reader of ``asked``:
+    ``de-AT`` for German texts read in Austria, ``en`` for English ones sent to ``it``."""
+    asked = locales.canonical(asked)
+    return asked if asked.split("-")[0] == served.split("-")[0] else served
+
+
+def _cost(body: str) -> tuple[int, int]:
+    count = segments(body)
+    return count.parts, len(body)
+
+
+def _escaped(fields: Mapping[str, str]) -> dict[str, str]:
+    return {name: html.escape(value) for name, value in fields.items()}
 
 
 _CODE_MARK = "\x00code\x00"
 _HTML_PAGE = (
-    '<!DOCTYPE html>\n<html lang="{lang}">\n<head><meta charset="utf-8">'
+    '<!DOCTYPE html>\n<html lang="{lang}"{dir}>\n<head><meta charset="utf-8">'
     "<title>{subject}</title></head>\n"
     '<body style="font-family:Helvetica,Arial,sans-serif;font-size:16px;line-height:1.5;'
     'color:#222;margin:0;padding:24px">\n{paragraphs}\n</body>\n</html>\n')
@@ -204,13 +238,10 @@ def _email_html(texts: LocaleTexts, fields: Mapping[str, str], subject: str,
                           + "</p>")
         if _CODE_MARK in paragraph:
             paragraphs.append(_HTML_CODE.format(code=code))
-    lang = html.escape(_norm(locale) or "en", quote=True)
-    return _HTML_PAGE.format(lang=lang, subject=html.escape(subject),
-                             paragraphs="\n".join(paragraphs))
-
-
-def _norm(locale: str) -> str:
-    return locale.strip().replace("_", "-").lower()
+    lang = locale.split("-")[0]
+    return _HTML_PAGE.format(lang=html.escape(locale, quote=True),
+                             dir=' dir="rtl"' if lang in _RTL else "",
+                             subject=html.escape(subject), paragraphs="\n".join(paragraphs))
 
 
 def _spoken(code: Iterable[str]) -> str:

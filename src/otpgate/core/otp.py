@@ -61,6 +61,12 @@ class Otp(msgspec.Struct, kw_only=True):
     sealed: str = ""
     """While pending: the latest send's code and address, sealed for dispatchers alone
     (``crypto.Keyring.seal``), so that a send can fail over after a delivery receipt."""
+    tenant: str = "default"
+    """The tenant whose key asked for it; other tenants see no such OTP."""
+    app_hash: str | None = None
+    """The Android SMS Retriever hash the latest send's SMS ends with, if asked for."""
+    webotp_domain: str | None = None
+    """The domain of the latest send's WebOTP line (``@domain #code``), if asked for."""
 
     @property
     def attempts_left(self) -> int:
@@ -71,21 +77,43 @@ class Otp(msgspec.Struct, kw_only=True):
         return self.status is Status.PENDING and now < self.expires_at
 
 
+class Approved(msgspec.Struct, kw_only=True):
+    """A code approved a moment ago, kept so that a repeated right answer (a double submit,
+    a client's retry) is told ``approved`` instead of being counted as a wrong one."""
+
+    id: str
+    digest: bytes
+    until: float
+
+
 class RecipientState(msgspec.Struct, kw_only=True):
-    """Everything about one recipient that must change atomically: its live OTPs (one per
-    purpose), its send history per purpose and its failed verifications across codes."""
+    """Everything about one recipient (of one tenant) that must change atomically: its live
+    OTPs (one per purpose), its sends, and its consecutive failures across codes."""
 
     key: str
     pending: dict[str, Otp] = {}
     sends: dict[str, list[float]] = {}
-    failures: list[float] = []
+    """Per purpose: when codes were sent, within the policy's ``send_window``."""
+    sent: list[float] = []
+    """When codes were sent, whatever the purpose, within ``recipient_send_window``."""
+    streak: int = 0
+    """Consecutive wrong answers to live codes, across codes and purposes; a right answer,
+    an unlock or the end of a lock resets it."""
+    last_failure_at: float = 0.0
     phantoms: dict[str, list[float]] = {}
-    """Per purpose: wrong answers given while no code was pending (see ``decide_verify``)."""
+    """Per purpose: answers given while no code was pending. They count against nothing;
+    they only make the answer run down as a real code's would (see ``decide_verify``)."""
+    approved: dict[str, Approved] = {}
+    """Per purpose: the code approved last, for a little while."""
     locked_until: float = 0.0
+    """While ``now < locked_until`` no code is sent and no answer is counted."""
 
     @classmethod
     def empty(cls, key: str) -> RecipientState:
-        return cls(key=key, pending={}, sends={}, failures=[], phantoms={})
+        return cls(key=key, pending={}, sends={}, sent=[], phantoms={}, approved={})
+
+    def locked(self, now: float) -> bool:
+        return now < self.locked_until
 
     def find(self, otp_id: str) -> Otp | None:
         for otp in self.pending.values():

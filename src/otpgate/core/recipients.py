@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
+from otpgate.core.tenants import DEFAULT as DEFAULT_TENANT
 from otpgate.errors import InvalidRecipient
 
 MASK = "•••"
@@ -60,13 +61,16 @@ class Recipient:
     def default_channel(self) -> str:
         return "sms" if self.kind is Kind.PHONE else "email"
 
-    def key(self, secret: bytes) -> str:
-        """A keyed digest that identifies the recipient in the store without revealing it."""
+    def key(self, secret: bytes, tenant: str = DEFAULT_TENANT) -> str:
+        """A keyed digest that identifies the recipient of ``tenant`` in the store without
+        revealing it: one tenant's limits and locks are not another's."""
         # Mailboxes ignore the case of the local part in practice: JANE@ and jane@ are
         # one recipient for limits and lockouts, though each is written to as given.
         identity = self.address.lower() if self.kind is Kind.EMAIL else self.address
-        mac = hmac.new(secret, b"otpgate.recipient.v1\x00" + identity.encode(),
-                       hashlib.sha256)
+        # The default tenant keeps the digest of the releases before tenants.
+        scope = b"otpgate.recipient.v1\x00" if tenant == DEFAULT_TENANT else \
+            b"otpgate.recipient.v2\x00" + tenant.encode() + b"\x00"
+        mac = hmac.new(secret, scope + identity.encode(), hashlib.sha256)
         return mac.hexdigest()[:40]
 
 

@@ -36,7 +36,8 @@ from otpgate.bus.base import (
     describe,
 )
 from otpgate.clock import Clock
-from otpgate.core.messages import Templates
+from otpgate.core import autofill
+from otpgate.core.messages import Templates, segments
 from otpgate.core.otp import Delivery, DeliveryStatus, SendKey, Status
 from otpgate.crypto import Keyring, seal_aad
 from otpgate.dispatch.outcome import Outcome, classify, retried
@@ -59,6 +60,11 @@ DEFAULT_MAX_DELIVERIES = 8
 DEFAULT_LEASE = 30.0
 
 
+_AppHash = Annotated[str, msgspec.Meta(pattern=rf"\A(?:{autofill.APP_HASH_PATTERN})\Z")]
+_WebOtpDomain = Annotated[str, msgspec.Meta(
+    pattern=rf"\A(?:{autofill.WEBOTP_DOMAIN_PATTERN})\Z", max_length=autofill.MAX_DOMAIN)]
+
+
 class DispatchData(msgspec.Struct, frozen=True, kw_only=True):
     """The data of an ``otpgate.otp.dispatch.v1`` event."""
 
@@ -72,6 +78,8 @@ class DispatchData(msgspec.Struct, frozen=True, kw_only=True):
     expires_at: float
     sealed: str
     fallbacks: tuple[str, ...] = ()
+    app_hash: _AppHash | None = None
+    webotp_domain: _WebOtpDomain | None = None
 
     @property
     def key(self) -> SendKey:
@@ -99,7 +107,7 @@ class Dispatcher:
     def __init__(self, *, store: Store, driver: Driver, keyring: Keyring, clock: Clock,
                  templates: Templates, brand: str,
                  max_deliveries: int = DEFAULT_MAX_DELIVERIES,
-                 lease: float = DEFAULT_LEASE) -> None:
+                 lease: float = DEFAULT_LEASE, webotp_domain: str | None = None) -> None:
         self._store = store
         # Answer within the lease, or another delivery would send the message again while
         # this call is still out: past the bound the outcome is unknown.
@@ -110,6 +118,7 @@ class Dispatcher:
         self._clock = clock
         self._templates = templates
         self._brand = brand
+        self._webotp_domain = webotp_domain  # for the SMS of requests that name none
         self._max_deliveries = max_deliveries
         self._lease = lease
 
@@ -197,7 +206,12 @@ class Dispatcher:
     async def _send(self, event: CloudEvent, data: DispatchData, claim: Claim, to: str,
                     code: str) -> None:
         minutes = max(1, math.ceil((data.expires_at - self._clock.now()) / 60))
-        text = self._templates.render(data.channel, data.locale, self._brand, code, minutes)
+        text = self._templates.render(
+            data.channel, data.locale, self._brand, code, minutes, app_hash=data.app_hash,
+            webotp_domain=data.webotp_domain or self._webotp_domain)
+        if data.app_hash and data.channel == "sms" and segments(text.body).parts > 1:
+            log.warning("send %s: the SMS takes more than one segment, and SMS Retriever "
+                        "reads only messages of up to 140 bytes", data.key)
         message = Message(
             otp_id=data.otp_id, send_no=data.send_no, channel=data.channel, to=to,
             body=text.body, code=code, locale=data.locale, subject=text.subject,

@@ -84,14 +84,16 @@ def formatter(format: str = "text") -> logging.Formatter:
 
 
 def configure(format: str = "text", level: str = "info") -> None:
-    """Send every log record of this process to stderr through ``formatter(format)``."""
+    """Send every log record of this process to stderr through ``formatter(format)`` —
+    unless logging has handlers already (as ``logging.basicConfig``: whoever set them up,
+    a test runner or an embedding program, keeps them)."""
+    root = logging.getLogger()
+    root.setLevel(level.upper())
+    if root.handlers:
+        return
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter(format))
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(level.upper())
 
 
 def uvicorn_config(format: str, level: str) -> dict[str, Any]:

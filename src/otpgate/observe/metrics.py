@@ -81,6 +81,20 @@ WEBHOOKS = Counter(
     "otpgate_webhook_deliveries", "Outgoing webhook attempts, by outcome (delivered, "
     "failed).", ["outcome"])
 
+_AUDIT_HELP = {
+    "otpgate_verify_failures": ("Wrong answers to a live code, by tenant.", ("tenant",)),
+    "otpgate_verify_uncounted": ("Answers that counted nothing, by tenant and reason.",
+                                 ("tenant", "reason")),
+    "otpgate_recipient_locks": ("Recipients locked by consecutive failures.", ("tenant",)),
+    "otpgate_recipient_unlocks": ("Operators' unlocks.", ("tenant",)),
+    "otpgate_rate_limited": ("Requests for a code refused, by rule.", ("rule",)),
+    "otpgate_api_key_uses": ("Requests an API key authenticated, by key id.", ("key_id",)),
+    "otpgate_api_key_failures": ("Requests refused for their key, by reason.", ("reason",)),
+}
+AUDIT = {f"{name}_total": Counter(name, text, list(labels))
+         for name, (text, labels) in _AUDIT_HELP.items()}
+"""The security counters of ``otpgate.audit``, by the names it counts them under."""
+
 _BREAKER_VALUE = {BreakerState.CLOSED: 0.0, BreakerState.HALF_OPEN: 1.0,
                   BreakerState.OPEN: 2.0}
 _OUTCOME_OF = {
@@ -128,6 +142,13 @@ def count_events(events: Iterable[CloudEvent], failed: int = 0, country: str = "
             OTPS.labels(outcome, country_of(str(event.data.get("to", "")))).inc()
     if failed:
         OTPS.labels("failed", country or "unknown").inc(failed)
+
+
+def audited(name: str, labels: dict[str, str]) -> None:
+    """Count a security event ``otpgate.audit`` counted (an unknown name is ignored)."""
+    family = AUDIT.get(name)
+    if family is not None:
+        family.labels(**labels).inc()
 
 
 def observe_backlog(backlog: Sequence[Backlog]) -> None:

@@ -72,7 +72,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID""",
     ),
     (
-        # operations: admin keys may read /metrics and the dashboard
+        # tenants: every key acts for one tenant; admin keys may unlock its recipients
+        "ALTER TABLE api_keys ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default'",
         "ALTER TABLE api_keys ADD COLUMN admin INTEGER NOT NULL DEFAULT 0",
     ),
 )

@@ -153,15 +153,16 @@ class SendLedger(Protocol):
 
 
 class ApiKey(msgspec.Struct, kw_only=True):
-    """An API key as stored: only a SHA-256 of its secret part."""
+    """An API key as stored: only a SHA-256 of its secret part. It acts for its ``tenant``
+    alone; an ``admin`` key may also use the admin routes (unlock) of its tenant."""
 
     id: str
     name: str
     secret_hash: bytes
     created_at: float
     revoked_at: float | None = None
+    tenant: str = "default"
     admin: bool = False
-    """May also read the operator's routes (``/metrics``, ``/dashboard``)."""
 
 
 class ApiKeys(Protocol):

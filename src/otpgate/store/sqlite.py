@@ -59,7 +59,7 @@ _TOUCH_GRAIN = 3600.0
 _SETTLE = ("UPDATE ledger SET driver = ?, status = ?, attempts = ?, updated_at = ?, "
            "provider_id = ?, error = ?, lease_until = ? "
            "WHERE otp_id = ? AND send_no = ? AND channel = ? AND status = ? AND attempts = ?")
-_KEY = "id, name, secret_hash, created_at, revoked_at, admin"
+_KEY = "id, name, secret_hash, created_at, revoked_at, tenant, admin"
 
 
 def _delivery(row: Sequence[Any]) -> Delivery:
@@ -70,7 +70,7 @@ def _delivery(row: Sequence[Any]) -> Delivery:
 
 def _api_key(row: Sequence[Any]) -> ApiKey:
     return ApiKey(id=row[0], name=row[1], secret_hash=bytes(row[2]), created_at=row[3],
-                  revoked_at=row[4], admin=bool(row[5]))
+                  revoked_at=row[4], tenant=row[5], admin=bool(row[6]))
 
 
 def _recall(conn: sqlite3.Connection, slot: str, now: float) -> Remembered | None:
@@ -264,13 +264,14 @@ class SqliteStore:
         return await self._db.read(lambda c: _recall(c, slot, now))
 
     async def put_api_key(self, key: ApiKey) -> None:
-        row = (key.id, key.name, key.secret_hash, key.created_at, key.revoked_at,
+        row = (key.id, key.name, key.secret_hash, key.created_at, key.revoked_at, key.tenant,
                int(key.admin))
         await self._db.write(lambda c: c.execute(
-            f"INSERT INTO api_keys ({_KEY}) VALUES (?, ?, ?, ?, ?, ?) "  # noqa: S608
+            f"INSERT INTO api_keys ({_KEY}) VALUES (?, ?, ?, ?, ?, ?, ?) "  # noqa: S608
             "ON CONFLICT (id) DO UPDATE SET name = excluded.name, "
             "secret_hash = excluded.secret_hash, created_at = excluded.created_at, "
-            "revoked_at = excluded.revoked_at, admin = excluded.admin", row))
+            "revoked_at = excluded.revoked_at, tenant = excluded.tenant, "
+            "admin = excluded.admin", row))
 
     async def get_api_key(self, key_id: str) -> ApiKey | None:
         row = await self._db.read(lambda c: c.execute(
