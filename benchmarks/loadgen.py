@@ -80,15 +80,18 @@ class Plan:
     """For ``otp``: the first number position not used, where the next run may start."""
 
 
-def _http(method: str, path: str, host: str, body: bytes = b"") -> bytes:
+def _http(method: str, path: str, host: str, body: bytes = b"", api_key: str = "") -> bytes:
     head = f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: otpgate-loadgen\r\n"
+    if api_key:
+        head += f"Authorization: Bearer {api_key}\r\n"
     if method != "GET":
         head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
     return head.encode("ascii") + b"\r\n" + body
 
 
 def build_plan(scenario: str, host: str, requests: int, *, first_index: int = 0,
-               purpose: str = "bench", ids: Sequence[str] = (), attempts: int = 4) -> Plan:
+               purpose: str = "bench", ids: Sequence[str] = (), attempts: int = 4,
+               api_key: str = "") -> Plan:
     """Build every request of a run up front, so that no work but I/O is left for the loop."""
     if scenario == "healthz":
         get = _http("GET", "/healthz", host)
@@ -96,13 +99,15 @@ def build_plan(scenario: str, host: str, requests: int, *, first_index: int = 0,
     if scenario == "otp":
         numbers, next_index = recipient_numbers(first_index, requests)
         built = [_http("POST", "/v1/otp", host,
-                       msgspec.json.encode({"to": n, "purpose": purpose})) for n in numbers]
+                       msgspec.json.encode({"to": n, "purpose": purpose}), api_key)
+                 for n in numbers]
         return Plan(scenario, len(built), built.__getitem__, next_index)
     if scenario == "verify":
         if not ids:
             raise ValueError("the verify scenario needs OTP ids (--ids-file)")
         body = msgspec.json.encode({"code": WRONG_CODE})
-        per_id = [_http("POST", f"/v1/otp/{otp_id}/verify", host, body) for otp_id in ids]
+        per_id = [_http("POST", f"/v1/otp/{otp_id}/verify", host, body, api_key)
+                  for otp_id in ids]
         total = min(requests, len(per_id) * attempts)
         count = len(per_id)
         return Plan(scenario, total, lambda i: per_id[i % count])
@@ -210,6 +215,10 @@ class Result:
     cpu_s: float = 0.0
     ids: list[str] = field(default_factory=list)
     next_index: int = 0
+    started_at: float = 0.0
+    """``time.monotonic()`` when the first request went out (shared by this machine's
+    processes), and when the last answer came in."""
+    ended_at: float = 0.0
 
     @property
     def completed(self) -> int:
@@ -246,6 +255,8 @@ class Result:
             "loadgen_cpu_s": round(self.cpu_s, 3),
             "ids_saved": len(self.ids),
             "next_index": self.next_index,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
         }
 
 
@@ -280,6 +291,7 @@ async def run(url: str, plan: Plan, *, connections: int, duration: float,
         live.add(conn)
         return conn
 
+    result.started_at = time.monotonic()
     start = perf()
     deadline = start + int(duration * 1e9)
 
@@ -338,6 +350,7 @@ async def run(url: str, plan: Plan, *, connections: int, duration: float,
         with contextlib.suppress(asyncio.CancelledError):
             await guard
     result.elapsed_s = (perf() - start) / 1e9
+    result.ended_at = time.monotonic()
     result.cpu_s = time.process_time() - cpu0
     result.ids = ids
     return result
@@ -390,6 +403,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ids-file", type=Path, help="verify: OTP ids, one a line")
     parser.add_argument("--attempts", type=int, default=4,
                         help="verify: wrong answers per OTP (an OTP takes 5)")
+    parser.add_argument("--api-key", default="", help="sent as Authorization: Bearer")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
     if args.connections < 1 or args.requests < 1 or args.duration <= 0:
@@ -404,7 +418,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     host = urlsplit(args.url).netloc
     ids = _read_ids(args.ids_file) if args.ids_file else []
     plan = build_plan(args.scenario, host, args.requests, first_index=args.first_index,
-                      purpose=args.purpose, ids=ids, attempts=args.attempts)
+                      purpose=args.purpose, ids=ids, attempts=args.attempts,
+                      api_key=args.api_key)
     result = run_sync(args.url, plan, connections=args.connections, duration=args.duration,
                       request_timeout=args.timeout, keep_ids=args.save_ids is not None)
     if args.save_ids is not None:

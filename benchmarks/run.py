@@ -276,6 +276,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                              f"(default: {DEFAULT_SERVER_CMD!r})")
     parser.add_argument("--output", type=Path, default=RESULTS,
                         help="where to write the JSON results (default: %(default)s)")
+    parser.add_argument("--suite", choices=("all", "http", "dispatch"), default="all",
+                        help="the HTTP scenarios, the dispatch scenarios "
+                             "(benchmarks/dispatch.py), or both (default)")
+    from benchmarks import dispatch
+
+    dispatch.add_arguments(parser)
     args = parser.parse_args(argv)
     if args.duration <= 0 or args.connections < 1 or args.workers < 1 or args.warmup < 0:
         parser.error("--duration must be > 0, --connections and --workers >= 1, "
@@ -364,13 +370,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, interrupted)  # so that the server is stopped on SIGTERM too
+    from benchmarks import dispatch
+
     with tempfile.TemporaryDirectory(prefix="otpgate-bench-") as tmp:
         try:
-            outcome = benchmark(args, Path(tmp))
+            outcome = benchmark(args, Path(tmp)) if args.suite != "dispatch" else {
+                "when": datetime.now(UTC).isoformat(timespec="seconds"),
+                "machine": {"python": platform.python_version(), "cpus": os.cpu_count()}}
+            if args.suite != "http":
+                outcome["dispatch"] = dispatch.run_dispatch(args, Path(tmp))
         except RuntimeError as exc:
             _log(f"failed: {exc}")
             return 2
-    print(table(outcome["scenarios"], outcome["goals"]))
+    outcome["machine"]["load_avg"] = _loadavg()
+    if "scenarios" in outcome:
+        print(table(outcome["scenarios"], outcome["goals"]))
+    if "dispatch" in outcome:
+        print(("\n" if "scenarios" in outcome else "") + dispatch.table(outcome["dispatch"]))
     print(f"\n{args.workers} server worker(s), {args.connections} connections, "
           f"{args.duration:g} s per scenario; load average now {outcome['machine']['load_avg']}")
     args.output.parent.mkdir(parents=True, exist_ok=True)

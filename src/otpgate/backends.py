@@ -43,7 +43,8 @@ async def open_memory(url: str, clock: Clock, **options: Any) -> Backend:
     from otpgate.capture.memory import MemoryCaptureSink
     from otpgate.store.memory import MemoryStore
 
-    bus = MemoryBus(clock, poll_interval=options.get("poll_interval", 0.05))
+    bus = MemoryBus(clock, poll_interval=options.get("poll_interval", 0.05),
+                    drain_timeout=float(options.get("drain_timeout", 1.0)))
     store = MemoryStore(bus, clock)
 
     async def close() -> None:

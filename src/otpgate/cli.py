@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import math
 import os
 import shutil
 import signal
@@ -51,11 +52,23 @@ def _with_runtime(settings: Settings, work: Callable[[Runtime], Awaitable[T]]) -
             await runtime.close()
 
     try:
-        return asyncio.run(run())
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            return runner.run(run())
     except RateLimited as exc:
         raise click.ClickException(f"{exc.detail} (retry after {exc.retry_after} s)") from None
     except OtpgateError as exc:
         raise click.ClickException(exc.detail) from None
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop where it is installed (it comes with uvicorn[standard]), as
+    ``otpgate serve`` runs on it: a worker sends on it too."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvicorn[standard] brings it
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
 
 
 def _preflight(settings: Settings, drivers: bool = True) -> None:
@@ -146,10 +159,11 @@ def serve(host: str, port: int, data_dir: Path, dev: bool, dev_public: bool, wor
 def _run_server(settings: Settings) -> None:
     """uvicorn over the app for ``settings``: each server process gets them as an
     argument (encoded), never through the environment; its HTTP protocol bounds request
-    heads and the time to send a request (``otpgate.api.http11``)."""
-    import uvicorn
+    heads and the time to send a request (``otpgate.api.http11``). SIGTERM stops it
+    gracefully (``otpgate.api.serving``)."""
     from uvicorn.supervisors import Multiprocess
 
+    from otpgate.api import serving
     from otpgate.api.app import from_encoded
     from otpgate.api.http11 import HttpLimits, ServerConfig
 
@@ -162,16 +176,15 @@ def _run_server(settings: Settings) -> None:
                       workers=server.workers, log_level=server.log_level,
                       log_config=logs.uvicorn_config(server.log_format, server.log_level),
                       access_log=False, lifespan="on", server_header=False,
-                      date_header=False)
+                      date_header=False,
+                      timeout_graceful_shutdown=math.ceil(server.shutdown_grace))
     if server.workers > 1:
         with _metrics_dir():
             Multiprocess(uv, sockets=[uv.bind_socket()]).run()
         return
-    one = uvicorn.Server(uv)
-    with contextlib.suppress(KeyboardInterrupt):
-        one.run()
-    if not one.started:
-        sys.exit(3)  # uvicorn's start-up failure
+    status = serving.run(uv)
+    if status:
+        sys.exit(status)  # uvicorn's start-up failure
 
 
 @contextlib.contextmanager

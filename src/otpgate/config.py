@@ -67,6 +67,11 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     beyond); idle keep-alive connections are closed after 5 s."""
     allowed_origins: tuple[str, ...] = ()
     """Browser origins besides the server's own that may call it (``https://app.example``)."""
+    shutdown_grace: float = 10.0
+    """Seconds a stopping process (SIGTERM) gives in-flight requests, and then the sends
+    in flight, to finish before it exits."""
+    ready_max_due_age: float = 30.0
+    """``/readyz`` is 503 once a due send has waited longer than this (0: never)."""
 
 
 class StoreSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -181,6 +186,8 @@ FLAT: dict[str, tuple[str | None, str]] = {
     "max_header_bytes": ("server", "max_header_bytes"), "max_headers": ("server", "max_headers"),
     "request_timeout": ("server", "request_timeout"),
     "allowed_origins": ("server", "allowed_origins"),
+    "shutdown_grace": ("server", "shutdown_grace"),
+    "ready_max_due_age": ("server", "ready_max_due_age"),
     "store_url": ("store", "url"),
     "bus_lease": ("bus", "lease"), "bus_max_deliveries": ("bus", "max_deliveries"),
     "poll_interval": ("bus", "poll_interval"), "sweep_interval": ("bus", "sweep_interval"),

@@ -24,9 +24,15 @@ from otpgate.config import Settings
 from otpgate.core import autofill, codes
 from otpgate.core.messages import Templates
 from otpgate.crypto import Keyring, create_secret, parse_secret, read_secret
-from otpgate.dispatch import Dispatcher, subscription_for
+from otpgate.dispatch import DEFAULT_CONCURRENCY, Dispatcher, subscription_for
 from otpgate.drivers import open_driver
-from otpgate.drivers.base import Driver, DriverContext, ReceiptReader, driver_name
+from otpgate.drivers.base import (
+    Driver,
+    DriverContext,
+    ReceiptReader,
+    driver_concurrency,
+    driver_name,
+)
 from otpgate.drivers.wrappers import innermost
 from otpgate.errors import ConfigurationError, InvalidRequest
 from otpgate.housekeeping import FailureWatcher, Housekeeping
@@ -100,7 +106,9 @@ def name_drivers(chains: dict[str, tuple[str, ...]]) -> tuple[dict[str, str],
     for channel, chain in chains.items():
         names = []
         for url in chain:
-            name = driver_name(urls.parse(url))
+            parsed = urls.parse(url)
+            name = driver_name(parsed)
+            driver_concurrency(parsed)  # a bad concurrency= stops the start, too
             if by_name.setdefault(name, url) != url:
                 raise ConfigurationError(
                     f"two drivers are named {name!r} ({urls.mask(by_name[name])} and "
@@ -190,7 +198,8 @@ class Runtime:
         backend = await backends.open_backend(
             settings.store_url, clock, poll_interval=settings.bus.poll_interval,
             topic_arn=settings.aws.topic_arn, events_topic_arn=settings.aws.events_topic_arn,
-            max_deliveries=settings.bus.max_deliveries, retention=settings.retention)
+            max_deliveries=settings.bus.max_deliveries, retention=settings.retention,
+            drain_timeout=settings.server.shutdown_grace)
         try:
             keyring, path = await open_keyring(settings, backend)
             audit = Audit()
@@ -263,8 +272,10 @@ class Runtime:
         """Consume with a dispatcher per driver, start the bus, and sweep expired codes."""
         bus = self.backend.bus
         for dispatcher in self.dispatchers():
+            in_flight = driver_concurrency(urls.parse(self.driver_urls[dispatcher.name]))
             name = dispatcher.subscription().name
-            bus.consume(name, traced(name, dispatcher.handle), dispatcher.limits())
+            bus.consume(name, traced(name, dispatcher.handle),
+                        dispatcher.limits(in_flight or DEFAULT_CONCURRENCY))
         watcher = FailureWatcher(self.housekeeping)
         bus.consume(watcher.subscription.name,
                     traced(watcher.subscription.name, watcher.handle), self.limits)

@@ -30,7 +30,9 @@ def test_each_handler_builds_its_environment_once_and_reuses_it(
     first = api.handler(http_event("GET", "/healthz"), None)
     again = api.handler(http_event("GET", "/readyz"), None)
 
-    assert (first["statusCode"], answer(again)) == (200, {"status": "ok"})
+    ready = answer(again)
+    assert (first["statusCode"], ready["status"]) == (200, "ok")
+    assert {s["subscription"] for s in ready["subscriptions"]} >= {"dispatch.capture"}
     assert api._host.cache_info().misses == 1
     assert sweep.handler(fixture("eventbridge_schedule.json"), None) == {
         "expired": 0, "republished": 0}

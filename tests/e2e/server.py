@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,10 +52,12 @@ def _environment(env: Mapping[str, str] | None) -> dict[str, str]:
     return full_env
 
 
-def _spawn(cmd: list[str], log: Path, env: Mapping[str, str] | None) -> subprocess.Popen[bytes]:
+def _spawn(cmd: list[str], log: Path, env: Mapping[str, str] | None,
+           preexec: Callable[[], None] | None = None) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                env=_environment(env), start_new_session=True)
+                                env=_environment(env), start_new_session=True,
+                                preexec_fn=preexec)
 
 
 def start_worker(data_dir: Path, log: Path, env: Mapping[str, str] | None = None) -> Server:
@@ -66,11 +68,14 @@ def start_worker(data_dir: Path, log: Path, env: Mapping[str, str] | None = None
 
 
 def start(data_dir: Path, log: Path, env: Mapping[str, str] | None = None,
-          dev: bool = True, timeout: float = 30.0, extra: tuple[str, ...] = ()) -> Server:
+          dev: bool = True, timeout: float = 30.0, extra: tuple[str, ...] = (),
+          preexec: Callable[[], None] | None = None) -> Server:
+    """``otpgate serve`` on a free port, once ``/readyz`` answers 200 (``preexec`` runs in
+    the child before it starts, e.g. to limit its resources)."""
     port = free_port()
     cmd = [sys.executable, "-m", "otpgate", "serve", "--port", str(port),
            "--data-dir", str(data_dir), "--dev" if dev else "--no-dev", *extra]
-    proc = _spawn(cmd, log, env)
+    proc = _spawn(cmd, log, env, preexec)
     server = Server(proc, f"http://127.0.0.1:{port}", log)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

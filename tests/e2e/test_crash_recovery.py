@@ -68,3 +68,38 @@ def test_every_accepted_otp_is_captured_exactly_once_across_a_kill_9(tmp_path: P
         second.stop()
     assert set(after) == set(ids)
     assert all(n == 1 for n in after.values()), [k for k, n in after.items() if n > 1]
+
+
+def sending(db: Path) -> int:
+    with sqlite3.connect(db) as conn:
+        return int(conn.execute(
+            "SELECT count(*) FROM ledger WHERE status = 'sending'").fetchone()[0])
+
+
+def test_codes_in_flight_at_a_kill_9_leave_within_2_s_of_the_restart(tmp_path: Path) -> None:
+    data, log = tmp_path / "var", tmp_path / "server.log"
+    db = data / "otpgate.db"
+    # The provider never answers before the kill; leases keep their default of 30 s.
+    first = srv.start(data, log, {"OTPGATE_DRIVERS_SMS": "capture://?latency_ms=20000"})
+    try:
+        ids = anyio.run(request_all, first.url, numbers(50))
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and sending(db) < 50:
+            time.sleep(0.02)
+    finally:
+        first.kill()
+    assert sending(db) == 50, "the codes were not all in flight at the kill"
+
+    second = srv.start(data, log)
+    try:
+        restarted = time.monotonic()  # it answers /readyz
+        deadline = restarted + 10
+        while time.monotonic() < deadline and len(captured(db)) < 50:
+            time.sleep(0.02)
+        took = time.monotonic() - restarted
+        after = captured(db)
+    finally:
+        second.stop()
+    assert set(after) == set(ids)
+    assert all(n == 1 for n in after.values())
+    assert took < 2, f"the codes left {took:.1f} s after the restart"

@@ -105,11 +105,16 @@ async def test_an_unexpected_error_is_a_generic_500_that_leaks_nothing(
     assert "secret internals" in caplog.text
 
 
-async def test_a_store_outage_is_a_503_problem(
+async def test_a_store_outage_is_a_503_problem_with_retry_after_and_no_internal_text(
     client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async def down(*_: object, **__: object) -> None:
-        raise StoreError("the database is locked")
+        raise StoreError("write batch failed: OperationalError: database or disk is full")
 
     monkeypatch.setattr(OtpService, "request", down)
-    assert_problem(await client.post("/v1/otp", json={"to": PHONE}), 503, "store-unavailable")
+    response = await client.post("/v1/otp", json={"to": PHONE})
+    assert_problem(response, 503, "store-unavailable")
+    assert response.headers["retry-after"] == "1"
+    assert response.json()["retry_after"] == 1
+    assert "disk" not in response.text
+    assert "OperationalError" not in response.text

@@ -55,6 +55,13 @@ def test_scalars_are_read_and_converted() -> None:
     assert settings.secret_key == "00" * 32
 
 
+def test_the_shutdown_grace_and_the_late_send_limit_default_to_10_and_30_seconds() -> None:
+    assert (Settings().server.shutdown_grace, Settings().server.ready_max_due_age) == (10, 30)
+    server = from_env({"OTPGATE_SHUTDOWN_GRACE": "2.5",
+                       "OTPGATE_READY_MAX_DUE_AGE": "0"}).server
+    assert (server.shutdown_grace, server.ready_max_due_age) == (2.5, 0)
+
+
 def test_the_data_dir_decides_where_the_default_database_lives() -> None:
     settings = from_env({"OTPGATE_DATA_DIR": "/srv/otp"})
     assert settings.store_url == "sqlite:////srv/otp/otpgate.db"

@@ -38,7 +38,14 @@ from otpgate.api import (
     routes_receipts,
     routes_web,
 )
-from otpgate.api.schemas import REQUEST_BODIES, Health, Problem, document_rules
+from otpgate.api.schemas import (
+    REQUEST_BODIES,
+    Health,
+    NotReady,
+    Ready,
+    SubscriptionBacklog,
+    document_rules,
+)
 from otpgate.clock import Clock, SystemClock
 from otpgate.config import Settings
 from otpgate.errors import OtpgateError
@@ -188,21 +195,29 @@ def _health(ctx: ApiContext) -> list[HTTPRouteHandler]:
     async def healthz() -> Response[bytes]:
         return Response(_OK, media_type="application/json")
 
-    @get("/readyz", operation_id="ready", summary="The store and the bus are reachable",
-         responses={200: ResponseSpec(Health, description="Ready", generate_examples=False),
-                    503: ResponseSpec(Problem, description="Not ready",
+    @get("/readyz", operation_id="ready",
+         summary="The store and the bus can be used and no send is late",
+         description="Lists what waits per bus subscription. 503 (with Retry-After) when "
+                     "the store or the bus cannot be used (the store must take writes), "
+                     "or when a due send has waited longer than OTPGATE_READY_MAX_DUE_AGE.",
+         responses={200: ResponseSpec(Ready, description="Ready", generate_examples=False),
+                    503: ResponseSpec(NotReady, description="Not ready",
                                       media_type=problems.MEDIA_TYPE,
                                       generate_examples=False)})
     async def readyz() -> Response[bytes]:
-        backend = ctx.runtime.backend
-        for name, ping in (("store", backend.store.ping), ("bus", backend.bus.ping)):
-            try:
-                await ping()
-            except Exception as exc:
-                log.warning("readiness: the %s is unreachable: %s", name, exc)
-                return problems.problem(503, f"{name}-unavailable",
-                                        f"the {name} cannot be reached")
-        return Response(_OK, media_type="application/json")
+        verdict = await ctx.readiness().check()
+        waiting = [SubscriptionBacklog(b.subscription, b.depth, b.due, b.oldest_due_age)
+                   for b in verdict.backlog]
+        if verdict.ready:
+            return Response(msgspec.json.encode(Ready("ok", waiting)),
+                            media_type="application/json")
+        slug = verdict.slug or "not-ready"
+        body = NotReady(type=problems.TYPE_BASE + slug, title=problems.title(slug),
+                        status=503, detail=verdict.detail or "not ready",
+                        retry_after=verdict.retry_after, subscriptions=waiting)
+        return Response(msgspec.json.encode(body), status_code=503,
+                        media_type=problems.MEDIA_TYPE,
+                        headers={"Retry-After": str(verdict.retry_after)})
 
     return [healthz, readyz]
 

@@ -3,7 +3,8 @@
 ``type`` is ``https://otpgate.dev/problems/<slug>``: the ``OtpgateError.slug`` for our own
 errors, a slug per HTTP status for the framework's (unknown route, wrong method, body too
 large, malformed JSON). Anything unexpected is logged and answered with a generic 500 that
-reveals nothing.
+reveals nothing; a store or bus that cannot be used is a 503 with ``Retry-After`` whose
+detail is generic too (the internal error is logged, never answered).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ _TITLES: dict[str, str] = {
     "rate-limited": "Too many requests",
     "store-unavailable": "Store unavailable",
     "bus-unavailable": "Event bus unavailable",
+    "sends-late": "Sends are late",
     "malformed-request": "Malformed request",
     "method-not-allowed": "Method not allowed",
     "payload-too-large": "Request body too large",
@@ -80,6 +82,11 @@ _HTTP_DETAILS: dict[int, str] = {
     404: "no such resource",
     413: "request body is too large",
 }
+_UNAVAILABLE: dict[str, str] = {
+    "store-unavailable": "the store cannot be used right now; try again shortly",
+    "bus-unavailable": "the event bus cannot be used right now; try again shortly",
+}
+UNAVAILABLE_RETRY_AFTER = 1
 _ENCODER = msgspec.json.Encoder()
 
 
@@ -96,11 +103,15 @@ def status_of(error: OtpgateError) -> int:
     return 500
 
 
+def title(slug: str) -> str:
+    return _TITLES.get(slug, slug.replace("-", " "))
+
+
 def encode(status: int, slug: str, detail: str, *, field: str | None = None,
            retry_after: int | None = None, rule: str | None = None) -> bytes:
     """The problem+json body of a problem."""
     return _ENCODER.encode(Problem(
-        type=TYPE_BASE + slug, title=_TITLES.get(slug, slug.replace("-", " ")),
+        type=TYPE_BASE + slug, title=title(slug),
         status=status, detail=detail, field=field, retry_after=retry_after, rule=rule))
 
 
@@ -126,6 +137,9 @@ def from_error(error: OtpgateError) -> Response[bytes]:
         return problem(status, error.slug, error.detail, headers={"WWW-Authenticate": "Bearer"})
     if status == 503:
         log.warning("dependency unavailable: %s", error.detail)
+        retry = UNAVAILABLE_RETRY_AFTER
+        return problem(status, error.slug, _UNAVAILABLE.get(error.slug, "try again shortly"),
+                       retry_after=retry, headers={"Retry-After": str(retry)})
     field = error.field if isinstance(error, InvalidRequest) else None
     return problem(status, error.slug, error.detail, field=field)
 

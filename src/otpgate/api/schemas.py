@@ -149,6 +149,36 @@ class Health(msgspec.Struct):
     status: str
 
 
+class SubscriptionBacklog(msgspec.Struct):
+    """What waits in one bus subscription (``dispatch.<driver>`` for each driver)."""
+
+    subscription: str
+    depth: int
+    """Deliveries not yet acknowledged (due, waiting for a retry, or in flight)."""
+    due: int
+    """Of those, deliveries that could be handled now and are not in flight."""
+    oldest_due_age: float
+    """Seconds the oldest due delivery has waited (0 when none is due)."""
+
+
+class Ready(msgspec.Struct):
+    """``GET /readyz`` 200: the store and the bus can be used, no send is late."""
+
+    status: str
+    subscriptions: list[SubscriptionBacklog]
+
+
+class NotReady(msgspec.Struct, omit_defaults=True):
+    """``GET /readyz`` 503: a problem (RFC 9457) with the backlog as an extension."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    retry_after: int | None = None
+    subscriptions: list[SubscriptionBacklog] = msgspec.field(default_factory=list)
+
+
 class Problem(msgspec.Struct, omit_defaults=True):
     """RFC 9457 problem details; ``field`` names the offending input where known."""
 

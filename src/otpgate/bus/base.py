@@ -7,7 +7,13 @@ queues, as on SNS/SQS), and *consumed* by the processes that handle it (``consum
 its ``Limits``). A handler that returns acknowledges; one that raises is retried with
 exponential backoff and jitter, and after ``max_deliveries`` the event is moved to the
 dead-letter queue with the error. A delivery is leased: if its consumer dies, the event is
-delivered again once the lease runs out.
+delivered again once the lease runs out (sooner where a backend can prove the consumer
+dead).
+
+Where a store and its bus share one database (the SQLite outbox), the write that records a
+handler's final outcome may acknowledge the delivery in the same transaction: the handler
+wraps that write in ``acknowledging()``, and the store takes the delivery's ``Ack`` with
+``take_ack`` (see ``Ack``). Elsewhere both are no-ops and the bus acknowledges as usual.
 """
 
 from __future__ import annotations
@@ -15,10 +21,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 
@@ -73,10 +79,57 @@ class Consumer:
         return self.sub.name
 
 
-async def deliver(consumer: Consumer, event: CloudEvent, number: int) -> None:
-    """Run ``consumer``'s handler on delivery ``number`` of ``event``."""
+@dataclass(slots=True)
+class Ack:
+    """The acknowledgement of the delivery a handler is running, which the store write that
+    records the handler's final outcome may make in its own transaction — one transaction a
+    delivery instead of two, and nothing left between the outcome and the ack for a crash
+    to fall into. Offered by a bus whose deliveries live in the store's database; the
+    handler arms it around that write (``acknowledging``), the store takes it there
+    (``take_ack``) and sets ``done`` once its transaction committed. A handler that raises
+    after its delivery was acknowledged this way is not retried."""
+
+    owner: object
+    """The bus that can run ``run``: a store takes only its own bus's acks."""
+    run: Callable[[Any], None]
+    """Acknowledge inside the caller's transaction (given its connection)."""
+    armed: bool = False
+    done: bool = False
+
+
+_ack: ContextVar[Ack | None] = ContextVar("otpgate_ack", default=None)
+
+
+async def deliver(consumer: Consumer, event: CloudEvent, number: int,
+                  ack: Ack | None = None) -> None:
+    """Run ``consumer``'s handler on delivery ``number`` of ``event`` (offering ``ack``)."""
     delivery_number.set(number)
+    _ack.set(ack)
     await consumer.handler(event)
+
+
+@contextlib.contextmanager
+def acknowledging() -> Iterator[None]:
+    """Around a handler's write of its final outcome: that write may acknowledge the
+    delivery too (see ``Ack``)."""
+    ack = _ack.get()
+    if ack is None:
+        yield
+        return
+    ack.armed = True
+    try:
+        yield
+    finally:
+        ack.armed = False
+
+
+def take_ack(owner: object) -> Ack | None:
+    """For a store about to write: the armed, unused ``Ack`` of the delivery being handled,
+    if ``owner`` (the store's own bus) can run it."""
+    ack = _ack.get()
+    if ack is None or not ack.armed or ack.done or ack.owner is not owner:
+        return None
+    return ack
 
 
 def redacted(sub: Subscription, event: CloudEvent) -> CloudEvent:

@@ -42,9 +42,11 @@ class _Entry:
 class MemoryBus:
     """At-least-once, leased, retried, dead-lettered — all in one process's memory."""
 
-    def __init__(self, clock: Clock, poll_interval: float = 0.05) -> None:
+    def __init__(self, clock: Clock, poll_interval: float = 0.05,
+                 drain_timeout: float = 1.0) -> None:
         self._clock = clock
         self._poll = poll_interval
+        self._drain = drain_timeout
         self._subs: dict[str, Subscription] = {}
         self._consumers: dict[str, Consumer] = {}
         self._queues: dict[str, list[_Entry]] = {}
@@ -143,7 +145,7 @@ class MemoryBus:
     async def stop(self) -> None:
         if self._task is not None:
             task, self._task = self._task, None
-            await finish(task, self._wake)
+            await finish(task, self._wake, self._drain)
 
     async def dead_letters(self, subscription: str | None = None) -> list[DeadLetter]:
         return [d for d in self._dead if subscription in (None, d.subscription)]

@@ -3,9 +3,13 @@
 Fan-out happens at write time: ``append`` runs inside the store's transaction and adds the
 event to ``outbox`` with one ``deliveries`` row per durable subscription whose filter
 matches, so an accepted change can never lose its events. Consumers lease due rows through
-the writer (``UPDATE … RETURNING``), run handlers, then delete (ack), reschedule with
-backoff, or move the event to ``dead_letters``. A consumer that dies leaves only leases
-behind: they run out and any process on the file delivers the rows again.
+the writer (``UPDATE … RETURNING``), in batches, keeping up to ``Limits.concurrency``
+handlers running; then delete (ack), reschedule with backoff, or move the event to
+``dead_letters``. A handler's final store write may ack its delivery in its own transaction
+(``bus.base.Ack``). A consumer that dies leaves only leases behind: they run out and any
+process on the file delivers the rows again — at once where the dead consumer is proven
+dead (``otpgate.sqlite.owners``: its lock is free), together with the store's send claims
+it held (``on_release``). A consumer that stops hands its unfinished leases back.
 
 Events that match no subscription are not kept. Outbox rows go once no delivery
 references them.
@@ -14,8 +18,10 @@ references them.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import sqlite3
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +30,7 @@ import msgspec
 
 from otpgate import events
 from otpgate.bus.base import (
+    Ack,
     Backlog,
     Consumer,
     DeadLetter,
@@ -38,10 +45,12 @@ from otpgate.bus.base import (
     finish,
     wait_briefly,
 )
+from otpgate.bus.sqlite_handover import Handover, Release
 from otpgate.clock import Clock
 from otpgate.errors import BusError
 from otpgate.events import CloudEvent, Filter
 from otpgate.sqlite.db import Database
+from otpgate.sqlite.lanes import background
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +83,10 @@ _DEAD = ("INSERT INTO dead_letters (subscription, seq, event, error, deliveries,
          "WHERE subscription = ?1 AND seq = ?2 AND lease_owner = ?3 AND deliveries = ?4")
 _GC = """DELETE FROM outbox WHERE seq = ?
          AND NOT EXISTS (SELECT 1 FROM deliveries WHERE deliveries.seq = ?)"""
+_BURY_EVERY = 1.0
+"""Seconds between two looks for spent leases (a scan of the subscription's rows)."""
+_REAP_EVERY = 2.0
+"""Seconds between two looks for dead consumers (a directory listing)."""
 
 
 @dataclass(slots=True)
@@ -87,6 +100,8 @@ class _Leased:
 class _Outcome:
     leased: _Leased
     error: Exception | None
+    acked: bool = False
+    """The handler's own store write acknowledged the delivery already."""
 
 
 class SqliteOutboxBus:
@@ -99,12 +114,30 @@ class SqliteOutboxBus:
         self._poll = poll_interval
         self._drain = drain_timeout
         self._owner = uuid.uuid4().hex
+        self._handover = Handover(db, clock, self._owner)
         self._subs: dict[str, Subscription] = {}
         self._consumers: dict[str, Consumer] = {}
         self._cache: tuple[int, list[tuple[str, Filter]]] | None = None
         self._wake = asyncio.Event()
+        self._fresh = False
+        """Deliveries were queued (or may have come due) since the last claims."""
+        self._due: dict[str, bool] = {}
+        """Per subscription: whether a claim may find something (else wait for news)."""
+        self._buried_at: dict[str, float] = {}
+        self._reaped_at = -_REAP_EVERY
         self._task: asyncio.Task[None] | None = None
         self._inflight: dict[str, set[asyncio.Task[None]]] = {}
+
+    @property
+    def owner(self) -> str:
+        """The id this process's leases carry; a store sharing the file marks its own send
+        claims with it, so that they are handed on with the leases (``on_release``)."""
+        return self._owner
+
+    def on_release(self, release: Release) -> None:
+        """Also run ``release`` in every transaction that hands a consumer's leases on
+        (the consumer proven dead, or this one stopping with handlers unfinished)."""
+        self._handover.on_release(release)
 
     # -- producing ----------------------------------------------------------------------
 
@@ -126,6 +159,7 @@ class SqliteOutboxBus:
     def consume(self, name: str, handler: Handler, limits: Limits) -> None:
         self._consumers[name] = consumer_of(self._subs, name, handler, limits)
         self._inflight.setdefault(name, set())
+        self._due[name] = True
 
     def append(self, conn: sqlite3.Connection, batch: Sequence[CloudEvent]) -> int:
         """Fan ``batch`` out inside the caller's transaction (writer thread only); return
@@ -153,6 +187,7 @@ class SqliteOutboxBus:
 
     def notify(self) -> None:
         """Wake this process's consumer: a write that queued deliveries has committed."""
+        self._fresh = True
         self._wake.set()
 
     async def publish(self, events: Sequence[CloudEvent]) -> None:
@@ -180,12 +215,17 @@ class SqliteOutboxBus:
     async def _claim(self, consumer: Consumer, limit: int) -> list[_Leased]:
         if limit <= 0:
             return []
+        self._handover.hold()  # before the first lease: its owner can be proven dead
         now, limits = self._clock.now(), consumer.limits
         params = (now + limits.lease, self._owner, consumer.name, now, limit,
                   limits.max_deliveries)
+        bury = now - self._buried_at.get(consumer.name, -_BURY_EVERY) >= _BURY_EVERY
+        if bury:
+            self._buried_at[consumer.name] = now
 
         def claim(conn: sqlite3.Connection) -> list[_Leased]:
-            self._bury_spent(conn, consumer, now)
+            if bury:
+                self._bury_spent(conn, consumer, now)
             rows = conn.execute(_CLAIM, params).fetchall()
             if not rows:
                 return []
@@ -213,20 +253,27 @@ class SqliteOutboxBus:
             log.error("dead-lettered %s on %s: its last delivery never answered",
                       kept.id, name)
 
-    @staticmethod
-    async def _run(consumer: Consumer, item: _Leased) -> _Outcome:
+    async def _run(self, consumer: Consumer, item: _Leased) -> _Outcome:
+        ack = Ack(self, functools.partial(self._ack, consumer.name, item))
         try:
-            await deliver(consumer, item.event, item.deliveries)
+            await deliver(consumer, item.event, item.deliveries, ack)
         except Exception as exc:  # any failure is retried, then dead-lettered
-            return _Outcome(item, exc)
-        return _Outcome(item, None)
+            return _Outcome(item, exc, ack.done)
+        return _Outcome(item, None, ack.done)
+
+    def _ack(self, name: str, item: _Leased, conn: sqlite3.Connection) -> None:
+        """Acknowledge ``item`` inside the caller's transaction (while it is ours)."""
+        conn.execute(_ACK, (name, item.seq, self._owner, item.deliveries))
+        conn.execute(_GC, (item.seq, item.seq))
 
     async def _settle(self, consumer: Consumer, outcomes: Sequence[_Outcome]) -> None:
         """Ack, retry or dead-letter ``outcomes`` in one unit; only the current lease
         holder may settle a row (a stale consumer's answer is dropped)."""
         now = self._clock.now()
         plan = [(o.leased, o.error, self._fate(consumer, o.leased, o.error, now))
-                for o in outcomes]
+                for o in outcomes if not o.acked]
+        if not plan:
+            return
 
         def settle(conn: sqlite3.Connection) -> None:
             for item, error, retry_at in plan:
@@ -257,31 +304,54 @@ class SqliteOutboxBus:
         return now + backoff(consumer.limits, item.deliveries, error)
 
     async def start(self) -> None:
-        """Consume in the background."""
+        """Hand on what dead consumers left, then consume in the background."""
         if self._task is None:
+            try:
+                await self._reap()
+            except Exception:  # the consumer tries again every few seconds
+                log.exception("looking for the leases of stopped consumers failed")
             self._task = asyncio.create_task(self._consume(), name="otpgate-sqlite-bus")
 
     async def _consume(self) -> None:
+        with background():  # this loop's writes and its handlers' wait in the back lane
+            await self._loop()
+
+    async def _loop(self) -> None:
         while self._task is not None:
             self._wake.clear()
+            if self._fresh:
+                self._fresh = False
+                self._due = dict.fromkeys(self._due, True)
             try:
+                if time.monotonic() - self._reaped_at >= _REAP_EVERY:
+                    await self._reap()
                 claimed = await self._fill()
             except Exception:
                 log.exception("claiming deliveries failed; trying again")
                 claimed = 0
-            if claimed == 0:
+            if claimed == 0 and not self._wake.is_set():
                 await wait_briefly(self._wake, self._poll)
+                if not self._wake.is_set():  # a poll: other processes' events, retries
+                    self._fresh = True
 
     async def _fill(self) -> int:
+        """Claim for every consumer with room, in batches of at least an eighth of its
+        concurrency (or whatever is due, when it has nothing running)."""
         claimed = 0
         for consumer in list(self._consumers.values()):
-            running = self._inflight[consumer.name]
-            for item in await self._claim(consumer,
-                                          consumer.limits.concurrency - len(running)):
+            name, running = consumer.name, self._inflight[consumer.name]
+            room = consumer.limits.concurrency - len(running)
+            if not self._due[name] or room <= 0 or \
+                    (running and room < max(1, consumer.limits.concurrency // 8)):
+                continue
+            batch = await self._claim(consumer, room)
+            if len(batch) < room:
+                self._due[name] = False  # drained: wait for news or the next poll
+            for item in batch:
                 task = asyncio.create_task(self._handle(consumer, item))
                 running.add(task)
                 task.add_done_callback(running.discard)
-                claimed += 1
+            claimed += len(batch)
         return claimed
 
     async def _handle(self, consumer: Consumer, item: _Leased) -> None:
@@ -297,19 +367,28 @@ class SqliteOutboxBus:
             self._inflight[consumer.name].discard(asyncio.current_task())
             self._wake.set()
 
+    async def _reap(self) -> None:
+        """Hand on at once what consumers proven dead held: what a killed process had in
+        flight goes out again now, not when its leases run out."""
+        self._reaped_at = time.monotonic()
+        if await self._handover.reap():
+            self._fresh = True
+            self._wake.set()
+
     async def stop(self) -> None:
-        """Stop claiming; give in-flight handlers ``drain_timeout`` seconds, then abandon
-        them (their leases run out and the events are delivered again)."""
-        if self._task is None:
-            return
+        """Stop claiming; give in-flight handlers ``drain_timeout`` seconds, then cancel
+        them and hand their leases back, so that any process may deliver them at once."""
         task, self._task = self._task, None
-        await finish(task, self._wake)
+        if task is not None:
+            await finish(task, self._wake)
         running = {t for tasks in self._inflight.values() for t in tasks}
+        late: set[asyncio.Task[None]] = set()
         if running:
             _, late = await asyncio.wait(running, timeout=self._drain)
-            for task in late:
-                task.cancel()
+            for handler in late:
+                handler.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+        await self._handover.stop(unfinished=len(late))
 
     async def dead_letters(self, subscription: str | None = None) -> list[DeadLetter]:
         def load(conn: sqlite3.Connection) -> list[DeadLetter]:

@@ -2,6 +2,7 @@
 table (``outcome.classify``) apart from the I/O."""
 
 from otpgate.dispatch.dispatcher import (
+    DEFAULT_CONCURRENCY,
     DEFAULT_LEASE,
     DEFAULT_MAX_DELIVERIES,
     DispatchData,
@@ -10,5 +11,5 @@ from otpgate.dispatch.dispatcher import (
     without_seal,
 )
 
-__all__ = ["DEFAULT_LEASE", "DEFAULT_MAX_DELIVERIES", "DispatchData", "Dispatcher",
-           "subscription_for", "without_seal"]
+__all__ = ["DEFAULT_CONCURRENCY", "DEFAULT_LEASE", "DEFAULT_MAX_DELIVERIES", "DispatchData",
+           "Dispatcher", "subscription_for", "without_seal"]

@@ -27,8 +27,9 @@ from otpgate.clock import Clock
 from otpgate.errors import ConfigurationError
 from otpgate.urls import Url
 
-COMMON_OPTIONS = frozenset({"name", "mps", "burst"})
+COMMON_OPTIONS = frozenset({"name", "mps", "burst", "concurrency"})
 """Options every driver URL takes, read by the assembly rather than by the driver."""
+MAX_CONCURRENCY = 10_000
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}", re.ASCII)
 
 
@@ -143,6 +144,18 @@ def driver_name(url: Url) -> str:
         raise ConfigurationError(
             f"driver name {name!r} must be 1-32 of a-z, 0-9, '-' and '_' ({url.masked})")
     return name
+
+
+def driver_concurrency(url: Url) -> int | None:
+    """``concurrency=`` of a driver URL: how many sends its dispatcher keeps in flight in
+    one process (``None``: the dispatcher's default)."""
+    raw = url.option("concurrency")
+    if raw is None:
+        return None
+    if not (raw.isascii() and raw.isdigit() and 1 <= int(raw) <= MAX_CONCURRENCY):
+        raise ConfigurationError(f"concurrency= is a whole number from 1 to {MAX_CONCURRENCY} "
+                                 f"({url.masked})")
+    return int(raw)
 
 
 def check_host_less(url: Url, usage: str, allowed: frozenset[str]) -> dict[str, str]:

@@ -10,6 +10,10 @@ GIL — and point reads use the same connection between batches.
 
 Several processes may open the same file. A batch that finds the database busy never
 blocks the loop: it is tried again a moment later, and fails after ``busy_timeout_ms``.
+
+Units wait in two lanes (``otpgate.sqlite.lanes``): the API's, and the background's (the
+bus's consumers and the handlers they run); a full batch takes at least half of it from
+each. ``writable`` tells whether writes commit (``otpgate.sqlite.probe``).
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from typing import Any, TypeVar
 from otpgate.errors import OtpgateError, StoreError
 from otpgate.files import create_private, private_dir, warn_if_open
 from otpgate.sqlite.conn import Checkpointer, connect, is_busy, migrate, wrap
+from otpgate.sqlite.lanes import Lanes
+from otpgate.sqlite.probe import Writability
 from otpgate.sqlite.turn import WriterTurn
 
 log = logging.getLogger(__name__)
@@ -44,8 +50,6 @@ class _Unit:
     future: asyncio.Future[Any] | None
 
 
-
-
 class Database:
     """The write queue and the connections of one file, driven by one event loop."""
 
@@ -54,7 +58,8 @@ class Database:
         self.path = path
         self._batch_size = max(1, batch_size)
         self._busy_ms = busy_timeout_ms
-        self._pending: list[_Unit] = []
+        self._pending: Lanes[_Unit] = Lanes()
+        self._writability = Writability()
         self._handle: asyncio.Handle | None = None
         self._busy_since: float | None = None
         self._busy_tries = 0
@@ -101,7 +106,7 @@ class Database:
         """Run ``fn`` in the next write transaction; its result or its exception."""
         loop = self._running(error)
         future: asyncio.Future[T] = loop.create_future()
-        self._pending.append(_Unit(fn, error, loop, future))
+        self._pending.add(_Unit(fn, error, loop, future))
         self._schedule()
         return await future
 
@@ -109,7 +114,7 @@ class Database:
         """Queue ``fn`` for the next write transaction without waiting; failures are
         logged."""
         self._running(error)
-        self._pending.append(_Unit(fn, error, None, None))
+        self._pending.add(_Unit(fn, error, None, None))
         self._schedule()
 
     async def read(self, fn: Work[T], error: ErrorType = StoreError) -> T:
@@ -186,7 +191,7 @@ class Database:
             self._wait_for_turn()
             return
         try:
-            batch = self._pending[: self._batch_size]
+            counts = self._pending.peek(self._batch_size)
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
@@ -194,7 +199,7 @@ class Database:
                     raise
                 self._wait_for_turn()
                 return
-            del self._pending[: len(batch)]
+            batch = self._pending.take(counts)
             self._busy_since, self._busy_tries = None, 0
             outcomes = self._commit(self._conn, batch)
         except Exception as exc:  # the database itself fails: fail what waits
@@ -213,7 +218,9 @@ class Database:
         try:
             outcomes = [_apply(conn, unit) for unit in batch]
             conn.execute("COMMIT")
+            self._writability.committed(outcomes)
         except Exception as exc:  # a failed COMMIT (or savepoint) fails the whole batch
+            self._writability.failed()
             log.exception("sqlite write batch of %d failed", len(batch))
             if conn.in_transaction:
                 try:
@@ -236,8 +243,15 @@ class Database:
         self._schedule(min(0.01, 0.0002 * 2 ** min(self._busy_tries, 6)))
 
     def _fail_pending(self, exc: BaseException) -> None:
-        batch, self._pending = self._pending, []
+        if not isinstance(exc, StoreError):
+            self._writability.failed()
+        batch = self._pending.clear()
         _deliver(batch, [(False, _batch_error(exc, u.error)) for u in batch])
+
+    async def writable(self, fresh: float = 1.0) -> None:
+        """``StoreError`` unless writes commit: known from the last ``fresh`` seconds of
+        batches, or else from a probe write (``otpgate.sqlite.probe``)."""
+        await self._writability.check(self.write, fresh)
 
 
 def _apply(conn: sqlite3.Connection, unit: _Unit) -> tuple[bool, Any]:

@@ -76,4 +76,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE api_keys ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default'",
         "ALTER TABLE api_keys ADD COLUMN admin INTEGER NOT NULL DEFAULT 0",
     ),
+    (
+        # which consumer holds a send claim, so that a dead one's claims are handed on
+        "ALTER TABLE ledger ADD COLUMN lease_owner TEXT",
+        """CREATE INDEX IF NOT EXISTS ledger_sending ON ledger (lease_owner)
+            WHERE status = 'sending'""",
+    ),
 )

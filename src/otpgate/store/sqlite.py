@@ -2,7 +2,10 @@
 
 Every write is a unit run by the ``Database`` writer inside a group-committed transaction;
 ``transact``, ``settle`` and ``record_receipt`` append their events to the outbox in that
-same transaction. Rows mirror ``MemoryStore`` exactly (the contract suite runs on both).
+same transaction, and a dispatcher's final ``settle`` acknowledges its bus delivery there
+too (``bus.base.take_ack``). Send claims carry the bus's owner id: when the bus proves a
+consumer dead (or stops with sends unfinished), its claims are released with its leases.
+Rows mirror ``MemoryStore`` exactly (the contract suite runs on both).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 
 import msgspec
 
+from otpgate.bus.base import take_ack
 from otpgate.bus.sqlite_outbox import SqliteOutboxBus
 from otpgate.clock import Clock
 from otpgate.core.lifecycle import Change
@@ -47,17 +51,20 @@ _PUT_OTP = ("INSERT INTO otps (id, recipient, status, expires_at, send_count, re
             "record = excluded.record")
 _LEDGER = ("otp_id, send_no, channel, driver, status, attempts, updated_at, provider_id, "
            "error, lease_until")
-_PUT_LEDGER = (f"INSERT INTO ledger ({_LEDGER}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "  # noqa: S608
+_PUT_LEDGER = (f"INSERT INTO ledger ({_LEDGER}, lease_owner) "  # noqa: S608
+               "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                "ON CONFLICT (otp_id, send_no, channel) DO UPDATE SET "
                "driver = excluded.driver, status = excluded.status, "
                "attempts = excluded.attempts, updated_at = excluded.updated_at, "
                "provider_id = excluded.provider_id, error = excluded.error, "
-               "lease_until = excluded.lease_until")
+               "lease_until = excluded.lease_until, lease_owner = excluded.lease_owner")
+_RELEASE_CLAIMS = ("UPDATE ledger SET lease_until = ?1 "
+                   "WHERE status = 'sending' AND lease_owner = ?2 AND lease_until > ?1")
 _PURGE_BATCH = 1000
 _TOUCH_GRAIN = 3600.0
 """How stale a recipient's ``touched_at`` may be; purges wait that much longer."""
 _SETTLE = ("UPDATE ledger SET driver = ?, status = ?, attempts = ?, updated_at = ?, "
-           "provider_id = ?, error = ?, lease_until = ? "
+           "provider_id = ?, error = ?, lease_until = ?, lease_owner = NULL "
            "WHERE otp_id = ? AND send_no = ? AND channel = ? AND status = ? AND attempts = ?")
 _KEY = "id, name, secret_hash, created_at, revoked_at, tenant, admin"
 
@@ -96,10 +103,16 @@ def _ledger_row(conn: sqlite3.Connection, key: SendKey) -> Delivery | None:
     return _delivery(row) if row else None
 
 
-def _put_ledger(conn: sqlite3.Connection, d: Delivery) -> None:
+def _put_ledger(conn: sqlite3.Connection, d: Delivery, owner: str | None = None) -> None:
     conn.execute(_PUT_LEDGER, (d.otp_id, d.send_no, d.channel, d.driver, d.status.value,
                                d.attempts, d.updated_at, d.provider_id, d.error,
-                               d.lease_until))
+                               d.lease_until, owner))
+
+
+def _release_claims(conn: sqlite3.Connection, owner: str, now: float) -> None:
+    """A consumer that is gone no longer holds its send claims: they are claimable now
+    (and their outcome unknown, so the send may go out again, with the same key)."""
+    conn.execute(_RELEASE_CLAIMS, (now, owner))
 
 
 class SqliteStore:
@@ -109,6 +122,7 @@ class SqliteStore:
         self._db = db
         self._bus = bus
         self._clock = clock
+        bus.on_release(_release_claims)
 
     async def transact(self, key: str, decide: Decide[T]) -> T:
         queued = [0]
@@ -177,13 +191,15 @@ class SqliteStore:
         return [r[0] for r in rows]
 
     async def claim(self, key: SendKey, driver: str, now: float, lease: float) -> Claim:
+        owner = self._bus.owner
+
         def unit(conn: sqlite3.Connection) -> Claim:
             found = conn.execute("SELECT record FROM otps WHERE id = ?",
                                  (key.otp_id,)).fetchone()
             claim, row = claim_of(key, _ledger_row(conn, key), driver, now, lease,
                                   _otp_of(found[0]) if found else None)
             if row is not None:
-                _put_ledger(conn, row)
+                _put_ledger(conn, row, owner)
             return claim
 
         return await self._db.write(unit)
@@ -195,14 +211,19 @@ class SqliteStore:
                   d.lease_until, d.otp_id, d.send_no, d.channel, DeliveryStatus.SENDING.value,
                   claimed)
         queued = [0]
+        ack = take_ack(self._bus)
 
         def unit(conn: sqlite3.Connection) -> bool:
             if conn.execute(_SETTLE, params).rowcount != 1:
                 return False  # no longer held by this claim
             queued[0] = self._bus.append(conn, events) if events else 0
+            if ack is not None:
+                ack.run(conn)
             return True
 
         settled = await self._db.write(unit)
+        if settled and ack is not None:
+            ack.done = True
         if queued[0]:
             self._bus.notify()
         return settled
@@ -299,9 +320,12 @@ class SqliteStore:
         return await self._db.write(unit)
 
     async def ping(self) -> None:
+        """``StoreError`` unless the file can be read and written (see
+        ``Database.writable``: no probe while writes commit anyway)."""
         if not self._db.alive():
             raise StoreError("the sqlite writer is not running")
         await self._db.read(lambda c: c.execute("SELECT 1").fetchall())
+        await self._db.writable()
 
     async def close(self) -> None:
         await self._db.close()
