@@ -238,7 +238,7 @@ class Runtime:
         if not self.drivers:
             ctx = DriverContext(self.clock, self.backend.capture, self.settings.captures,
                                 public_url=self.settings.public_url)
-            self.drivers = {name: metered(open_driver(url, ctx))
+            self.drivers = {name: open_driver(url, ctx)
                             for name, url in self.driver_urls.items()}
         return self.drivers
 
@@ -261,7 +261,7 @@ class Runtime:
         warn_long_sms(self.settings, found)
         bus = self.settings.bus
         return [
-            Dispatcher(store=self.service.store, driver=driver, keyring=self.keyring,
+            Dispatcher(store=self.service.store, driver=metered(driver), keyring=self.keyring,
                        clock=self.clock, templates=found, brand=self.settings.brand,
                        max_deliveries=bus.max_deliveries, lease=bus.lease,
                        webotp_domain=self.settings.webotp_domain)
