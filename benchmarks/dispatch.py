@@ -16,6 +16,7 @@ Servers run outside dev mode, with an API key made for the run. Run alone with
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import http.client
 import json
@@ -38,6 +39,10 @@ GOALS: dict[str, str] = {
 }
 
 
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"otpgate benchmark webhook secret").decode()
+"""The secret the benchmark's webhook driver signs with (the stand-in does not check it)."""
+
+
 def _log(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
@@ -52,13 +57,18 @@ class Setup:
     workdir: Path
     provider_port: int
     concurrency: int | None
+    driver_kind: str = "webhook"
     env: dict[str, str] = field(default_factory=dict)
     api_key: str = ""
 
     def __post_init__(self) -> None:
-        driver = f"bench+http://{HOST}:{self.provider_port}/messages"
+        if self.driver_kind == "webhook":  # a provider driver as users run it
+            driver = (f"webhook+http://{HOST}:{self.provider_port}/messages"
+                      f"?secret={WEBHOOK_SECRET}")
+        else:
+            driver = f"bench+http://{HOST}:{self.provider_port}/messages?client=raw"
         if self.concurrency is not None:
-            driver += f"?concurrency={self.concurrency}"
+            driver += f"&concurrency={self.concurrency}"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("OTPGATE_")}
         self.env.update({"OTPGATE_DATA_DIR": str(self.workdir / "data"),
                          "OTPGATE_DRIVERS_SMS": driver, "OTPGATE_LOG_LEVEL": "warning",
@@ -187,7 +197,7 @@ class ReadyWatch:
 
 def run_sends(args: Any, workdir: Path, port: int) -> dict[str, Any]:
     """Accept ``args.sends`` codes without sending, then time one worker sending them."""
-    setup = Setup(workdir / "sends", port, args.dispatch_concurrency)
+    setup = Setup(workdir / "sends", port, args.dispatch_concurrency, args.dispatch_driver)
     setup.workdir.mkdir()
     key = make_key(setup)
     before = stats(port)["count"]
@@ -212,7 +222,7 @@ def run_sends(args: Any, workdir: Path, port: int) -> dict[str, Any]:
 
 def run_burst(args: Any, workdir: Path, port: int) -> dict[str, Any]:
     """``POST /v1/otp`` for ``args.duration`` s on a server that sends as well."""
-    setup = Setup(workdir / "burst", port, args.dispatch_concurrency)
+    setup = Setup(workdir / "burst", port, args.dispatch_concurrency, args.dispatch_driver)
     setup.workdir.mkdir()
     key = make_key(setup)
     with serve(setup) as server:
@@ -299,5 +309,9 @@ def add_arguments(parser: Any) -> None:
                        help="codes the one-worker scenario sends (default 15,000)")
     group.add_argument("--provider-latency-ms", type=float, default=50.0,
                        help="how late the provider stand-in answers (default 50)")
+    group.add_argument("--dispatch-driver", choices=["webhook", "bench"], default="webhook",
+                       help="webhook: the webhook+http:// provider driver (httpx over aiohttp, "
+                            "signed) as users run it; bench: a bare driver that measures the "
+                            "dispatcher alone (default webhook)")
     group.add_argument("--dispatch-concurrency", type=int, default=None,
                        help="concurrency= of the bench driver (default: the driver default)")

@@ -30,7 +30,9 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
+import aiohttp
 import httpx
+from httpx_aiohttp import AiohttpTransport
 
 from otpgate import urls
 from otpgate.drivers.base import COMMON_OPTIONS, ReceiptRequest
@@ -86,12 +88,17 @@ def base_url_of(options: Mapping[str, str], default: str | None) -> str:
 
 def client(base_url: str, timeout: float, *, auth: httpx.Auth | tuple[str, str] | None = None,
            headers: Mapping[str, str] | None = None) -> httpx.AsyncClient:
-    """The driver's one client: a pool of keep-alive HTTP/1.1 connections to ``base_url``."""
+    """The driver's one client: a pool of keep-alive HTTP/1.1 connections to ``base_url``.
+
+    The connections are aiohttp's, behind httpx's API (``httpx_aiohttp``): with hundreds of
+    sends in flight, httpcore's own pool costs several milliseconds of CPU a request, while
+    aiohttp's stays under half a millisecond (``benchmarks/README.md``, "HTTP drivers")."""
+    limits = httpx.Limits(max_connections=MAX_CONNECTIONS,
+                          max_keepalive_connections=MAX_CONNECTIONS, keepalive_expiry=30.0)
     return httpx.AsyncClient(
         base_url=base_url, auth=auth, headers=dict(headers or {}),
-        timeout=httpx.Timeout(timeout, pool=timeout),
-        limits=httpx.Limits(max_connections=MAX_CONNECTIONS,
-                            max_keepalive_connections=MAX_CONNECTIONS),
+        timeout=httpx.Timeout(timeout, pool=timeout), limits=limits,
+        transport=AiohttpTransport(limits=limits, trust_env=False),
         follow_redirects=False, trust_env=False)
 
 
@@ -101,6 +108,10 @@ async def request(http: httpx.AsyncClient, provider: str, method: str, path: str
     try:
         return await http.request(method, path, **kwargs)
     except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+        if isinstance(exc.__cause__, aiohttp.ServerDisconnectedError):
+            raise UnknownOutcomeError(
+                f"{provider}: the connection closed after the request was sent; the outcome "
+                "is unknown") from None
         raise TemporaryDeliveryError(f"{provider}: cannot connect ({type(exc).__name__})") \
             from None
     except httpx.PoolTimeout:
