@@ -27,6 +27,7 @@ from collections import Counter
 from collections.abc import Mapping
 
 from otpgate.clock import isoformat
+from otpgate.observe import metrics
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -53,6 +54,7 @@ class Audit:
 
     def count(self, name: str, **labels: str) -> None:
         self._counts[(name, tuple(sorted(labels.items())))] += 1
+        metrics.audited(name, labels)  # for /metrics, summed over every server process
 
     def value(self, name: str, **labels: str) -> int:
         """The counter ``name`` with exactly ``labels`` (0 if never counted)."""
@@ -94,6 +96,7 @@ class Audit:
 
     def refused(self, rule: str | None, tenant: str, to_masked: str) -> None:
         self.count(RATE_LIMITED, rule=rule or "other")
+        metrics.RULE_BLOCKS.labels(rule or "other").inc()
         log.info("a code for %s (tenant %s) refused: %s", to_masked, tenant, rule or "limit")
 
     def key_used(self, key_id: str, tenant: str, *, fresh: bool) -> None:

@@ -11,12 +11,14 @@ import asyncio
 import contextlib
 import functools
 import json
-import logging
 import math
+import os
+import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
+import tempfile
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,6 +29,7 @@ from otpgate.clock import isoformat
 from otpgate.config import Settings
 from otpgate.core import tenants
 from otpgate.errors import OtpgateError, RateLimited
+from otpgate.observe import logs
 from otpgate.runtime import Runtime, check_drivers
 from otpgate.service import OtpRequest
 
@@ -100,13 +103,14 @@ def _echo_json(value: object) -> None:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--log-level", envvar="OTPGATE_LOG_LEVEL", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
-def main(log_level: str) -> None:
+@click.option("--log-format", envvar="OTPGATE_LOG_FORMAT", default="text", show_default=True,
+              type=click.Choice(list(logs.FORMATS)), help="json: one object per line.")
+def main(log_level: str, log_format: str) -> None:
     """otpgate: one-time passcodes over SMS, e-mail and more, sent through an event bus.
 
     Every setting is also read from an OTPGATE_* environment variable; see the README.
     """
-    logging.basicConfig(level=log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(log_format, log_level)
     redact.install()
 
 
@@ -137,6 +141,9 @@ def serve(host: str, port: int, data_dir: Path, dev: bool, dev_public: bool, wor
     _preflight(settings)
     url = f"http://{host}:{port}"
     role = "API only" if api_only else "API and dispatchers"
+    if settings.server.log_format == "json":  # every line one object: the app logs it all
+        _run_server(settings)
+        return
     click.echo(f"otpgate listening on {url} ({role}, {workers} worker(s), "
                f"store {urls.mask(settings.store_url)})")
     if settings.dev:
@@ -167,21 +174,50 @@ def _run_server(settings: Settings) -> None:
                         request_timeout=server.request_timeout)
     uv = ServerConfig(app, limits=limits, factory=True, host=server.host, port=server.port,
                       workers=server.workers, log_level=server.log_level,
+                      log_config=logs.uvicorn_config(server.log_format, server.log_level),
                       access_log=False, lifespan="on", server_header=False,
                       date_header=False,
                       timeout_graceful_shutdown=math.ceil(server.shutdown_grace))
     if server.workers > 1:
-        Multiprocess(uv, sockets=[uv.bind_socket()]).run()
+        with _metrics_dir():
+            Multiprocess(uv, sockets=[uv.bind_socket()]).run()
         return
     status = serving.run(uv)
     if status:
         sys.exit(status)  # uvicorn's start-up failure
 
 
+@contextlib.contextmanager
+def _metrics_dir() -> Iterator[None]:
+    """Server processes write their metrics to one directory that ``/metrics`` sums up
+    (prometheus-client's multi-process mode): a fresh one, removed at exit — or the
+    ``PROMETHEUS_MULTIPROC_DIR`` given, emptied of earlier runs' samples first."""
+    from otpgate.observe.metrics import MULTIPROC_DIR
+
+    given = os.environ.get(MULTIPROC_DIR)
+    if given:
+        for stale in Path(given).glob("*.db"):
+            stale.unlink()
+        yield
+        return
+    made = tempfile.mkdtemp(prefix="otpgate-metrics-")
+    os.environ[MULTIPROC_DIR] = made
+    try:
+        yield
+    finally:
+        os.environ.pop(MULTIPROC_DIR, None)
+        shutil.rmtree(made, ignore_errors=True)
+
+
 @main.command()
 @click.option("--dev/--no-dev", envvar="OTPGATE_DEV", default=False, show_default=True,
               help="Dev mode, as serve --dev: messages captured for the dev inbox.")
-def worker(dev: bool) -> None:
+@click.option("--metrics-port", envvar="OTPGATE_METRICS_PORT", type=click.IntRange(1, 65535),
+              default=None, help="Serve this process's Prometheus metrics on this port.")
+@click.option("--metrics-host", envvar="OTPGATE_METRICS_HOST", default="127.0.0.1",
+              show_default=True, help="The address the metrics port listens on (no key is "
+                                      "asked for there).")
+def worker(dev: bool, metrics_port: int | None, metrics_host: str) -> None:
     """Run the dispatchers and the expiry sweeper without the HTTP API.
 
     SIGTERM (or Ctrl-C) stops taking deliveries, lets those in flight finish or hands
@@ -192,6 +228,11 @@ def worker(dev: bool) -> None:
 
     async def run(runtime: Runtime) -> None:
         await runtime.start_workers()
+        if metrics_port is not None:
+            from otpgate.observe import figures
+
+            figures.serve(metrics_host, metrics_port)
+            refresher = asyncio.create_task(figures.keep_fresh(runtime))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -199,6 +240,8 @@ def worker(dev: bool) -> None:
         click.echo(f"otpgate worker running on {urls.mask(settings.store_url)}; "
                    "Ctrl-C stops it")
         await stop.wait()
+        if metrics_port is not None:
+            refresher.cancel()
 
     _with_runtime(settings, run)
 
@@ -310,7 +353,8 @@ def keys() -> None:
 @click.option("--tenant", default=tenants.DEFAULT, show_default=True, callback=_tenant,
               help="The tenant the key acts for: it sees only that tenant's OTPs.")
 @click.option("--admin", is_flag=True, default=False,
-              help="May also use the admin routes (POST /v1/admin/unlock) of its tenant.")
+              help="May also use the admin routes (POST /v1/admin/unlock) of its tenant, "
+                   "/metrics and the dashboard.")
 def keys_create(name: str, tenant: str, admin: bool) -> None:
     async def run(runtime: Runtime) -> str:
         _, plaintext = await apikeys.create(runtime.backend.store, name, runtime.clock.now(),
@@ -340,6 +384,51 @@ def keys_revoke(key_id: str) -> None:
     if not _with_runtime(_settings(), run):
         raise click.ClickException(f"no active key {key_id}")
     click.echo(f"revoked {key_id}")
+
+
+@main.group()
+def webhooks() -> None:
+    """Outgoing webhooks that could not be delivered (OTPGATE_WEBHOOK_URL)."""
+
+
+@webhooks.command("dead")
+def webhooks_dead() -> None:
+    """List the dead-lettered webhooks, oldest first."""
+    from otpgate.webhooks import SUBSCRIPTION
+
+    async def run(runtime: Runtime) -> list[dict[str, object]]:
+        return [{"id": d.event.id, "type": d.event.type, "subject": d.event.subject,
+                 "time": d.event.time, "deliveries": d.deliveries, "error": d.error,
+                 "failed_at": isoformat(d.failed_at)}
+                for d in await runtime.backend.bus.dead_letters(SUBSCRIPTION.name)]
+
+    _echo_json(_with_runtime(_settings(), run))
+
+
+@webhooks.command("replay")
+@click.argument("event_ids", nargs=-1)
+@click.option("--all", "every", is_flag=True, help="Replay every dead-lettered webhook.")
+def webhooks_replay(event_ids: tuple[str, ...], every: bool) -> None:
+    """Queue dead-lettered webhooks again (by event id, or --all); a running serve or
+    worker delivers them, with a fresh day of retries."""
+    from otpgate.webhooks import SUBSCRIPTION
+
+    if bool(event_ids) == every:
+        raise click.UsageError("give event ids or --all")
+
+    async def run(runtime: Runtime) -> dict[bool, list[str]]:
+        bus = runtime.backend.bus
+        wanted = list(event_ids) or [d.event.id
+                                     for d in await bus.dead_letters(SUBSCRIPTION.name)]
+        done: dict[bool, list[str]] = {True: [], False: []}
+        for event_id in wanted:
+            done[await bus.replay(SUBSCRIPTION.name, event_id)].append(event_id)
+        return done
+
+    done = _with_runtime(_settings(), run)
+    click.echo(f"replayed {len(done[True])} webhook(s)")
+    if done[False]:
+        raise click.ClickException(f"no dead-lettered webhook {', '.join(done[False])}")
 
 
 def _add_aws() -> None:

@@ -16,7 +16,7 @@ import tomllib
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -25,7 +25,9 @@ from otpgate.core.policy import Policy
 from otpgate.errors import ConfigurationError
 from otpgate.urls import mask
 
-DEV_DRIVERS: dict[str, tuple[str, ...]] = {"sms": ("capture://",), "email": ("capture://",)}
+DEV_DRIVERS: dict[str, tuple[str, ...]] = dict.fromkeys(
+    ("sms", "email", "whatsapp", "voice"), ("capture://",))
+"""Dev mode captures every channel for the dev inbox."""
 
 
 class Secret(str):
@@ -54,6 +56,8 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     """Serve the HTTP API without dispatchers; ``otpgate worker`` processes send."""
     max_body_bytes: int = 16 * 1024
     log_level: str = "info"
+    log_format: Literal["text", "json"] = "text"
+    """``text`` or ``json`` (one object per line): see ``otpgate.observe.logs``."""
     max_header_bytes: int = 8 * 1024
     """The request line and headers of one request, together (431 beyond)."""
     max_headers: int = 64
@@ -83,6 +87,19 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     max_deliveries: int = 8
     poll_interval: float = 0.2
     sweep_interval: float = 5.0
+
+
+class WebhookSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Outgoing webhooks to the app (``otpgate.webhooks``): off until ``url`` is set."""
+
+    url: SecretUrl | None = None
+    secret: Secret | None = None
+    """``whsec_`` and base64 of at least 16 bytes: signs every delivery."""
+    timeout: float = 10.0
+    retry_for: float = 24 * 3600.0
+    """Seconds a failing delivery is retried before it is dead-lettered."""
+    backoff: float = 1.0
+    """The first retry's delay in seconds; each next one doubles, up to an hour."""
 
 
 class RouteSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -128,6 +145,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     store: StoreSettings = msgspec.field(default_factory=StoreSettings)
     bus: BusSettings = msgspec.field(default_factory=BusSettings)
+    webhook: WebhookSettings = msgspec.field(default_factory=WebhookSettings)
     policy: Policy = msgspec.field(default_factory=Policy)
     aws: AwsSettings = msgspec.field(default_factory=AwsSettings)
     drivers: dict[str, tuple[SecretUrl, ...]] = {}
@@ -183,10 +201,14 @@ FLAT: dict[str, tuple[str | None, str]] = {
     "topic_arn": ("aws", "topic_arn"), "events_topic_arn": ("aws", "events_topic_arn"),
     "driver": ("aws", "driver"),
     "templates_dir": (None, "templates_dir"), "webotp_domain": (None, "webotp_domain"),
+    "webhook_url": ("webhook", "url"), "webhook_secret": ("webhook", "secret"),
+    "webhook_timeout": ("webhook", "timeout"), "webhook_retry_for": ("webhook", "retry_for"),
+    "webhook_backoff": ("webhook", "backoff"),
+    "log_format": ("server", "log_format"),
 }
 """Flat setting names (``OTPGATE_<NAME>``, or top-level keys in TOML) → (section, field)."""
 _SECTIONS = {"server": ServerSettings, "store": StoreSettings, "bus": BusSettings,
-             "aws": AwsSettings}
+             "aws": AwsSettings, "webhook": WebhookSettings}
 
 
 def from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

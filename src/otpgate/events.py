@@ -1,7 +1,9 @@
 """CloudEvents 1.0 envelope (JSON structured mode) and otpgate's event types.
 
 Extension attributes ``channel`` and ``driver`` let subscriptions filter dispatch events
-the way an SNS filter policy would, without opening ``data``.
+the way an SNS filter policy would, without opening ``data``; ``traceparent`` (the
+CloudEvents distributed tracing extension) carries the W3C trace context of the work that
+published the event, so that its handling continues the same trace.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class CloudEvent(msgspec.Struct, frozen=True, kw_only=True):
     datacontenttype: str = "application/json"
     channel: str | msgspec.UnsetType = msgspec.UNSET
     driver: str | msgspec.UnsetType = msgspec.UNSET
+    traceparent: str | msgspec.UnsetType = msgspec.UNSET
 
     def attributes(self) -> dict[str, str]:
         """Context attributes a subscription may filter on."""

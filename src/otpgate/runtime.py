@@ -36,9 +36,13 @@ from otpgate.drivers.base import (
 from otpgate.drivers.wrappers import innermost
 from otpgate.errors import ConfigurationError, InvalidRequest
 from otpgate.housekeeping import FailureWatcher, Housekeeping
+from otpgate.observe.instrument import metered, observed, traced
 from otpgate.receipts import ReceiptDesk
 from otpgate.routing import Route, RouteTable, table_of
 from otpgate.service import OtpService
+from otpgate.webhooks import SUBSCRIPTION as WEBHOOKS
+from otpgate.webhooks import WebhookSender, check_url, signer
+from otpgate.webhooks import limits as webhook_limits
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +187,7 @@ class Runtime:
     """One circuit breaker per driver, shared by this process's dispatchers."""
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _receipts: ReceiptDesk | None = None
+    _webhooks: WebhookSender | None = None
     _secret_gone: bool = False
 
     @classmethod
@@ -199,10 +204,11 @@ class Runtime:
         try:
             keyring, path = await open_keyring(settings, backend)
             audit = Audit()
-            service = OtpService(backend.store, clock, keyring, settings.policy, router,
+            store = observed(backend.store)  # writes carry trace context, outcomes count
+            service = OtpService(store, clock, keyring, settings.policy, router,
                                  audit=audit)
             runtime = cls(settings, clock, keyring, backend, service,
-                          Housekeeping(backend.store, clock, settings.policy), by_name,
+                          Housekeeping(store, clock, settings.policy), by_name,
                           breakers=Breakers(BreakerPolicy(), clock), audit=audit,
                           secret_file=path)
             await runtime._declare_subscriptions()
@@ -218,6 +224,10 @@ class Runtime:
         for name in self.driver_urls:
             await self.backend.bus.declare(subscription_for(name))
         await self.backend.bus.declare(FailureWatcher.subscription)
+        if self.settings.webhook.url:
+            check_url(str(self.settings.webhook.url))
+            signer(str(self.settings.webhook.secret or ""))
+            await self.backend.bus.declare(WEBHOOKS)
 
     @property
     def limits(self) -> Limits:
@@ -244,7 +254,7 @@ class Runtime:
     @property
     def receipts(self) -> ReceiptDesk:
         if self._receipts is None:
-            self._receipts = ReceiptDesk(self.backend.store, self.clock, self.receipt_reader)
+            self._receipts = ReceiptDesk(self.service.store, self.clock, self.receipt_reader)
         return self._receipts
 
     def dispatchers(self) -> list[Dispatcher]:
@@ -252,7 +262,7 @@ class Runtime:
         warn_long_sms(self.settings, found)
         bus = self.settings.bus
         return [
-            Dispatcher(store=self.backend.store, driver=driver, keyring=self.keyring,
+            Dispatcher(store=self.service.store, driver=metered(driver), keyring=self.keyring,
                        clock=self.clock, templates=found, brand=self.settings.brand,
                        max_deliveries=bus.max_deliveries, lease=bus.lease,
                        webotp_domain=self.settings.webotp_domain)
@@ -264,10 +274,17 @@ class Runtime:
         bus = self.backend.bus
         for dispatcher in self.dispatchers():
             in_flight = driver_concurrency(urls.parse(self.driver_urls[dispatcher.name]))
-            bus.consume(dispatcher.subscription().name, dispatcher.handle,
+            name = dispatcher.subscription().name
+            bus.consume(name, traced(name, dispatcher.handle),
                         dispatcher.limits(in_flight or DEFAULT_CONCURRENCY))
         watcher = FailureWatcher(self.housekeeping)
-        bus.consume(watcher.subscription.name, watcher.handle, self.limits)
+        bus.consume(watcher.subscription.name,
+                    traced(watcher.subscription.name, watcher.handle), self.limits)
+        hooks = self.settings.webhook
+        if hooks.url:
+            self._webhooks = WebhookSender(hooks, self.clock)
+            bus.consume(WEBHOOKS.name, traced(WEBHOOKS.name, self._webhooks.handle),
+                        webhook_limits(hooks))
         await bus.start()
         self._tasks.append(asyncio.create_task(self._sweep(), name="otpgate-sweeper"))
 
@@ -303,4 +320,6 @@ class Runtime:
         await self.backend.bus.stop()
         for driver in self.drivers.values():
             await driver.close()
+        if self._webhooks is not None:
+            await self._webhooks.close()
         await self.backend.close()

@@ -190,3 +190,39 @@ async def test_an_outbox_item_left_by_a_crash_is_republished_once_it_is_old_enou
 
 async def test_ping_answers_while_sns_is_reachable(backend: Backend) -> None:
     await backend.bus.ping()
+
+
+async def test_a_dead_letter_is_counted_and_replayed_onto_its_queue(
+    backend: Backend, clock: FrozenClock,
+) -> None:
+    from prometheus_client import REGISTRY
+
+    failing = [True]
+    delivered: list[str] = []
+
+    async def flaky(evt: CloudEvent) -> None:
+        if failing[0]:
+            raise TemporaryDeliveryError("receiver down", retry_after=0)
+        delivered.append(evt.id)
+
+    sub = Subscription("webhooks", Filter.of(type=EventType.APPROVED.value))
+    await backend.bus.declare(sub)
+    backend.bus.consume(sub.name, flaky, Limits(max_deliveries=3))
+    approved = event(EventType.APPROVED, OTP, clock.now())
+    await backend.bus.publish([approved])
+    before = REGISTRY.get_sample_value("otpgate_dead_letters_total",
+                                       {"subscription": "webhooks"}) or 0.0
+    for _ in range(3):  # the queues' redrive policy: 3 receives
+        assert await backend.bus.pump() == 1
+    assert await backend.bus.pump() == 0
+    [dead] = await backend.bus.dead_letters("webhooks")
+    assert dead.event.id == approved.id
+    assert REGISTRY.get_sample_value("otpgate_dead_letters_total",
+                                     {"subscription": "webhooks"}) == before + 1
+
+    failing[0] = False
+    assert await backend.bus.replay("webhooks", approved.id)
+    assert not await backend.bus.replay("webhooks", "no-such-event")
+    assert await backend.bus.pump() == 1
+    assert delivered == [approved.id]
+    assert await backend.bus.dead_letters("webhooks") == []

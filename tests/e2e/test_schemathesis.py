@@ -24,6 +24,10 @@ def test_schemathesis_with_all_checks_finds_nothing(tmp_path: Path) -> None:
         run = subprocess.run(
             [str(ST), "--config-file", str(CONFIG), "run", f"{server.url}/openapi.json",
              "--checks", "all", "--max-examples", "20", "--seed", "1",
+             # DELETE cancels a code, it does not remove it: GET answers it "canceled"
+             # (the contract), which the stateful phase reaches once the document's
+             # examples make real codes.
+             "--exclude-checks", "use_after_free",
              "--generation-database", "none", "--no-color"],
             capture_output=True, text=True, timeout=200, check=False, cwd=tmp_path)
     finally:

@@ -28,12 +28,15 @@ from otpgate import config, devmode, redact, urls
 from otpgate.api import (
     ApiContext,
     auth,
+    docs,
     edge,
     problems,
     routes_admin,
     routes_dev,
+    routes_ops,
     routes_otp,
     routes_receipts,
+    routes_web,
 )
 from otpgate.api.schemas import (
     REQUEST_BODIES,
@@ -46,6 +49,8 @@ from otpgate.api.schemas import (
 from otpgate.clock import Clock, SystemClock
 from otpgate.config import Settings
 from otpgate.errors import OtpgateError
+from otpgate.observe import metrics, tracing
+from otpgate.observe.asgi import Observed
 from otpgate.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -62,12 +67,14 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
     warnings = devmode.check(settings)
     ctx = ApiContext(settings, clock or SystemClock())
     v1: list[HTTPRouteHandler] = [*routes_otp.handlers(ctx), *routes_admin.handlers(ctx)]
-    root: list[HTTPRouteHandler] = [*_health(ctx), *routes_receipts.receipts_handlers(ctx)]
+    root: list[HTTPRouteHandler] = [*_health(ctx), *routes_receipts.receipts_handlers(ctx),
+                                    *routes_ops.handlers(ctx), *routes_web.pages()]
     if settings.captures:
         v1.append(routes_dev.messages_handler(ctx))
     if settings.dev:
         # The page has no way to send an API key, so it exists only in keyless dev mode.
         root.append(routes_dev.inbox_handler(ctx))
+        root.append(routes_web.inbox_events(ctx))
     guards = [] if settings.dev else [_except_options(auth.guard(ctx.authenticator))]
     # Each path's OPTIONS handler comes first, so that Litestar adds none of its own.
     # The document says what this server asks for: a key, or (dev mode) nothing.
@@ -75,7 +82,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
     api = Router("/v1", route_handlers=[*_options(v1), *v1], guards=guards,
                  security=security)
     app = Litestar(
-        route_handlers=[api, *_options(root), *root],
+        route_handlers=[api, *_options(root), *root, *routes_web.asset_routers()],
         state=State({_STATE_KEY: ctx}),
         lifespan=[_lifespan(ctx, warnings)],
         exception_handlers=problems.exception_handlers(),
@@ -84,7 +91,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         logging_config=None,
         debug=False,
     )
-    app.asgi_handler = edge.Edge(app.asgi_handler, settings)
+    # request ids, metrics, spans and log context around everything, the edge's refusals too
+    app.asgi_handler = Observed(edge.Edge(app.asgi_handler, settings))
     return app
 
 
@@ -143,6 +151,7 @@ def _options_handler(path: str, methods: set[str]) -> HTTPRouteHandler:
 def _lifespan(ctx: ApiContext, warnings: list[str]) -> Any:
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        stop_tracing = tracing.configure()
         try:
             runtime = await Runtime.open(ctx.settings, ctx.clock)
         except OtpgateError as exc:
@@ -159,6 +168,9 @@ def _lifespan(ctx: ApiContext, warnings: list[str]) -> Any:
         finally:
             ctx.attach(None)
             await runtime.close()
+            metrics.process_gone()
+            if stop_tracing is not None:
+                stop_tracing()
 
     return lifespan
 
@@ -224,8 +236,8 @@ class _OpenApiJson(JsonRenderPlugin):
 
     def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
         if self._rendered is None:
-            self._rendered = msgspec.json.encode(
-                _with_rules(_with_bodies(openapi_schema), self._rules))
+            self._rendered = msgspec.json.encode(docs.annotate(
+                _with_rules(_with_bodies(openapi_schema), self._rules)))
         return self._rendered
 
 

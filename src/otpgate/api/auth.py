@@ -115,6 +115,20 @@ def require_admin(who: Caller) -> Caller:
     return who
 
 
+def admin_guard(authenticator: Callable[[], Authenticator]) -> Guard:
+    """A guard that lets a request through only with an active admin key (401 without a
+    key, 403 with one that is not an admin's)."""
+
+    async def require_admin_key(
+        connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+    ) -> None:
+        key = await authenticator().check(connection.headers.get("authorization"))
+        if not key.admin:
+            raise Forbidden("this route needs an admin key (otpgate keys create --admin)")
+
+    return require_admin_key
+
+
 def guard(authenticator: Callable[[], Authenticator]) -> Guard:
     """A Litestar guard that lets a request through only with an active API key, and
     leaves that key on the request for ``caller``."""

@@ -90,6 +90,11 @@ UNAVAILABLE_RETRY_AFTER = 1
 _ENCODER = msgspec.json.Encoder()
 
 
+def title_of(slug: str) -> str:
+    """The title a problem of type ``slug`` carries."""
+    return _TITLES.get(slug, slug.replace("-", " "))
+
+
 def status_of(error: OtpgateError) -> int:
     """The HTTP status an error answers with (500 for errors the caller cannot cause)."""
     for kind, status in _STATUS:

@@ -1,8 +1,11 @@
 """Dev mode: what the capture driver "sent", as JSON (``/v1/dev/messages``) and as a page
 (``/dev/inbox``). Mounted only when captures are allowed; otherwise these paths are 404.
 
-The page is rendered on the server with every value HTML-escaped, needs no script, and
-refreshes itself every few seconds.
+The page is live: its script (``static/inbox.js``) reads ``/dev/inbox/events`` (server-sent
+events, ``routes_web``) and shows each new message within a second, in a thread per
+recipient, its code highlighted with copy and verify buttons, and a form that requests a
+code. Without scripts it is the same list rendered on the server (every value escaped),
+refreshed every few seconds.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from litestar.params import FromQuery, QueryParameter
 
 from otpgate.api import ApiContext
 from otpgate.api.problems import MEDIA_TYPE as PROBLEM
+from otpgate.api.routes_web import PAGE_HEADERS
 from otpgate.api.schemas import MessageOut, Problem
 from otpgate.capture.base import CapturedMessage
 from otpgate.clock import isoformat
@@ -29,7 +33,6 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 _MAX_ID = 200
 _ENCODER = msgspec.json.Encoder()
-_CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"
 
 
 def _address(to: str | None) -> str | None:
@@ -101,7 +104,7 @@ def inbox_handler(ctx: ApiContext) -> HTTPRouteHandler:
         return Response(render_inbox(found, to or "", error),
                         status_code=200 if error is None else 422,
                         media_type=MediaType.HTML,
-                        headers={"Content-Security-Policy": _CSP, "Cache-Control": "no-store"})
+                        headers=PAGE_HEADERS)
 
     return dev_inbox
 
@@ -126,31 +129,42 @@ _PAGE = """<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
-<meta http-equiv="refresh" content="{refresh}">
+<noscript><meta http-equiv="refresh" content="{refresh}"></noscript>
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
 <title>otpgate dev inbox</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #222; }}
-.banner {{ background: #fff3cd; border: 1px solid #e0c96b; padding: .5rem 1rem; }}
-table {{ border-collapse: collapse; width: 100%; margin-top: 1rem; }}
-th, td {{ border-bottom: 1px solid #ddd; padding: .4rem; text-align: left;
-          vertical-align: top; }}
-pre {{ margin: 0; white-space: pre-wrap; }}
-.error {{ color: #a00; }} .empty {{ color: #777; }}
-</style>
+<link rel="stylesheet" href="/_static/page.css">
+<script src="/_static/inbox.js" defer></script>
 </head>
 <body>
+<header class="top">
 <h1>otpgate dev inbox</h1>
+<nav><a href="/dev/inbox" aria-current="page">Inbox</a><a href="/dashboard">Dashboard</a>
+<a href="/docs">API docs</a></nav>
+<span class="spacer"></span><span id="status" class="pill">connecting…</span>
+</header>
 <p class="banner">Dev mode: these messages were captured, not sent.</p>
+<form id="try" class="try">
+<label>To <input name="to" required size="30"
+ placeholder="+14155550123 or jane@example.com"></label>
+<label>Channel <select name="channel"><option value="">default</option><option>sms</option>
+<option>email</option><option>whatsapp</option><option>voice</option></select></label>
+<button class="primary" type="submit">Send a code</button>
+<output id="try-result"></output>
+</form>
+{notice}
+<div class="inbox"><ul id="threads" class="threads"></ul>
+<section id="messages" class="messages"></section></div>
+<noscript>
 <form method="get" action="/dev/inbox">
 <label>Recipient <input name="to" value="{to}" placeholder="+14155550123"></label>
 <button type="submit">Filter</button> <a href="/dev/inbox">All</a>
 </form>
-{notice}
-<table>
+<table class="plain">
 <thead><tr><th>Sent</th><th>To</th><th>Channel</th><th>Message</th><th>OTP</th></tr></thead>
 <tbody>{rows}</tbody>
 </table>
+</noscript>
 </body>
 </html>
 """

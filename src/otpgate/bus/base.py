@@ -30,6 +30,7 @@ import msgspec
 
 from otpgate.errors import BusError, TemporaryDeliveryError
 from otpgate.events import CloudEvent, Filter
+from otpgate.observe import metrics
 from otpgate.redact import scrub
 
 Handler = Callable[[CloudEvent], Awaitable[None]]
@@ -131,8 +132,16 @@ def take_ack(owner: object) -> Ack | None:
     return ack
 
 
-def dead_letter_event(sub: Subscription, event: CloudEvent) -> CloudEvent:
+def redacted(sub: Subscription, event: CloudEvent) -> CloudEvent:
+    """The event as ``sub``'s dead-letter queue shows it (without its secrets)."""
     return sub.redact(event) if sub.redact is not None else event
+
+
+def dead_letter_event(sub: Subscription, event: CloudEvent) -> CloudEvent:
+    """The event as ``sub``'s dead-letter queue keeps it. Every bus calls this once for each
+    event it dead-letters, which is where ``otpgate_dead_letters_total`` counts them."""
+    metrics.DEAD_LETTERS.labels(sub.name).inc()
+    return redacted(sub, event)
 
 
 def consumer_of(declared: dict[str, Subscription], name: str, handler: Handler,
@@ -221,6 +230,11 @@ class Bus(Protocol):
     async def stop(self) -> None: ...
 
     async def dead_letters(self, subscription: str | None = None) -> list[DeadLetter]: ...
+
+    async def replay(self, subscription: str, event_id: str) -> bool:
+        """Put the dead letter of ``event_id`` on ``subscription`` back on it as a new
+        delivery (counted from one again); False if there is no such dead letter."""
+        ...
 
     async def backlog(self) -> list[Backlog]:
         """One entry per declared subscription, at this moment."""

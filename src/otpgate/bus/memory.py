@@ -150,6 +150,16 @@ class MemoryBus:
     async def dead_letters(self, subscription: str | None = None) -> list[DeadLetter]:
         return [d for d in self._dead if subscription in (None, d.subscription)]
 
+    async def replay(self, subscription: str, event_id: str) -> bool:
+        for dead in self._dead:
+            if dead.subscription == subscription and dead.event.id == event_id:
+                self._dead.remove(dead)
+                self._queues.setdefault(subscription, []).append(
+                    _Entry(next(self._seq), dead.event, 0, self._clock.now()))
+                self._wake.set()
+                return True
+        return False
+
     async def backlog(self) -> list[Backlog]:
         now = self._clock.now()
         found = []

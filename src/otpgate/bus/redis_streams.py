@@ -282,6 +282,20 @@ class RedisStreamsBus:
                     found.append((letter.failed_at, len(found), letter))
         return [letter for _, _, letter in sorted(found, key=lambda f: (f[0], f[1]))]
 
+    async def replay(self, subscription: str, event_id: str) -> bool:
+        for shard in range(self._keys.shards):
+            rows = await self._conn.command("XRANGE", self._keys.dead(shard, subscription),
+                                            "-", "+", error=BusError)
+            for entry_id, fields in rows:
+                if events.decode(fields[b"e"]).id != event_id:
+                    continue
+                done = await self._conn.script(
+                    "replay", [self._keys.tag(shard)],
+                    [subscription, bytes(entry_id).decode(), number(self._clock.now())],
+                    error=BusError)
+                return bool(done == 1)
+        return False
+
     async def backlog(self) -> list[Backlog]:
         now = self._clock.now()
         totals: dict[str, list[float]] = {}

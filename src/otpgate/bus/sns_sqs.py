@@ -50,6 +50,7 @@ from otpgate.bus.base import (
     deliver,
     describe,
     finish,
+    redacted,
     wait_briefly,
 )
 from otpgate.clock import Clock
@@ -209,6 +210,8 @@ class SnsSqsBus:
             await deliver(consumer, event_of_body(message["Body"]), count)
         except Exception as exc:  # any failure is retried, then dead-lettered by SQS
             last = count >= self._max_deliveries
+            if last:  # SQS moves it at the next receive: counted here
+                dead_letter_event(consumer.sub, event_of_body(message["Body"]))
             delay = 0 if last else math.ceil(backoff(consumer.limits, count, exc))
             log.warning("%s on %s (receive %d): %s", "dead-lettering" if last else "retrying",
                         consumer.name, count, describe(exc))
@@ -260,11 +263,33 @@ class SnsSqsBus:
                 attributes = message.get("Attributes", {})
                 count = int(attributes.get("ApproximateReceiveCount", "1")) - 1
                 found.append(DeadLetter(
-                    name, dead_letter_event(sub, event),
+                    name, redacted(sub, event),
                     f"moved to the dead-letter queue by SQS after {self._max_deliveries} "
                     "receives", max(count, self._max_deliveries),
                     int(attributes.get("SentTimestamp", "0")) / 1000))
         return found
+
+    async def replay(self, subscription: str, event_id: str) -> bool:
+        """Send the dead letter back to its queue as it was received, then delete it from
+        the dead-letter queue (SQS counts its receives afresh)."""
+        if subscription not in self._subs:
+            return False
+        dlq = await self._url(self._queue(subscription) + "-dlq")
+        for message in await self._peek(dlq):
+            try:
+                found = event_of_body(message["Body"]).id == event_id
+            except (ValueError, KeyError, msgspec.DecodeError):
+                continue
+            if found:
+                async with _calling("SQS SendMessage"):
+                    await self._sqs.send_message(QueueUrl=await self.queue_url(subscription),
+                                                 MessageBody=message["Body"])
+                async with _calling("SQS DeleteMessage"):
+                    await self._sqs.delete_message(QueueUrl=dlq,
+                                                   ReceiptHandle=message["ReceiptHandle"])
+                self._wake.set()
+                return True
+        return False
 
     async def _peek(self, url: str, rounds: int = 10) -> list[dict[str, Any]]:
         """Messages of a queue, left where they are (received with no visibility

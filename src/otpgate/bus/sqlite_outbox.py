@@ -402,6 +402,26 @@ class SqliteOutboxBus:
 
         return await self._db.read(load, BusError)
 
+    async def replay(self, subscription: str, event_id: str) -> bool:
+        now = self._clock.now()
+
+        def unit(conn: sqlite3.Connection) -> bool:
+            rows = conn.execute("SELECT id, event FROM dead_letters WHERE subscription = ? "
+                                "ORDER BY id", (subscription,)).fetchall()
+            for row_id, raw in rows:
+                if events.decode(raw).id == event_id:
+                    cur = conn.execute("INSERT INTO outbox (event, created_at) VALUES (?, ?)",
+                                       (raw, now))
+                    conn.execute(_ENQUEUE, (subscription, cur.lastrowid, now))
+                    conn.execute("DELETE FROM dead_letters WHERE id = ?", (row_id,))
+                    return True
+            return False
+
+        replayed: bool = await self._db.write(unit, BusError)
+        if replayed:
+            self.notify()
+        return replayed
+
     async def backlog(self) -> list[Backlog]:
         now = self._clock.now()
 
