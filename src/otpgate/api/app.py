@@ -32,8 +32,10 @@ from otpgate.api import (
     problems,
     routes_admin,
     routes_dev,
+    routes_hooks,
     routes_otp,
     routes_receipts,
+    routes_twilio,
 )
 from otpgate.api.schemas import REQUEST_BODIES, Health, Problem, document_rules
 from otpgate.clock import Clock, SystemClock
@@ -55,7 +57,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
     warnings = devmode.check(settings)
     ctx = ApiContext(settings, clock or SystemClock())
     v1: list[HTTPRouteHandler] = [*routes_otp.handlers(ctx), *routes_admin.handlers(ctx)]
-    root: list[HTTPRouteHandler] = [*_health(ctx), *routes_receipts.receipts_handlers(ctx)]
+    root: list[HTTPRouteHandler] = [*_health(ctx), *routes_receipts.receipts_handlers(ctx),
+                                    *routes_twilio.handlers(ctx), *routes_hooks.handlers(ctx)]
     if settings.captures:
         v1.append(routes_dev.messages_handler(ctx))
     if settings.dev:
@@ -71,7 +74,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         route_handlers=[api, *_options(root), *root],
         state=State({_STATE_KEY: ctx}),
         lifespan=[_lifespan(ctx, warnings)],
-        exception_handlers=problems.exception_handlers(),
+        exception_handlers=routes_twilio.exception_handlers(problems.exception_handlers()),
         openapi_config=_openapi(settings),
         request_max_body_size=settings.server.max_body_bytes,
         logging_config=None,
