@@ -199,3 +199,13 @@ async def test_outside_dev_mode_a_key_is_taken_as_basic_or_bearer(
         assert_problem(await client.post("/v1/otp", json={"to": TO}, headers={
             "authorization": "Basic " + base64.b64encode(f"{key.id}:{secret}".encode())
             .decode()}), 401, "unauthorized")
+
+
+async def test_amount_and_payee_are_echoed_by_the_answer_they_came_with_only(
+        client: Client) -> None:
+    made = await create(client, Amount="€39.99", Payee="Acme Ltd")
+    assert (made["amount"], made["payee"]) == ("€39.99", "Acme Ltd")
+    fetched = await client.get(v2(tail=f"Verifications/{made['sid']}"))
+    assert (fetched.json()["amount"], fetched.json()["payee"]) == (None, None)
+    too_long = await client.post(v2(), data={"To": TO, "Channel": "sms", "Amount": "9" * 129})
+    assert_twilio_error(too_long, 400, 60200)

@@ -76,12 +76,16 @@ def _not_found(path: str) -> Response[bytes]:
                   f"The requested resource {path.removeprefix(PREFIX)} was not found")
 
 
-def _psd2(form: Form, name: str) -> str | None:
-    value = form.get(name)
-    if value is not None and (len(value) > _MAX_PSD2 or not value.isprintable()):
-        raise InvalidRequest(f"{name} must be printable text of at most {_MAX_PSD2} "
-                             "characters", name)
-    return value
+def _psd2(form: Form) -> tuple[str | None, str | None]:
+    """``Amount`` and ``Payee`` (PSD2), echoed in the answer they came with."""
+    values = []
+    for name in ("Amount", "Payee"):
+        value = form.get(name)
+        if value is not None and (len(value) > _MAX_PSD2 or not value.isprintable()):
+            raise InvalidRequest(f"{name} must be printable text of at most {_MAX_PSD2} "
+                                 "characters", name)
+        values.append(value)
+    return values[0], values[1]
 
 
 def handlers(ctx: ApiContext) -> list[HTTPRouteHandler]:
@@ -108,15 +112,15 @@ def handlers(ctx: ApiContext) -> list[HTTPRouteHandler]:
         return registry.get(sid)
 
     def shown(request: Request[Any, Any, Any], service: services.Service, caller: Caller,
-              otp: Otp, to: str | None, form: Form | None = None) -> Shown:
+              otp: Otp, to: str | None, psd2: tuple[str | None, str | None] = (None, None),
+              ) -> Shown:
         sid = sids().verification(otp.id)
         base = (ctx.settings.public_url or str(request.base_url)).rstrip("/")
         address = to or ctx.runtime.service.address(otp) or otp.to_masked
         return Shown(sid=sid, service_sid=service.sid, account_sid=sids().account(
             caller.tenant), to=address,
             url=f"{base}{PREFIX}/Services/{service.sid}/Verifications/{sid}",
-            amount=_psd2(form, "Amount") if form else None,
-            payee=_psd2(form, "Payee") if form else None)
+            amount=psd2[0], payee=psd2[1])
 
     async def by_sid(sid: str, service: services.Service, caller: Caller) -> Otp:
         """The OTP of a ``VE`` sid within this service (expired now if its time is up);
@@ -151,6 +155,7 @@ def handlers(ctx: ApiContext) -> list[HTTPRouteHandler]:
         service = service_of(service_sid)
         form = Form(await read_body(request))
         to, channel = form.require("To"), twilio.channel_of(form.require("Channel"))
+        psd2 = _psd2(form)
         custom = form.get("CustomCode")
         if custom is not None and not service.custom_code:
             raise InvalidRequest("this service takes no custom codes (custom_code = true in "
@@ -169,7 +174,7 @@ def handlers(ctx: ApiContext) -> list[HTTPRouteHandler]:
             raise
         address = recipients.parse(to).address
         return _json(twilio.verification(
-            result.otp, shown(request, service, caller, result.otp, address, form), sids()),
+            result.otp, shown(request, service, caller, result.otp, address, psd2), sids()),
             201)
 
     @post(f"{_BASE}/VerificationCheck", status_code=200, include_in_schema=False)
@@ -178,7 +183,7 @@ def handlers(ctx: ApiContext) -> list[HTTPRouteHandler]:
         caller = await who(request)
         service = service_of(service_sid)
         form = Form(await read_body(request))
-        code = form.require("Code")
+        code, psd2 = form.require("Code"), _psd2(form)
         sid, to = form.get("VerificationSid"), form.get("To")
         otp_service: OtpService = ctx.runtime.service
         if sid is not None:
@@ -200,7 +205,7 @@ def handlers(ctx: ApiContext) -> list[HTTPRouteHandler]:
         if not (answer.valid or answer.status is Status.PENDING or killed):
             return _dead(request.url.path, answer.status)
         return _json(twilio.verification_check(
-            otp, shown(request, service, caller, otp, address, form), answer.status.value,
+            otp, shown(request, service, caller, otp, address, psd2), answer.status.value,
             ctx.clock.now()))
 
     @get(f"{_BASE}/Verifications/{{sid:str}}", include_in_schema=False)
