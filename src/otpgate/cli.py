@@ -1,4 +1,4 @@
-"""``otpgate serve | worker | send | verify | unlock | routes | keys | bench | aws``.
+"""``otpgate serve | worker | send | verify | unlock | routes | keys | services | bench | aws``.
 
 Settings come from ``OTPGATE_*`` variables (and ``OTPGATE_CONFIG``); flags override them.
 Every command that opens the store first checks the secret key against the one the store
@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import click
 
-from otpgate import apikeys, config, devmode, redact, urls
+from otpgate import apikeys, config, devmode, redact, services, urls
 from otpgate.clock import isoformat
 from otpgate.config import Settings
 from otpgate.core import tenants
@@ -77,12 +77,22 @@ def _preflight(settings: Settings, drivers: bool = True) -> None:
     async def check() -> None:
         if drivers:
             await check_drivers(settings)
+        _check_compat(settings)
         await (await Runtime.open(settings)).close()
 
     try:
         asyncio.run(check())
     except OtpgateError as exc:
         raise click.ClickException(exc.detail) from None
+
+
+def _check_compat(settings: Settings) -> None:
+    """The Twilio Verify services and the Supabase hook secret, as the API will read them."""
+    from otpgate.compat import supabase
+
+    services.Registry.of(settings)
+    if settings.supabase_hook_secret:
+        supabase.parse_secrets(settings.supabase_hook_secret)
 
 
 def _tenant(_: click.Context, __: click.Parameter, value: str) -> str:
@@ -429,6 +439,49 @@ def webhooks_replay(event_ids: tuple[str, ...], every: bool) -> None:
     click.echo(f"replayed {len(done[True])} webhook(s)")
     if done[False]:
         raise click.ClickException(f"no dead-lettered webhook {', '.join(done[False])}")
+
+
+@main.group("services")
+def services_group() -> None:
+    """Twilio Verify services: the ServiceSids (VA…) apps on Twilio's SDK call /v2 with.
+
+    A sid configured nowhere works too, with the defaults and the sid as its purpose."""
+
+
+@services_group.command("create")
+@click.option("--name", default=None, help="A friendly name (Twilio's friendly_name).")
+@click.option("--purpose", default=None,
+              help="The purpose its codes are kept under (default: the sid, lowercased).")
+@click.option("--brand", default=None, help="The name its messages give (default: "
+              "OTPGATE_BRAND).")
+@click.option("--code-length", type=int, default=None, help="Digits of its codes.")
+@click.option("--ttl", type=int, default=None, help="Seconds its codes live.")
+@click.option("--custom-code", is_flag=True, default=False,
+              help="Let a verification bring its own code (CustomCode).")
+def services_create(name: str | None, purpose: str | None, brand: str | None,
+                    code_length: int | None, ttl: int | None, custom_code: bool) -> None:
+    """Make a ServiceSid, kept in the data dir (services.json), and print it."""
+    settings = _settings()
+    try:
+        made = services.create(services.file_of(settings), config.ServiceSettings(
+            name=name, purpose=purpose, brand=brand, code_length=code_length, ttl=ttl,
+            custom_code=custom_code), settings.policy)
+    except OtpgateError as exc:
+        raise click.ClickException(exc.detail) from None
+    click.echo(made.sid)
+
+
+@services_group.command("list")
+def services_list() -> None:
+    """Every configured service: the TOML file's and those made with services create."""
+    settings = _settings()
+    try:
+        found = services.Registry.of(settings).all()
+    except OtpgateError as exc:
+        raise click.ClickException(exc.detail) from None
+    _echo_json([{"sid": s.sid, "name": s.name, "purpose": s.purpose, "brand": s.brand,
+                 "code_length": s.code_length, "ttl": s.ttl, "custom_code": s.custom_code}
+                for s in found])
 
 
 def _add_aws() -> None:

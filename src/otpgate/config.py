@@ -110,6 +110,23 @@ class RouteSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     drivers: tuple[str, ...]
     prefix: str | None = None
     country: str | None = None
+class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[services.VA…]``: a Twilio Verify service sid and what its codes get (see
+    ``otpgate.services``); unset values are the policy's and the brand's."""
+
+    name: str | None = None
+    """The service's friendly name (Twilio's ``friendly_name``)."""
+    purpose: str | None = None
+    """The purpose its codes are kept under (default: the sid, lowercased)."""
+    brand: str | None = None
+    """The name its messages give (default: ``OTPGATE_BRAND``)."""
+    code_length: int | None = None
+    ttl: int | None = None
+    """Seconds its codes live."""
+    custom_code: bool = False
+    """Whether a verification may bring its own code (Twilio's ``CustomCode``)."""
+
+
 class AwsSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The AWS runtime's topics, and which driver a dispatch function sends with."""
 
@@ -152,6 +169,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """Driver URLs per channel, first tried first; empty means the dev capture driver."""
     routes: tuple[RouteSettings, ...] = ()
     """Routes by destination over the drivers' names (see ``otpgate.routing``)."""
+    services: dict[str, ServiceSettings] = {}
+    """Twilio Verify service sids (``VA…``) and their settings (``[services.VA…]``)."""
+    supabase_hook_secret: Secret | None = None
+    """Supabase Auth's Send-SMS hook secret(s): ``v1,whsec_…``, several comma-separated
+    while rotating."""
 
     @property
     def store_url(self) -> str:
@@ -205,6 +227,7 @@ FLAT: dict[str, tuple[str | None, str]] = {
     "webhook_timeout": ("webhook", "timeout"), "webhook_retry_for": ("webhook", "retry_for"),
     "webhook_backoff": ("webhook", "backoff"),
     "log_format": ("server", "log_format"),
+    "supabase_hook_secret": (None, "supabase_hook_secret"),
 }
 """Flat setting names (``OTPGATE_<NAME>``, or top-level keys in TOML) → (section, field)."""
 _SECTIONS = {"server": ServerSettings, "store": StoreSettings, "bus": BusSettings,
@@ -336,7 +359,7 @@ def _from_toml(path: Path) -> dict[str, Any]:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigurationError(f"cannot read {path}: {exc}") from None
-    known = set(FLAT) | {"policy", "drivers", "routes", *_SECTIONS}
+    known = set(FLAT) | {"policy", "drivers", "routes", "services", *_SECTIONS}
     if unknown := sorted(set(data) - known):
         raise ConfigurationError(f"unknown setting {unknown[0]!r} in {path}")
     if isinstance(data.get("policy"), dict):

@@ -51,11 +51,15 @@ def _derive(master: bytes, info: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(master)
 
 
-class Sealed(msgspec.Struct, frozen=True):
-    """What a dispatch event carries for its dispatcher alone."""
+class Sealed(msgspec.Struct, frozen=True, omit_defaults=True):
+    """What a dispatch event carries for its dispatcher alone: the address and the code,
+    and — for a message another service wrote (``OtpService.deliver``) — its text, which
+    holds the code too."""
 
     to: str
     code: str
+    body: str | None = None
+    subject: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,14 @@ without a caller — expiry, purges, failing undeliverable codes — is ``housek
 Every call acts for one tenant (``default`` unless told): another tenant's OTP is
 ``NotFound``, and a recipient's limits are its tenant's alone. Security events go to
 ``audit``.
+
+``deliver`` sends a code another service made (Supabase Auth, Ory Kratos), through the
+same routes, failover and limits as otpgate's own. It makes an OTP record all the same —
+the dispatcher, the send ledger, receipts, expiry and the send limits all hang on one —
+but one that otpgate can never verify: it keeps no digest of the code a check could
+match (only a digest of the message, in its own domain, to tell a retried hand-over from
+a new one), and every answer to it counts nothing, as for a recipient with no code. The
+service that made the code checks it; a second checker would only be a second way in.
 """
 
 from __future__ import annotations
@@ -18,16 +26,22 @@ from otpgate.clock import Clock
 from otpgate.core import codes, endings, ids, lifecycle, recipients, tenants
 from otpgate.core.codes import CodeGenerator
 from otpgate.core.endings import Unlocked
-from otpgate.core.intake import OtpRequest, parse_purpose, parse_request
-from otpgate.core.lifecycle import Minted, NewCode, Requested, Verdict
-from otpgate.core.otp import Delivery, Otp, Status
+from otpgate.core.intake import (
+    DeliverRequest,
+    OtpRequest,
+    parse_delivery,
+    parse_purpose,
+    parse_request,
+)
+from otpgate.core.lifecycle import Change, Minted, NewCode, Requested, Verdict
+from otpgate.core.otp import Delivery, Otp, RecipientState, Status
 from otpgate.core.policy import Policy
 from otpgate.crypto import Keyring, Sealed, seal_aad
-from otpgate.errors import NotFound, RateLimited
+from otpgate.errors import InvalidRequest, NotFound, RateLimited, SealError
 from otpgate.routing import Router
 from otpgate.store.base import Decide, Keep, Kept, Store
 
-__all__ = ["OtpRequest", "OtpService", "VerifyAnswer"]
+__all__ = ["DeliverRequest", "OtpRequest", "OtpService", "Standing", "VerifyAnswer"]
 
 DEFAULT = tenants.DEFAULT
 
@@ -43,6 +57,17 @@ class VerifyAnswer:
     attempts_left: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """A recipient's code for one purpose, as a surface that only server keys reach may
+    tell it (Twilio Verify's 20404 and 60202), where otpgate's own API answers every case
+    alike: the live code otpgate can verify, if any; else whether the last one died of
+    wrong answers (or would have: a stand-in's attempts ran out)."""
+
+    otp: Otp | None
+    spent: bool = False
+
+
 @dataclass(slots=True)
 class OtpService:
     """Request, verify and cancel codes. Holds no state of its own."""
@@ -55,32 +80,67 @@ class OtpService:
     codegen: CodeGenerator = field(default=codes.generate_code)
     audit: Audit = field(default_factory=Audit)
 
-    async def request(self, req: OtpRequest, *, tenant: str = DEFAULT) -> Requested:
-        """Create, coalesce or resend the code for (``req.to``, ``req.purpose``)."""
-        new, decide = self._request(req, tenant)
-        try:
-            return await self.store.transact(new.recipient_key, decide)
-        except RateLimited as exc:
-            self.audit.refused(exc.rule, tenant, new.to_masked)
-            raise
+    async def request(self, req: OtpRequest, *, tenant: str = DEFAULT,
+                      keep_address: bool = False) -> Requested:
+        """Create, coalesce or resend the code for (``req.to``, ``req.purpose``); with
+        ``keep_address`` the OTP keeps the address sealed (``address``)."""
+        new, decide = self._request(req, tenant, keep_address)
+        return await self._transact(new, decide, tenant)
 
     async def request_kept(self, req: OtpRequest, keep: Keep[Requested], *,
                            tenant: str = DEFAULT) -> Kept[Requested]:
         """``request`` under an idempotency slot: the answer is kept with the decision, or
         the answer kept earlier comes back and nothing is decided."""
-        new, decide = self._request(req, tenant)
+        new, decide = self._request(req, tenant, False)
         try:
             return await self.store.transact_kept(new.recipient_key, decide, keep)
         except RateLimited as exc:
             self.audit.refused(exc.rule, tenant, new.to_masked)
             raise
 
-    def _request(self, req: OtpRequest, tenant: str) -> tuple[NewCode, Decide[Requested]]:
+    async def deliver(self, req: DeliverRequest, *, tenant: str = DEFAULT) -> Requested:
+        """Send a code (or a whole message) another service made, under the send limits of
+        (``req.to``, ``req.purpose``): the very message handed over again while it is
+        pending is coalesced, any other goes out at once as a resend of the pending OTP
+        (see the module docstring for the record this makes)."""
+        parsed = parse_delivery(req, self.policy, self.router.channels())
+        rcpt, keyring = parsed.recipient, self.keyring
+        drivers = {parsed.channel: self.router.route(rcpt, parsed.channel)}
+        sealed = Sealed(to=rcpt.address, code=parsed.code, body=parsed.body,
+                        subject=parsed.subject)
+
+        def mint(otp_id: str, send_no: int) -> Minted:
+            return Minted(codes.delivery_digest(keyring.digest_key, otp_id, parsed.material),
+                          keyring.seal(sealed, seal_aad(otp_id, send_no)))
+
+        new = NewCode(
+            recipient_key=rcpt.key(keyring.digest_key, tenant), to_masked=rcpt.masked,
+            purpose=parsed.purpose, channels=(parsed.channel,), drivers=drivers,
+            code_length=len(parsed.code), locale=parsed.locale, ttl=parsed.ttl,
+            reference=None, fresh_id=ids.new_otp_id(), mint=mint, tenant=tenant,
+            external=True)
+        now, policy = self.clock.now(), self.policy
+        return await self._transact(
+            new, lambda s: lifecycle.decide_request(s, new, policy, now), tenant)
+
+    async def _transact(self, new: NewCode, decide: Decide[Requested],
+                        tenant: str) -> Requested:
+        try:
+            return await self.store.transact(new.recipient_key, decide)
+        except RateLimited as exc:
+            self.audit.refused(exc.rule, tenant, new.to_masked)
+            raise
+
+    def _request(self, req: OtpRequest, tenant: str,
+                 keep_address: bool) -> tuple[NewCode, Decide[Requested]]:
         parsed = parse_request(req, self.policy, self.router.channels())
         rcpt = parsed.recipient
         drivers = {c: self.router.route(rcpt, c) for c in parsed.channels}
-        code = self.codegen(parsed.code_length)
+        code = parsed.custom_code or self.codegen(parsed.code_length)
         keyring = self.keyring
+
+        def seal_address(otp_id: str) -> str:
+            return keyring.seal(Sealed(to=rcpt.address, code=""), _address_aad(otp_id))
 
         def mint(otp_id: str, send_no: int) -> Minted:
             sealed = keyring.seal(Sealed(to=rcpt.address, code=code), seal_aad(otp_id, send_no))
@@ -92,15 +152,29 @@ class OtpService:
             code_length=parsed.code_length, locale=parsed.locale, ttl=parsed.ttl,
             reference=parsed.reference, fresh_id=ids.new_otp_id(), mint=mint, tenant=tenant,
             app_hash=parsed.app_hash, webotp_domain=parsed.webotp_domain,
+            brand=parsed.brand, seal_address=seal_address if keep_address else None,
         )
         now, policy = self.clock.now(), self.policy
         return new, lambda s: lifecycle.decide_request(s, new, policy, now)
+
+    def address(self, otp: Otp) -> str | None:
+        """The whole address an OTP made with ``keep_address`` keeps sealed (``None`` for
+        any other, or one sealed with another key)."""
+        if not otp.address:
+            return None
+        try:
+            return self.keyring.open(otp.address, _address_aad(otp.id)).to
+        except SealError:
+            return None
 
     async def verify(self, otp_id: str, code: str, *, tenant: str = DEFAULT) -> VerifyAnswer:
         """Check ``code`` against the OTP ``otp_id``; ``NotFound`` for an unknown id (or
         another tenant's)."""
         code = codes.check_submitted(code)
         otp = await self._get(otp_id, tenant)
+        if otp.external:
+            raise InvalidRequest("this OTP carries a code another service made: that "
+                                 "service verifies it", "id")
         if otp.status is not Status.PENDING:
             self.audit.uncounted(tenant, "no-code")
             return VerifyAnswer(otp.id, False, otp.status)
@@ -164,6 +238,46 @@ class OtpService:
         self.audit.unlocked(tenant, rcpt.masked, done.was_locked, done.failures, by)
         return rcpt.masked, done
 
+    async def standing(self, to: str, purpose: str | None, country: str | None = None, *,
+                       tenant: str = DEFAULT) -> Standing:
+        """The recipient's live code for ``purpose`` (see ``Standing``); changes nothing."""
+        rcpt = recipients.parse(to, country)
+        purpose = parse_purpose(purpose)
+        now, policy = self.clock.now(), self.policy
+
+        def look(state: RecipientState | None) -> Change[Standing]:
+            if state is None:
+                return Change(result=Standing(None))
+            otp = state.pending.get(purpose)
+            if otp is not None and otp.is_live(now) and not otp.external \
+                    and not state.locked(now):
+                return Change(result=Standing(otp))
+            tries = [t for t in state.phantoms.get(purpose, []) if now - t < policy.max_ttl]
+            return Change(result=Standing(None, spent=len(tries) >= policy.max_attempts))
+
+        return await self.store.transact(rcpt.key(self.keyring.digest_key, tenant), look)
+
+    async def approve(self, otp_id: str, *, tenant: str = DEFAULT) -> Otp:
+        """Approve a pending code without an answer (the app vouches for the user); a code
+        no longer pending is returned as it is. Another service's code cannot be approved
+        here (``InvalidRequest``)."""
+        otp = await self._get(otp_id, tenant)
+        if otp.external:
+            raise InvalidRequest("this OTP carries a code another service made: that "
+                                 "service verifies it", "id")
+        if otp.status is Status.PENDING:
+            now, policy = self.clock.now(), self.policy
+            done = await self.store.transact(
+                otp.recipient, lambda s: lifecycle.decide_approve(s, otp_id, now, policy))
+            if done is not None:
+                return done
+            otp = await self._get(otp_id, tenant)
+        return otp
+
+    async def get(self, otp_id: str, *, tenant: str = DEFAULT) -> Otp:
+        """The OTP ``otp_id`` of ``tenant`` as stored; ``NotFound`` otherwise."""
+        return await self._get(otp_id, tenant)
+
     async def cancel(self, otp_id: str, *, tenant: str = DEFAULT) -> Otp:
         otp = await self._get(otp_id, tenant)
         if otp.status is Status.PENDING:
@@ -191,3 +305,7 @@ class OtpService:
         if otp is None or otp.tenant != tenant:
             raise NotFound("no OTP with this id")
         return otp
+
+
+def _address_aad(otp_id: str) -> str:
+    return f"otpgate.address.v1|{otp_id}"

@@ -33,9 +33,11 @@ from otpgate.api import (
     problems,
     routes_admin,
     routes_dev,
+    routes_hooks,
     routes_ops,
     routes_otp,
     routes_receipts,
+    routes_twilio,
     routes_web,
 )
 from otpgate.api.schemas import (
@@ -68,7 +70,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
     ctx = ApiContext(settings, clock or SystemClock())
     v1: list[HTTPRouteHandler] = [*routes_otp.handlers(ctx), *routes_admin.handlers(ctx)]
     root: list[HTTPRouteHandler] = [*_health(ctx), *routes_receipts.receipts_handlers(ctx),
-                                    *routes_ops.handlers(ctx), *routes_web.pages()]
+                                    *routes_ops.handlers(ctx), *routes_web.pages(),
+                                    *routes_twilio.handlers(ctx), *routes_hooks.handlers(ctx)]
     if settings.captures:
         v1.append(routes_dev.messages_handler(ctx))
     if settings.dev:
@@ -85,7 +88,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         route_handlers=[api, *_options(root), *root, *routes_web.asset_routers()],
         state=State({_STATE_KEY: ctx}),
         lifespan=[_lifespan(ctx, warnings)],
-        exception_handlers=problems.exception_handlers(),
+        exception_handlers=routes_twilio.exception_handlers(problems.exception_handlers()),
         openapi_config=_openapi(settings),
         request_max_body_size=settings.server.max_body_bytes,
         logging_config=None,

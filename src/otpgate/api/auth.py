@@ -8,11 +8,17 @@ failure is counted and logged by ``otpgate.audit`` (key ids only, never a secret
 
 The guard leaves the key it accepted on the request; ``caller`` reads it back as the
 ``Caller`` a handler acts for (its tenant, and whether it is an admin key).
+
+Surfaces that other software calls with its own client (Twilio Verify's SDKs, Kratos'
+courier) may also present a key as HTTP Basic (``basic=True``): the key id as user, and
+the key's secret part — or the whole key — as password.
 """
 
 from __future__ import annotations
 
+import binascii
 import hashlib
+from base64 import b64decode
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -60,10 +66,11 @@ class Authenticator:
         self._audit = audit or Audit()
         self._cache: dict[bytes, tuple[ApiKey, float]] = {}
 
-    async def check(self, authorization: str | None) -> ApiKey:
-        """The key an ``Authorization`` header carries, or ``Unauthorized``."""
+    async def check(self, authorization: str | None, *, basic: bool = False) -> ApiKey:
+        """The key an ``Authorization`` header carries (as a bearer token, or — with
+        ``basic`` — as HTTP Basic too), or ``Unauthorized``."""
         try:
-            presented = bearer(authorization)
+            presented = key_of(authorization) if basic else bearer(authorization)
             key_id = apikeys.split(presented)[0]
         except Unauthorized:
             self._audit.key_failed("missing" if not authorization else "malformed")
@@ -95,6 +102,27 @@ def bearer(authorization: str | None) -> str:
     if scheme.lower() != "bearer" or not credentials or not credentials.isascii():
         raise Unauthorized("the Authorization header must be 'Bearer <key>'")
     return credentials
+
+
+def key_of(authorization: str | None) -> str:
+    """The key of ``Bearer og_…``, or of HTTP Basic with the key id as user and the key's
+    secret part or the whole key as password; ``Unauthorized`` otherwise."""
+    scheme, _, credentials = (authorization or "").partition(" ")
+    if scheme.lower() != "basic":
+        return bearer(authorization)
+    try:
+        user, colon, password = b64decode(credentials.strip(), validate=True).decode(
+            "ascii").partition(":")
+    except (binascii.Error, ValueError):
+        raise Unauthorized("the Authorization header's Basic credentials are malformed") \
+            from None
+    if not colon or not user or not password:
+        raise Unauthorized("Basic credentials are the key id and the key (or its secret)")
+    whole = password if password.startswith(apikeys.PREFIX) else \
+        f"{apikeys.PREFIX}{user}_{password}"
+    if apikeys.split(whole)[0] != user:
+        raise Unauthorized("the Basic user is not the key's id")
+    return whole
 
 
 def caller(connection: ASGIConnection[Any, Any, Any, Any], dev: bool) -> Caller:

@@ -11,6 +11,10 @@ In:
 * **DNS rebinding** (dev mode, which needs no key): the ``Host`` must be ``localhost``, an
   IP address (which no rebinding can forge), the name the server was bound to, or the host
   of an allowed origin; otherwise 421.
+* **Server-to-server routes** (``/v2``, Twilio Verify's surface, and ``/hooks``): called
+  by other services' servers, never by a browser — one that shows itself (an ``Origin``
+  or a ``Sec-Fetch-Site``) is refused with 403, allowed origins included. Refusals under
+  ``/v2`` are Twilio's error JSON, like everything there.
 * ``HEAD`` is answered as ``GET``, without the body.
 
 Out, on every answer that does not set its own: ``Cache-Control: no-store`` (answers carry
@@ -29,9 +33,11 @@ from urllib.parse import urlsplit
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from otpgate.api import problems
+from otpgate.compat import twilio
 from otpgate.config import Settings
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_SERVER_ONLY = ("/v2/", "/hooks/")
 _OTHER_SITE = frozenset({b"cross-site", b"same-site"})
 _DEFAULTS = (
     (b"cache-control", b"no-store"),
@@ -91,15 +97,20 @@ class Edge:
                 origin = value
             elif name == b"sec-fetch-site":
                 site = value
+        path = scope.get("path", "")
         if self._check_host and not self._host_allowed(host):
             await _refuse(send, 421, "misdirected-request",
-                          "this server does not answer for that Host")
+                          "this server does not answer for that Host", path)
+            return
+        if (origin is not None or site is not None) and path.startswith(_SERVER_ONLY):
+            await _refuse(send, 403, "cross-origin-refused",
+                          "this route is for other services' servers, not for browsers", path)
             return
         if (origin is not None or site is not None) and self._cross_site(
                 scope["method"], host, origin, site):
             await _refuse(send, 403, "cross-origin-refused",
                           "requests from other sites' pages are refused; allow an origin "
-                          "with OTPGATE_ALLOWED_ORIGINS")
+                          "with OTPGATE_ALLOWED_ORIGINS", path)
             return
         head = scope["method"] == "HEAD"
         if head:
@@ -151,10 +162,12 @@ def _with_head(allow: bytes) -> bytes:
     return b", ".join(sorted(methods))
 
 
-async def _refuse(send: Send, status: int, slug: str, detail: str) -> None:
-    body = problems.encode(status, slug, detail)
+async def _refuse(send: Send, status: int, slug: str, detail: str, path: str) -> None:
+    media, body = problems.MEDIA_TYPE, problems.encode(status, slug, detail)
+    if path == "/v2" or path.startswith("/v2/"):
+        media, body = "application/json", twilio.error_body(20000 + status, detail, status)
     await send({"type": "http.response.start", "status": status, "headers": _with_defaults([
-        (b"content-type", problems.MEDIA_TYPE.encode()),
+        (b"content-type", media.encode()),
         (b"content-length", str(len(body)).encode()),
     ])})
     await send({"type": "http.response.body", "body": body, "more_body": False})

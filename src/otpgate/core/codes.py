@@ -62,6 +62,14 @@ def digest(key: bytes, otp_id: str, code: str) -> bytes:
     return hmac.new(key, msg, hashlib.sha256).digest()
 
 
+def delivery_digest(key: bytes, otp_id: str, message: str) -> bytes:
+    """HMAC-SHA256 of a message another service handed over for delivery (its code, or its
+    whole text), bound to the OTP: kept to tell a retried hand-over from a new message.
+    Its own domain, so that it can never pass for the digest of a code otpgate checks."""
+    msg = b"otpgate.delivery.v1\x00" + otp_id.encode() + b"\x00" + message.encode()
+    return hmac.new(key, msg, hashlib.sha256).digest()
+
+
 def matches(key: bytes, otp_id: str, code: str, stored: bytes) -> bool:
     """Constant-time comparison of a submitted code against a stored digest."""
     return hmac.compare_digest(digest(key, otp_id, code), stored)

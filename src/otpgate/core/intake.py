@@ -7,7 +7,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from otpgate.core import autofill, locales, recipients
+from otpgate.core import autofill, codes, locales, recipients
 from otpgate.core.policy import Policy
 from otpgate.core.recipients import Recipient
 from otpgate.errors import InvalidRequest
@@ -21,6 +21,12 @@ _REFERENCE = re.compile(REFERENCE_PATTERN, re.ASCII)
 PHONE_CHANNELS = frozenset({"sms", "voice", "whatsapp"})
 EMAIL_CHANNELS = frozenset({"email"})
 MAX_CHANNELS = 4
+MAX_BRAND = 30
+"""The longest brand a request may name (Twilio's limit for a friendly name)."""
+BODY_CHANNELS = frozenset({"sms", "email"})
+"""Channels a whole message handed over by another service may go out on."""
+MAX_BODY = {"sms": 1600, "email": 10_000}
+MAX_SUBJECT = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +44,45 @@ class OtpRequest:
     country: str | None = None
     app_hash: str | None = None
     webotp_domain: str | None = None
+    brand: str | None = None
+    """The name the message gives, instead of the configured brand."""
+    custom_code: str | None = None
+    """A code the caller chose (Twilio Verify's ``CustomCode``, where its service allows
+    it); otpgate makes one otherwise."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverRequest:
+    """A code — or a whole message — another service made, for otpgate to deliver only
+    (Supabase Auth's Send-SMS hook, Ory Kratos' courier); not yet validated. With ``body``
+    the text goes out as it is, otherwise otpgate's template carries ``code``."""
+
+    to: str
+    code: str | None = None
+    body: str | None = None
+    subject: str | None = None
+    channel: str | None = None
+    purpose: str | None = None
+    locale: str | None = None
+    country: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedDelivery:
+    recipient: Recipient
+    channel: str
+    purpose: str
+    locale: str
+    ttl: int
+    code: str
+    """The code, or ``""`` for a message that carries none (a notice)."""
+    body: str | None
+    subject: str | None
+
+    @property
+    def material(self) -> str:
+        """Everything the recipient will read: what a repeated hand-over repeats."""
+        return "\x00".join((self.code, self.subject or "", self.body or ""))
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +98,8 @@ class ParsedRequest:
     reference: str | None
     app_hash: str | None = None
     webotp_domain: str | None = None
+    brand: str | None = None
+    custom_code: str | None = None
 
 
 def parse_request(req: OtpRequest, policy: Policy,
@@ -62,13 +109,69 @@ def parse_request(req: OtpRequest, policy: Policy,
     rcpt = recipients.parse(req.to, req.country)
     channels = parse_channels(rcpt, req.channel, req.channels, available)
     purpose = parse_purpose(req.purpose)
+    custom = parse_custom_code(req.custom_code, req.code_length)
     return ParsedRequest(recipient=rcpt, channels=channels, purpose=purpose,
-                         code_length=policy.code_length(req.code_length),
+                         code_length=policy.code_length(
+                             len(custom) if custom is not None else req.code_length),
                          ttl=policy.ttl(req.ttl_seconds),
                          locale=parse_locale(req.locale, rcpt),
                          reference=parse_reference(req.reference),
                          app_hash=autofill.parse_app_hash(req.app_hash),
-                         webotp_domain=autofill.parse_webotp_domain(req.webotp_domain))
+                         webotp_domain=autofill.parse_webotp_domain(req.webotp_domain),
+                         brand=parse_brand(req.brand), custom_code=custom)
+
+
+def parse_delivery(req: DeliverRequest, policy: Policy,
+                   available: frozenset[str]) -> ParsedDelivery:
+    """Validate a hand-over: a code of 4 to 10 digits, or a text of its own for SMS or
+    e-mail (or both); ``InvalidRequest`` naming the first bad field."""
+    rcpt = recipients.parse(req.to, req.country)
+    (channel,) = parse_channels(rcpt, req.channel, None, available)
+    if req.code is None and req.body is None:
+        raise InvalidRequest("a code or a message body is required", "code")
+    code = "" if req.code is None else codes.check_submitted(req.code)
+    body = req.body
+    if body is not None:
+        if channel not in BODY_CHANNELS:
+            raise InvalidRequest(f"a message of its own cannot go out on {channel!r}",
+                                 "channel")
+        if not isinstance(body, str) or not body.strip() or len(body) > MAX_BODY[channel] \
+                or not _printable(body):
+            raise InvalidRequest(f"the body must be printable text of at most "
+                                 f"{MAX_BODY[channel]} characters", "body")
+    subject = req.subject or None
+    if subject is not None and (not isinstance(subject, str) or len(subject) > MAX_SUBJECT
+                                or not subject.isprintable()):
+        raise InvalidRequest(f"the subject must be one printable line of at most "
+                             f"{MAX_SUBJECT} characters", "subject")
+    return ParsedDelivery(recipient=rcpt, channel=channel, purpose=parse_purpose(req.purpose),
+                          locale=parse_locale(req.locale, rcpt), ttl=policy.default_ttl,
+                          code=code, body=body, subject=subject if channel == "email" else None)
+
+
+def _printable(text: str) -> bool:
+    """Printable but for line breaks and tabs."""
+    return text.replace("\n", "").replace("\r", "").replace("\t", "").isprintable()
+
+
+def parse_brand(value: str | None) -> str | None:
+    if value is not None and (
+            not isinstance(value, str) or not 1 <= len(value) <= MAX_BRAND
+            or not value.isprintable() or value.strip() != value):
+        raise InvalidRequest(f"the brand must be 1 to {MAX_BRAND} printable characters, "
+                             "without surrounding spaces", "brand")
+    return value
+
+
+def parse_custom_code(value: str | None, code_length: int | None) -> str | None:
+    """A code the caller chose: 4 to 10 ASCII digits (the policy's shortest code length
+    applies too), matching ``code_length`` if that is given as well."""
+    if value is None:
+        return None
+    code = codes.check_submitted(value)
+    if code_length is not None and code_length != len(code):
+        raise InvalidRequest("the custom code must have code_length digits", "code_length")
+    return code
 
 
 def parse_channels(rcpt: Recipient, channel: str | None, channels: Sequence[str] | None,

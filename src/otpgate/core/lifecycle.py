@@ -9,6 +9,7 @@ so every backend shares these rules.
 from __future__ import annotations
 
 import enum
+import hmac
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -60,6 +61,13 @@ class NewCode:
     tenant: str = tenants.DEFAULT
     app_hash: str | None = None
     webotp_domain: str | None = None
+    external: bool = False
+    """The code was made by another service: otpgate delivers it and never verifies it
+    (``mint`` then digests the message with ``codes.delivery_digest``)."""
+    brand: str | None = None
+    seal_address: Callable[[str], str] | None = None
+    """Seals the recipient's address for an OTP id, where the OTP must keep it (see
+    ``Otp.address``)."""
 
 
 Finder = Callable[[RecipientState], Otp | None]
@@ -177,6 +185,8 @@ def dispatch_event(otp: Otp, channel: str, driver: str, fallbacks: list[str],
         data["app_hash"] = otp.app_hash
     if otp.webotp_domain is not None:
         data["webotp_domain"] = otp.webotp_domain
+    if otp.brand is not None:
+        data["brand"] = otp.brand
     return events.new(EventType.DISPATCH, otp.id, data, now, channel=channel, driver=driver)
 
 
@@ -194,7 +204,7 @@ def decide_request(
     change: Change[Requested] = Change(result=None, state=state)  # type: ignore[arg-type]
     sweep(state, policy, now, change)
     current = state.pending.get(req.purpose)
-    if current is not None and now < current.resend_after:
+    if current is not None and _coalesces(current, req, now):
         change.result = Requested(current, Outcome.COALESCED,
                                   attempts_left(current, state, policy))
         if not change.otps:
@@ -212,14 +222,18 @@ def decide_request(
         otp.channels = list(req.channels)
         otp.code_length, otp.locale, otp.reference = req.code_length, req.locale, req.reference
         otp.app_hash, otp.webotp_domain = req.app_hash, req.webotp_domain
+        otp.external, otp.brand = req.external, req.brand
         otp.routes = {c: list(req.drivers[c]) for c in req.channels}
         otp.expires_at = now + req.ttl
         outcome = Outcome.RESENT
+    if req.seal_address is not None and not otp.address:
+        otp.address = req.seal_address(otp.id)
     minted = req.mint(otp.id, otp.send_count)
     otp.digest = minted.digest
     otp.sealed = minted.sealed
     otp.resend_after = now + policy.resend_cooldown
     otp.updated_at = now
+    otp.sent_at = [*otp.sent_at, now]
     state.pending[req.purpose] = otp
     state.sends[req.purpose] = [*state.sends.get(req.purpose, []), now]
     state.sent = [*state.sent, now]
@@ -231,6 +245,20 @@ def decide_request(
     return change
 
 
+def _coalesces(current: Otp, req: NewCode, now: float) -> bool:
+    """Whether a request is answered by the code pending for its purpose, sending nothing.
+    otpgate's own codes coalesce before ``resend_after``. A code another service made
+    coalesces only with the very message pending (a retried hand-over): a new one must go
+    out at once, or the user would get a code its maker no longer accepts. Neither kind
+    coalesces with the other."""
+    if current.external != req.external:
+        return False
+    if not req.external:
+        return now < current.resend_after
+    return hmac.compare_digest(req.mint(current.id, current.send_count).digest,
+                               current.digest)
+
+
 def _new_otp(req: NewCode, policy: Policy, now: float) -> Otp:
     return Otp(
         id=req.fresh_id, recipient=req.recipient_key, to_masked=req.to_masked,
@@ -239,7 +267,8 @@ def _new_otp(req: NewCode, policy: Policy, now: float) -> Otp:
         failed_attempts=0, max_attempts=policy.max_attempts, created_at=now,
         expires_at=now + req.ttl, resend_after=now, updated_at=now, reference=req.reference,
         routes={c: list(req.drivers[c]) for c in req.channels}, tenant=req.tenant,
-        app_hash=req.app_hash, webotp_domain=req.webotp_domain,
+        app_hash=req.app_hash, webotp_domain=req.webotp_domain, external=req.external,
+        brand=req.brand, sent_at=[],
     )
 
 
@@ -273,6 +302,8 @@ def decide_verify(
     change: Change[Verdict] = Change(result=None, state=state)  # type: ignore[arg-type]
     sweep(state, policy, now, change)
     otp = None if state.locked(now) else find(state)
+    if otp is not None and otp.external:
+        otp = None  # another service's code: it alone verifies it
     if otp is not None and check(otp.id, otp.digest):
         change.result = _approve(state, otp, policy, now, change)
         return change
@@ -296,13 +327,32 @@ def decide_verify(
     return change
 
 
+def decide_approve(
+    state: RecipientState | None, otp_id: str, now: float, policy: Policy
+) -> Change[Otp | None]:
+    """Approve the pending code ``otp_id`` without an answer (the app's word that the user
+    is verified: Twilio Verify's ``Status=approved``); ``None`` when it is not pending, or
+    is another service's code."""
+    if state is None:
+        return Change(result=None)
+    change: Change[Otp | None] = Change(result=None, state=state)
+    sweep(state, policy, now, change)
+    otp = state.find(otp_id)
+    if otp is not None and not otp.external:
+        _approve(state, otp, policy, now, change)
+        change.result = otp
+    elif not change.otps:
+        change.state = None
+    return change
+
+
 def _check_nothing(check: Checker) -> None:
     """The work of a code check where there is no code to check."""
     check("", b"")
 
 
 def _approve(state: RecipientState, otp: Otp, policy: Policy, now: float,
-             change: Change[Verdict]) -> Verdict:
+             change: Change[T]) -> Verdict:
     del state.pending[otp.purpose]
     reset_failures(state)
     state.phantoms.pop(otp.purpose, None)

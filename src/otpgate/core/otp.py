@@ -67,6 +67,19 @@ class Otp(msgspec.Struct, kw_only=True):
     """The Android SMS Retriever hash the latest send's SMS ends with, if asked for."""
     webotp_domain: str | None = None
     """The domain of the latest send's WebOTP line (``@domain #code``), if asked for."""
+    external: bool = False
+    """The latest send's code was made by another service (a Supabase Auth or Ory Kratos
+    hook), which verifies it: otpgate only delivers it and never checks an answer against
+    it. ``digest`` is then a digest of the message handed over (``codes.delivery_digest``),
+    which tells a repeated hand-over from a new one."""
+    brand: str | None = None
+    """The name the latest send's message gives, where the request named one (otherwise
+    the configured brand)."""
+    address: str = ""
+    """The recipient's address sealed for this OTP alone (``Keyring.seal``), kept for the
+    surfaces that must show it whole (Twilio Verify's ``to``); empty for every other OTP."""
+    sent_at: list[float] = []
+    """When each of its sends was made."""
 
     @property
     def attempts_left(self) -> int:

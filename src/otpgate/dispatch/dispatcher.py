@@ -17,7 +17,10 @@ permanent, or broken driver   ┴→ fallbacks left? ledger queued on the next d
 sealed payload won't open     → ledger failed,  delivery_failed.v1 (no retry, no failover)
 code expired / superseded     → ledger expired, nothing sent
 ```
-Neither events nor logs carry the code, the full address or the sealed payload.
+A message another service wrote (``OtpService.deliver``) travels sealed with the code and
+goes out as it is; every other message is this locale's template around the code, with the
+request's brand where it named one. Neither events nor logs carry the code, the full
+address or the sealed payload.
 """
 
 from __future__ import annotations
@@ -38,8 +41,8 @@ from otpgate.bus.base import (
     describe,
 )
 from otpgate.clock import Clock
-from otpgate.core import autofill
-from otpgate.core.messages import Templates, segments
+from otpgate.core import autofill, intake
+from otpgate.core.messages import Rendered, Templates, segments
 from otpgate.core.otp import Delivery, DeliveryStatus, SendKey, Status
 from otpgate.crypto import Keyring, seal_aad
 from otpgate.dispatch.outcome import Outcome, classify, retried
@@ -85,6 +88,8 @@ class DispatchData(msgspec.Struct, frozen=True, kw_only=True):
     fallbacks: tuple[str, ...] = ()
     app_hash: _AppHash | None = None
     webotp_domain: _WebOtpDomain | None = None
+    brand: Annotated[str, msgspec.Meta(min_length=1, max_length=intake.MAX_BRAND)] | None = None
+    """The name the message gives, where the request named one."""
 
     @property
     def key(self) -> SendKey:
@@ -164,7 +169,11 @@ class Dispatcher:
         except SealError as exc:
             await self._fail(data, claim, f"sealed payload rejected: {exc}", permanent=True)
             return
-        await self._send(event, data, claim, sealed.to, sealed.code)
+        text = None
+        if sealed.body is not None:  # another service's own text
+            subject = sealed.subject or data.brand or self._brand
+            text = Rendered(sealed.body, subject if data.channel == "email" else None)
+        await self._send(event, data, claim, sealed.to, sealed.code, text)
 
     async def _parse(self, event: CloudEvent) -> DispatchData | None:
         """The event's data, or ``None`` once a malformed event has been recorded."""
@@ -209,11 +218,14 @@ class Dispatcher:
         return None
 
     async def _send(self, event: CloudEvent, data: DispatchData, claim: Claim, to: str,
-                    code: str) -> None:
-        minutes = max(1, math.ceil((data.expires_at - self._clock.now()) / 60))
-        text = self._templates.render(
-            data.channel, data.locale, self._brand, code, minutes, app_hash=data.app_hash,
-            webotp_domain=data.webotp_domain or self._webotp_domain)
+                    code: str, text: Rendered | None) -> None:
+        """Send the message: ``text`` as it is when another service wrote it, otherwise
+        this locale's template around ``code``."""
+        if text is None:
+            minutes = max(1, math.ceil((data.expires_at - self._clock.now()) / 60))
+            text = self._templates.render(
+                data.channel, data.locale, data.brand or self._brand, code, minutes,
+                app_hash=data.app_hash, webotp_domain=data.webotp_domain or self._webotp_domain)
         if data.app_hash and data.channel == "sms" and segments(text.body).parts > 1:
             log.warning("send %s: the SMS takes more than one segment, and SMS Retriever "
                         "reads only messages of up to 140 bytes", data.key)
