@@ -34,7 +34,7 @@ from typing import Any
 import redis
 
 from benchmarks import run
-from otpgate.store.redis_keys import Keys
+from otpgate.redisio.keys import Keys
 
 API_CMD = ("{python} -m otpgate serve --api-only --dev --host {host} --port {port} "
            "--workers 2")

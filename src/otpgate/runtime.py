@@ -33,6 +33,7 @@ from otpgate.drivers.base import (
     driver_concurrency,
     driver_name,
 )
+from otpgate.drivers.capture import CaptureDriver
 from otpgate.drivers.wrappers import innermost
 from otpgate.errors import ConfigurationError, InvalidRequest
 from otpgate.housekeeping import FailureWatcher, Housekeeping
@@ -249,6 +250,8 @@ class Runtime:
         if name not in self.driver_urls:
             return None
         driver = innermost(self.open_drivers()[name])
+        if isinstance(driver, CaptureDriver) and not self.settings.dev:
+            return None  # played receipts carry no signature: dev mode only
         return driver if isinstance(driver, ReceiptReader) else None
 
     @property

@@ -10,6 +10,7 @@ wins.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
@@ -112,3 +113,14 @@ def mask(url: str) -> str:
 def is_secret_option(name: str) -> bool:
     lowered = name.lower()
     return any(s in lowered for s in SECRET_OPTIONS)
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost``, or an address in 127.0.0.0/8 or ``::1``: where plain http stays on
+    this machine."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

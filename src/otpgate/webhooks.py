@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 import logging
 import random
 from datetime import UTC, datetime
@@ -29,7 +28,7 @@ from urllib.parse import urlsplit
 import httpx
 from standardwebhooks.webhooks import Webhook
 
-from otpgate import events
+from otpgate import events, urls
 from otpgate.bus.base import Limits, Subscription, delivery_number
 from otpgate.clock import Clock
 from otpgate.config import WebhookSettings
@@ -87,19 +86,11 @@ def check_url(url: str) -> str:
     host = parts.hostname or ""
     if parts.scheme not in ("https", "http") or not host:
         raise ConfigurationError("OTPGATE_WEBHOOK_URL is an https:// URL")
-    if parts.scheme == "http" and not _is_loopback(host):
+    if parts.scheme == "http" and not urls.is_loopback(host):
         raise ConfigurationError("OTPGATE_WEBHOOK_URL: http:// only to a loopback host; "
                                  "use https:// elsewhere")
     return url
 
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class WebhookSender:

@@ -15,7 +15,7 @@ from tests.aws.conftest import PHONE, Deployment, answer, fixture, http_event, s
 
 def api_key(api: ApiHost) -> str:
     store = context_of(api.app).runtime.backend.store
-    _, key = api.run(apikeys.create(store, "test", api.clock.now()))
+    _, key = api.run(apikeys.create(store, "test", api.clock.now(), admin=True))
     return key
 
 

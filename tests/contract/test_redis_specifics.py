@@ -22,9 +22,9 @@ from otpgate.core.policy import Policy
 from otpgate.crypto import Keyring
 from otpgate.errors import BusError, StoreError
 from otpgate.events import CloudEvent, EventType, Filter
+from otpgate.redisio.keys import Keys
 from otpgate.routing import StaticRouter
 from otpgate.service import OtpRequest, OtpService
-from otpgate.store.redis_keys import Keys
 from tests import redis_servers
 from tests.contract.conftest import BACKENDS, Recorder, emitting, event, require, subscribe
 
@@ -329,8 +329,10 @@ async def test_a_consumer_whose_lease_was_taken_over_cannot_settle_its_successor
 ) -> None:
     slow, fast = [await open_redis(server.url, clock) for _ in range(2)]
     slow_may_finish, fast_started, never = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    slow_started = asyncio.Event()
 
     async def first(evt: CloudEvent) -> None:
+        slow_started.set()
         await slow_may_finish.wait()
 
     async def second(evt: CloudEvent) -> None:
@@ -342,7 +344,7 @@ async def test_a_consumer_whose_lease_was_taken_over_cannot_settle_its_successor
         await subscribe(fast.bus, "held", Filter(), second, lease=10)
         await slow.store.transact("r", lambda s: emitting([event(EventType.SENT, OTP, 0)]))
         late = asyncio.create_task(slow.bus.pump())
-        await asyncio.sleep(0.05)
+        await asyncio.wait_for(slow_started.wait(), 5)  # the slow one holds it
         clock.advance(11)  # the slow one's lease ran out: the fast one takes over
         taking = asyncio.create_task(fast.bus.pump())
         await asyncio.wait_for(fast_started.wait(), 5)

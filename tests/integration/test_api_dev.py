@@ -74,12 +74,12 @@ async def test_the_inbox_escapes_the_filter_and_says_when_it_is_malformed(
     assert 'value="&quot;&gt;&lt;script&gt;x&lt;/script&gt;"' in page.text
 
 
-async def test_captures_allowed_outside_dev_mode_need_a_key_and_have_no_inbox_page(
+async def test_captures_allowed_outside_dev_mode_need_an_admin_key_and_have_no_inbox_page(
     make_client: Any,
 ) -> None:
     async with make_client(dev=False, allow_capture=True) as c:
         assert_problem(await c.get("/v1/dev/messages"), 401, "unauthorized")
-        _, key = await apikeys.create(runtime_of(c).backend.store, "dev", START)
+        _, key = await apikeys.create(runtime_of(c).backend.store, "dev", START, admin=True)
         listed = await c.get("/v1/dev/messages", headers={"authorization": f"Bearer {key}"})
         assert (listed.status_code, listed.json()) == (200, [])
         assert_problem(await c.get("/dev/inbox"), 404, "not-found")

@@ -118,9 +118,30 @@ async def test_a_failed_receipt_with_no_driver_left_fails_the_otp(client: Client
     assert body["channels"][0]["status"] == "failed"
 
 
-async def test_receipts_need_no_api_key_outside_dev_mode(make_client: Any) -> None:
+async def test_played_receipts_are_refused_outside_dev_mode_where_they_could_be_forged(
+    make_client: Any,
+) -> None:
+    """A capture receipt carries no signature and its id can be derived from an OTP id: with
+    captures allowed outside dev mode (OTPGATE_ALLOW_CAPTURE), nobody may play one."""
     async with make_client(dev=False, allow_capture=True) as client:
         response = await client.post("/v1/receipts/capture",
-                                     json={"id": "cap_x", "status": "delivered"})
-        assert response.status_code == 200
+                                     json={"id": "cap_x", "status": "failed"})
+        assert_problem(response, 404, "not-found")
         assert (await client.post("/v1/otp", json={"to": PHONE})).status_code == 401
+
+
+async def test_captured_messages_outside_dev_mode_are_for_admin_keys_only(
+    make_client: Any,
+) -> None:
+    """Captures are not kept per tenant: a tenant's key must not read another's codes."""
+    from otpgate import apikeys
+    from tests.integration.conftest import START
+
+    async with make_client(dev=False, allow_capture=True) as client:
+        store = runtime_of(client).backend.store
+        _, shop = await apikeys.create(store, "shop", START, tenant="acme")
+        _, ops = await apikeys.create(store, "ops", START, tenant="acme", admin=True)
+        plain = await client.get("/v1/dev/messages", headers={"authorization": f"Bearer {shop}"})
+        assert_problem(plain, 403, "forbidden")
+        admin = await client.get("/v1/dev/messages", headers={"authorization": f"Bearer {ops}"})
+        assert admin.status_code == 200

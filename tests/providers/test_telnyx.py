@@ -121,9 +121,20 @@ def telnyx(server: StandIn, *, key: str = API_KEY, sender: str = "+15550001111",
     return driver
 
 
-async def test_an_sms_is_posted_as_telnyx_expects_it(stand_in: StartStandIn) -> None:
+async def test_no_webhook_is_asked_for_that_could_not_be_verified(
+    stand_in: StartStandIn,
+) -> None:
+    """Without public_key= every webhook would be refused: Telnyx is given no URL."""
     server = stand_in(telnyx_api)
     driver = telnyx(server)
+    await driver.send(message())
+    await driver.close()
+    assert "webhook_url" not in server.calls[0].json()
+
+
+async def test_an_sms_is_posted_as_telnyx_expects_it(stand_in: StartStandIn) -> None:
+    server = stand_in(telnyx_api)
+    driver = telnyx(server, extra=f"&public_key={quote(PUBLIC_KEY, safe='')}")
     receipt = await driver.send(message())
     await driver.close()
     [call] = server.calls

@@ -98,6 +98,19 @@ async def test_a_messaging_service_is_the_sender_when_the_url_names_one(
     assert "StatusCallback" not in form
 
 
+async def test_an_api_key_without_the_auth_token_asks_for_no_callback(
+    stand_in: StartStandIn,
+) -> None:
+    """Twilio signs callbacks with the account's Auth Token: without it every callback
+    would be refused, so none is asked for."""
+    server = stand_in(twilio_api)
+    driver = twilio(server, user="SK" + "2" * 32, secret="keysecret",
+                    extra=f"&account_sid={SID}")
+    await driver.send(message())
+    await driver.close()
+    assert "StatusCallback" not in server.calls[0].form()
+
+
 async def test_an_api_key_authenticates_for_its_account(stand_in: StartStandIn) -> None:
     server = stand_in(twilio_api)
     driver = twilio(server, user="SK" + "2" * 32, secret="keysecret",
@@ -304,3 +317,9 @@ async def test_a_twilio_status_callback_through_the_api_marks_the_code_delivered
         assert taken.json() == {"received": True, "moved": 1}
         [channel] = (await client.get(f"/v1/otp/{otp['id']}", headers=auth)).json()["channels"]
         assert (channel["status"], channel["driver"]) == ("delivered", "twilio")
+
+
+@pytest.mark.parametrize("base", ["http://api.example.com", "http://10.0.0.5:8080"])
+def test_a_plain_http_base_url_beyond_loopback_is_refused(base: str) -> None:
+    with pytest.raises(ConfigurationError, match="in clear"):
+        open_driver(f"twilio://{SID}:{TOKEN}@+15550001111?base_url={base}", context())

@@ -95,7 +95,7 @@ def vonage(server: StandIn, *, secret: str = SECRET, sender: str = "AcmeInc",
 
 async def test_an_sms_is_posted_as_vonage_expects_it(stand_in: StartStandIn) -> None:
     server = stand_in(vonage_api)
-    driver = vonage(server)
+    driver = vonage(server, extra=f"&signature_secret={SIGNATURE_SECRET}")
     receipt = await driver.send(message())
     await driver.close()
     [call] = server.calls
@@ -145,6 +145,17 @@ async def test_the_sender_is_taken_verbatim_and_from_may_name_it(
     await number.close()
     await named.close()
     assert [call.form()["from"] for call in server.calls] == ["15550001111", "AcmeBank"]
+
+
+async def test_no_callback_is_asked_for_that_could_not_be_verified(
+    stand_in: StartStandIn,
+) -> None:
+    """Without signature_secret= every receipt would be refused: Vonage is given none."""
+    server = stand_in(vonage_api)
+    driver = vonage(server)
+    await driver.send(message())
+    await driver.close()
+    assert "callback" not in server.calls[0].form()
 
 
 async def test_no_callback_is_passed_without_a_public_url_or_past_100_characters(

@@ -7,7 +7,7 @@ from redis.crc import key_slot
 
 from otpgate.errors import ConfigurationError
 from otpgate.redisio.conn import connect
-from otpgate.store.redis_keys import Keys
+from otpgate.redisio.keys import Keys
 
 
 @pytest.mark.parametrize(("url", "cluster", "shards"), [

@@ -189,7 +189,7 @@ def _announce(settings: Settings) -> None:
         log.info("otpgate API up: every /v1 request needs an API key (store %s)", store)
         if settings.captures:
             log.warning("the capture driver is allowed outside dev mode: "
-                        "GET /v1/dev/messages shows message bodies to any API key")
+                        "GET /v1/dev/messages shows message bodies to admin keys")
 
 
 def _health(ctx: ApiContext) -> list[HTTPRouteHandler]:

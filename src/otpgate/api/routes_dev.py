@@ -11,15 +11,15 @@ refreshed every few seconds.
 from __future__ import annotations
 
 from html import escape
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
-from litestar import MediaType, Response, get
+from litestar import MediaType, Request, Response, get
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import ResponseSpec
 from litestar.params import FromQuery, QueryParameter
 
-from otpgate.api import ApiContext
+from otpgate.api import ApiContext, auth
 from otpgate.api.problems import MEDIA_TYPE as PROBLEM
 from otpgate.api.routes_web import PAGE_HEADERS
 from otpgate.api.schemas import MessageOut, Problem
@@ -70,6 +70,7 @@ def messages_handler(ctx: ApiContext) -> HTTPRouteHandler:
                                       "or limit or before is malformed",
                                       media_type=PROBLEM, generate_examples=False)})
     async def dev_messages(
+        request: Request[Any, Any, Any],
         to: FromQuery[str | None] = None,
         limit: Annotated[str | None, QueryParameter(
             name="limit", required=False,
@@ -80,6 +81,9 @@ def messages_handler(ctx: ApiContext) -> HTTPRouteHandler:
             description="only messages captured before the message with this id (the "
                         "last of the previous page); an unknown id gives an empty page")] = None,
     ) -> Response[bytes]:
+        # Captures are not kept per tenant: outside dev mode (OTPGATE_ALLOW_CAPTURE) only
+        # an admin key may read them.
+        auth.require_admin(auth.caller(request, ctx.settings.dev))
         found = await ctx.runtime.backend.capture.list(_address(to), _limit(limit),
                                                        _before(before))
         body = _ENCODER.encode([

@@ -20,9 +20,9 @@ from otpgate.clock import Clock
 from otpgate.errors import BusError
 from otpgate.events import CloudEvent
 from otpgate.redisio.conn import RedisConn
+from otpgate.redisio.keys import GROUP
 from otpgate.redisio.pipeline import Arg
-from otpgate.store.redis_keys import GROUP
-from otpgate.store.redis_records import encode, lua, number
+from otpgate.redisio.records import encode, lua, number
 
 log = logging.getLogger(__name__)
 

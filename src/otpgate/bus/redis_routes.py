@@ -20,8 +20,8 @@ from otpgate import events as cloudevents
 from otpgate.errors import OtpgateError, StoreError
 from otpgate.events import CloudEvent, Filter
 from otpgate.redisio.conn import RedisConn
-from otpgate.store.redis_keys import VERSION_FIELD
-from otpgate.store.redis_records import lua
+from otpgate.redisio.keys import VERSION_FIELD
+from otpgate.redisio.records import lua
 
 _filter_of = msgspec.json.Decoder(Filter)
 STALE = -1

@@ -50,8 +50,8 @@ from otpgate.clock import Clock
 from otpgate.errors import BusError, OtpgateError
 from otpgate.events import CloudEvent
 from otpgate.redisio.conn import RedisConn
-from otpgate.store.redis_keys import GROUP
-from otpgate.store.redis_records import encode, number
+from otpgate.redisio.keys import GROUP
+from otpgate.redisio.records import encode, number
 
 log = logging.getLogger(__name__)
 

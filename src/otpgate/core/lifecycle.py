@@ -159,6 +159,7 @@ def otp_event(type_: EventType, otp: Otp, now: float, **extra: object) -> CloudE
         "purpose": otp.purpose,
         "status": otp.status.value,
         "send_count": otp.send_count,
+        "tenant": otp.tenant,
     }
     if otp.reference is not None:
         data["reference"] = otp.reference

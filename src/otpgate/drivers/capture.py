@@ -12,8 +12,9 @@ A repeated send (same idempotency key) is kept once and answers with the same id
 
 Delivery receipts can be played by hand, as a provider would send them:
 ``POST /v1/receipts/capture`` with ``{"id": "cap_…", "status": "delivered"}`` (or
-``"failed"`` with an ``"error_code"``). The capture driver exists only in dev mode, so
-these need no signature.
+``"failed"`` with an ``"error_code"``). They carry no signature, so they are taken in dev
+mode only — never where captures are merely allowed (``OTPGATE_ALLOW_CAPTURE``), since a
+message id can be derived from an OTP id.
 """
 
 from __future__ import annotations

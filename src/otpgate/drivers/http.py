@@ -28,7 +28,7 @@ import math
 import time
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import httpx
@@ -83,7 +83,12 @@ def base_url_of(options: Mapping[str, str], default: str | None) -> str:
         raise ConfigurationError("this driver needs base_url= (its origin is per account)")
     if not raw.startswith(("https://", "http://")):
         raise ConfigurationError(f"base_url must be an http(s) URL, not {urls.mask(raw)!r}")
+    if raw.startswith("http://") and not urls.is_loopback(urlsplit(raw).hostname or ""):
+        raise ConfigurationError(
+            f"base_url {urls.mask(raw)!r} would send the credentials in clear: plain http "
+            "is for loopback only (tests, a local proxy); use https")
     return raw.rstrip("/")
+
 
 
 def client(base_url: str, timeout: float, *, auth: httpx.Auth | tuple[str, str] | None = None,

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 from typing import Final
 
 import httpx
@@ -71,6 +72,8 @@ from otpgate.urls import Url
 
 API: Final = "https://api.telnyx.com"
 CHANNELS: Final = frozenset({"sms"})
+log = logging.getLogger(__name__)
+
 _OPTIONS = frozenset({"from", "public_key", "messaging_profile_id"})
 _USAGE = ("telnyx://API_KEY@FROM[?public_key=BASE64&messaging_profile_id=…] "
           "(see the driver table)")
@@ -235,9 +238,14 @@ def from_url(url: Url, ctx: DriverContext) -> Driver:
     sender = options.get("from") or url.host
     if not url.user or url.password is not None or not sender:
         raise ConfigurationError(f"the telnyx driver's URL is {_USAGE}")
+    public_key = _public_key(options.get("public_key"))
+    callback = ctx.receipt_url
+    if callback and public_key is None:
+        log.warning("%s: no public_key=, so Telnyx's webhooks could not be verified; no "
+                    "webhook_url is given to Telnyx", ctx.name)
+        callback = None
     return TelnyxDriver(
         name=ctx.name, api_key=url.user, sender=sender,
-        profile=options.get("messaging_profile_id") or None,
-        public_key=_public_key(options.get("public_key")),
+        profile=options.get("messaging_profile_id") or None, public_key=public_key,
         base_url=http.base_url_of(options, API), timeout=http.timeout_of(options),
-        callback=ctx.receipt_url, clock=ctx.clock, raw_url=url)
+        callback=callback, clock=ctx.clock, raw_url=url)

@@ -36,6 +36,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 from html import escape
 from typing import Final
 from urllib.parse import parse_qs, urlsplit, urlunsplit
@@ -63,6 +64,8 @@ from otpgate.errors import (
     TemporaryDeliveryError,
 )
 from otpgate.urls import Url
+
+log = logging.getLogger(__name__)
 
 API: Final = "https://api.twilio.com"
 CHANNELS: Final = frozenset({"sms", "whatsapp", "voice"})
@@ -242,8 +245,13 @@ def from_url(url: Url, ctx: DriverContext) -> Driver:
         raise ConfigurationError("the twilio account sid starts with AC")
     auth_token = options.get("auth_token") or (url.password if key_sid.startswith("AC")
                                               else None)
+    callback = ctx.receipt_url
+    if callback and auth_token is None:
+        log.warning("%s: an API key without auth_token=, so Twilio's status callbacks could "
+                    "not be verified; no StatusCallback is given to Twilio", ctx.name)
+        callback = None
     return TwilioDriver(
         name=ctx.name, account_sid=account, key_sid=key_sid, secret=url.password,
         sender=sender, auth_token=auth_token, content_sid=options.get("content_sid"),
         base_url=http.base_url_of(options, API), timeout=http.timeout_of(options),
-        callback=ctx.receipt_url, raw_url=url)
+        callback=callback, raw_url=url)

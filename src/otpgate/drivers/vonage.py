@@ -236,6 +236,10 @@ def from_url(url: Url, ctx: DriverContext) -> Driver:
         raise ConfigurationError(
             f"vonage signature_method is one of {', '.join(_METHODS)}; {_USAGE}")
     callback = ctx.receipt_url
+    if callback and not options.get("signature_secret"):
+        log.warning("%s: no signature_secret=, so Vonage's receipts could not be verified; "
+                    "no receipt URL is given to Vonage", ctx.name)
+        callback = None
     if callback and len(callback) > MAX_CALLBACK:
         log.warning("%s: the receipt URL is longer than Vonage's %d characters; set it as "
                     "the delivery receipt webhook in the Vonage dashboard instead",

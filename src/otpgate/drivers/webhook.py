@@ -36,7 +36,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import ipaddress
 from datetime import UTC, datetime
 from typing import Final
 from urllib.parse import urlsplit
@@ -44,6 +43,7 @@ from urllib.parse import urlsplit
 import msgspec
 from standardwebhooks.webhooks import Webhook
 
+from otpgate import urls
 from otpgate.clock import Clock, isoformat
 from otpgate.drivers import callbacks, http
 from otpgate.drivers.base import (
@@ -182,14 +182,6 @@ def _answer_id(content: bytes) -> str | None:
     return None
 
 
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
 
 def _target(url: Url, base_url: str | None) -> str:
     """The endpoint: the URL without ``webhook+`` and its options, its origin replaced
@@ -200,7 +192,7 @@ def _target(url: Url, base_url: str | None) -> str:
     if base_url:
         target = base_url.rstrip("/") + path
     parts = urlsplit(target)
-    if parts.scheme == "http" and not _is_loopback(parts.hostname or ""):
+    if parts.scheme == "http" and not urls.is_loopback(parts.hostname or ""):
         raise ConfigurationError("webhook+http:// only to a loopback host; use "
                                  "webhook+https:// elsewhere")
     return target

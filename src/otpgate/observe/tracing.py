@@ -25,10 +25,11 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
-from opentelemetry.trace import Span, SpanKind
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from otpgate.errors import ConfigurationError
+from otpgate.redact import scrub
 
 log = logging.getLogger(__name__)
 
@@ -132,11 +133,20 @@ def incoming(headers: Mapping[str, str]) -> otel_context.Context:
 @contextmanager
 def span(name: str, kind: SpanKind, parent: otel_context.Context | None = None,
          attributes: Mapping[str, str | int | float | bool] | None = None) -> Iterator[Span]:
-    """A span made current for the block; exceptions are recorded on it and re-raised.
-    Without a tracer provider it costs nothing (a span that records nothing)."""
+    """A span made current for the block; an exception marks it failed — with its type and
+    its masked text (``redact.scrub``: a provider's error may quote a number or a code),
+    never the raw text or traceback — and is re-raised. Without a tracer provider it costs
+    nothing (a span that records nothing)."""
     if not enabled():
         yield trace.INVALID_SPAN
         return
     with tracer().start_as_current_span(name, context=parent, kind=kind,
-                                        attributes=attributes) as current:
-        yield current
+                                        attributes=attributes, record_exception=False,
+                                        set_status_on_exception=False) as current:
+        try:
+            yield current
+        except BaseException as exc:
+            current.set_status(Status(StatusCode.ERROR, scrub(type(exc).__name__)))
+            current.add_event("exception", {"exception.type": type(exc).__name__,
+                                            "exception.message": scrub(str(exc))[:500]})
+            raise

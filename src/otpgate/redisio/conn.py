@@ -6,7 +6,7 @@ rediss://…                               TLS (redis-py's ssl_* options pass th
 redis+cluster://[[user]:password@]host:port[,host:port…][?options]   seed nodes
 redis+sentinel://[[user]:password@]host:port[,host:port…]/service[/db][?options]
 ```
-otpgate's own options: ``shards=N`` (see ``otpgate.store.redis_keys``; default 1, and 16
+otpgate's own options: ``shards=N`` (see ``otpgate.redisio.keys``; default 1, and 16
 on Cluster) and ``prefix=NAME`` (default ``otpgate``).
 
 Every call is bounded by ``timeout`` (``OTPGATE_STORE_TIMEOUT``): a Redis that is down,
@@ -43,9 +43,9 @@ from redis.exceptions import (
 
 from otpgate import urls
 from otpgate.errors import ConfigurationError, OtpgateError, StoreError
+from otpgate.redisio.keys import Keys
 from otpgate.redisio.pipeline import Arg, BatchFailed, PipelineClient, Pipeliner
 from otpgate.redisio.scripts import script
-from otpgate.store.redis_keys import Keys
 
 log = logging.getLogger(__name__)
 

@@ -33,18 +33,7 @@ from otpgate.core.otp import Delivery, Otp, SendKey
 from otpgate.errors import StoreError
 from otpgate.events import CloudEvent
 from otpgate.redisio.conn import RedisConn
-from otpgate.store.base import (
-    ApiKey,
-    Claim,
-    Decide,
-    Keep,
-    Kept,
-    ReceiptDecision,
-    Remembered,
-    T,
-)
-from otpgate.store.redis_ledger import RedisLedger
-from otpgate.store.redis_records import (
+from otpgate.redisio.records import (
     Lru,
     Record,
     answer_of,
@@ -56,6 +45,17 @@ from otpgate.store.redis_records import (
     records,
     state_of,
 )
+from otpgate.store.base import (
+    ApiKey,
+    Claim,
+    Decide,
+    Keep,
+    Kept,
+    ReceiptDecision,
+    Remembered,
+    T,
+)
+from otpgate.store.redis_ledger import RedisLedger
 
 MAX_CONFLICTS = 64
 _PURGE_BATCH = 1000

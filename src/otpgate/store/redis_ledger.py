@@ -20,8 +20,8 @@ from otpgate.core.otp import Delivery, Otp, SendKey
 from otpgate.errors import StoreError
 from otpgate.events import CloudEvent
 from otpgate.redisio.conn import RedisConn
+from otpgate.redisio.records import delivery_of, encode, found, lua, number
 from otpgate.store.base import Claim, ReceiptDecision, claim_of
-from otpgate.store.redis_records import delivery_of, encode, found, lua, number
 
 MAX_CONFLICTS = 64
 Locate = Callable[[str], Awaitable[int | None]]

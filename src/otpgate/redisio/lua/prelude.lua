@@ -1,6 +1,6 @@
 -- Shared by otpgate's scripts (prepended to each). A script names its shard by KEYS[1],
 -- the shard's hash tag ("{otpgate.3.17}"), and builds every key it touches from it
--- (see otpgate/store/redis_keys.py), so all of them live in one hash slot; where its
+-- (see otpgate/redisio/keys.py), so all of them live in one hash slot; where its
 -- arguments are many they come as one msgpack array, ARGV[1].
 local tag = KEYS[1]
 
