@@ -39,6 +39,8 @@ custom_code = true
 class Live:
     server: srv.Server
     key: str
+    admin: str
+    """An operator's key: outside dev mode only an admin key reads the capture inbox."""
 
     @property
     def key_id(self) -> str:
@@ -54,7 +56,7 @@ class Live:
         while time.monotonic() < deadline:
             found: list[dict[str, Any]] = httpx.get(
                 self.server.url + "/v1/dev/messages", params={"to": to},
-                headers={"Authorization": f"Bearer {self.key}"}).json()
+                headers={"Authorization": f"Bearer {self.admin}"}).json()
             if len(found) >= count:
                 return found
             time.sleep(0.05)
@@ -74,11 +76,13 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     env = {"OTPGATE_DATA_DIR": str(base / "var"), "OTPGATE_CONFIG": str(config),
            "OTPGATE_DRIVERS_SMS": "capture://", "OTPGATE_ALLOW_CAPTURE": "true",
            "OTPGATE_POLICY_RESEND_COOLDOWN": "0"}
-    made = subprocess.run([sys.executable, "-m", "otpgate", "keys", "create", "--name", "sdk"],
-                          env=srv._environment(env), capture_output=True, text=True,
-                          check=True, timeout=60)
+    made, admin = (subprocess.run(
+        [sys.executable, "-m", "otpgate", "keys", "create", "--name", name, *flags],
+        env=srv._environment(env), capture_output=True, text=True, check=True,
+        timeout=60).stdout.strip().splitlines()[-1]
+        for name, flags in (("sdk", ()), ("operator", ("--admin",))))
     server = srv.start(base / "var", base / "server.log", env, dev=False)
-    yield Live(server, made.stdout.strip().splitlines()[-1])
+    yield Live(server, made, admin)
     server.stop()
 
 
