@@ -78,7 +78,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         # The page has no way to send an API key, so it exists only in keyless dev mode.
         root.append(routes_dev.inbox_handler(ctx))
         root.append(routes_web.inbox_events(ctx))
-    guards = [] if settings.dev else [_except_options(auth.guard(ctx.authenticator))]
+    guards = [_except_options(auth.dev_guard(ctx.authenticator) if settings.dev
+                              else auth.guard(ctx.authenticator))]
     # Each path's OPTIONS handler comes first, so that Litestar adds none of its own.
     # The document says what this server asks for: a key, or (dev mode) nothing.
     security: list[dict[str, list[str]]] = [] if settings.dev else [{"apiKey": []}]

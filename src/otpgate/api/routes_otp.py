@@ -16,7 +16,9 @@ from litestar import Request, Response, delete, get, post
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, HeaderParameter
+from litestar.types import Guard
 
+from otpgate import apikeys
 from otpgate.api import ApiContext, auth, idempotency
 from otpgate.api.problems import MEDIA_TYPE as PROBLEM
 from otpgate.api.schemas import (
@@ -56,6 +58,8 @@ def _problem(description: str) -> ResponseSpec:
 _COMMON = {
     400: _problem("The body is not JSON (or the request is otherwise malformed)"),
     401: _problem("Missing, unknown or revoked API key (outside dev mode)"),
+    403: _problem("The key lacks the route's scope (a client key may only request and "
+                  "verify), or is used from a browser origin it is not bound to"),
     503: _problem("The store or the bus cannot be reached"),
 }
 _BODY = {413: _problem("The body is larger than the configured limit"),
@@ -111,7 +115,11 @@ def _otp_request(data: OtpIn) -> OtpRequest:
 def handlers(ctx: ApiContext) -> list[HTTPRouteHandler]:
     """The route handlers, bound to ``ctx`` (mounted under ``/v1``)."""
 
+    def needs(scope: str) -> Guard:
+        return auth.scoped(scope, ctx.settings.dev)
+
     @post("/otp", status_code=202, operation_id="requestOtp", summary="Request a code",
+          guards=[needs(apikeys.SEND)],
           responses={202: ResponseSpec(OtpAccepted, description="Accepted: created, "
                                        "coalesced with the pending code, or resent",
                                        generate_examples=False),
@@ -141,6 +149,7 @@ def handlers(ctx: ApiContext) -> list[HTTPRouteHandler]:
                         headers={REPLAYED: "true"})
 
     @post("/otp/{otp_id:str}/verify", status_code=200, operation_id="verifyOtp",
+          guards=[needs(apikeys.VERIFY)],
           summary="Verify a code by OTP id",
           responses={200: ResponseSpec(VerifyOut, description="The verdict",
                                        generate_examples=False),
@@ -152,6 +161,7 @@ def handlers(ctx: ApiContext) -> list[HTTPRouteHandler]:
                                                                   tenant=tenant)))
 
     @post("/verify", status_code=200, operation_id="verifyRecipient",
+          guards=[needs(apikeys.VERIFY)],
           summary="Verify a code by recipient and purpose",
           responses={200: ResponseSpec(VerifyOut, description="The verdict; with no code "
                                        "pending it looks like a wrong code's, and only an "
@@ -166,6 +176,7 @@ def handlers(ctx: ApiContext) -> list[HTTPRouteHandler]:
         return _json(verify_body(answer))
 
     @get("/otp/{otp_id:str}", operation_id="getOtp", summary="Status of a code",
+         guards=[needs(apikeys.READ)],
          responses={200: ResponseSpec(OtpStatusOut, description="The OTP and its channels",
                                       generate_examples=False), **_COMMON, **_BY_ID})
     async def otp_status(request: Request[Any, Any, Any],
@@ -175,6 +186,7 @@ def handlers(ctx: ApiContext) -> list[HTTPRouteHandler]:
         return _json(status_body(otp, deliveries))
 
     @delete("/otp/{otp_id:str}", status_code=200, operation_id="cancelOtp",
+            guards=[needs(apikeys.CANCEL)],
             summary="Cancel a code",
             responses={200: ResponseSpec(OtpStatusOut, description="Canceled; a code that "
                                          "was no longer pending is answered unchanged",
