@@ -184,6 +184,9 @@ def require_admin(who: Caller) -> Caller:
 def server_only(key: ApiKey, scope: str) -> Caller:
     """The caller of ``key`` on a server-to-server surface (``/v2``, ``/hooks``), which
     client keys may never use; ``Forbidden`` otherwise."""
+    if key.kind == apikeys.CLIENT:
+        raise Forbidden("a client key may only request and verify codes on /v1; this "
+                        "surface is for server keys")
     return require(Caller.of(key), scope)
 
 
