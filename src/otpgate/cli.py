@@ -1,4 +1,5 @@
-"""``otpgate serve | worker | send | verify | unlock | routes | keys | services | bench | aws``.
+"""``otpgate serve | worker | send | verify | unlock | routes | keys | secrets | services |
+bench | aws``.
 
 Settings come from ``OTPGATE_*`` variables (and ``OTPGATE_CONFIG``); flags override them.
 Every command that opens the store first checks the secret key against the one the store
@@ -24,7 +25,7 @@ from typing import Any, TypeVar
 
 import click
 
-from otpgate import apikeys, config, devmode, redact, services, urls
+from otpgate import apikeys, codekeys, config, devmode, redact, services, urls
 from otpgate.clock import isoformat
 from otpgate.config import Settings
 from otpgate.core import tenants
@@ -450,6 +451,49 @@ def keys_revoke(key_id: str) -> None:
     if not _with_runtime(_settings(), run):
         raise click.ClickException(f"no active key {key_id}")
     click.echo(f"revoked {key_id}")
+
+
+@main.group()
+def secrets() -> None:
+    """Rotate the keys codes are digested and sealed with, and tokens signed with."""
+
+
+@secrets.command("rotate")
+def secrets_rotate() -> None:
+    """Make a new current code key; the old ones keep checking what they made."""
+    async def run(runtime: Runtime) -> str:
+        return await codekeys.rotate(runtime.backend.store, runtime.keyring,
+                                     runtime.clock.now())
+
+    kid = _with_runtime(_settings(), run)
+    click.echo(f"code key {kid} is current; running processes adopt it within "
+               f"{codekeys.REFRESH:.0f} s")
+
+
+@secrets.command("list")
+def secrets_list() -> None:
+    """Every code key, oldest first."""
+    settings = _settings()
+
+    async def run(runtime: Runtime) -> list[dict[str, object]]:
+        return await codekeys.listing(runtime.backend.store, runtime.keyring,
+                                      settings.policy.max_ttl)
+
+    _echo_json(_with_runtime(settings, run))
+
+
+@secrets.command("retire")
+@click.argument("kid")
+def secrets_retire(kid: str) -> None:
+    """Stop accepting what the code key KID made, once nothing alive can need it."""
+    settings = _settings()
+
+    async def run(runtime: Runtime) -> None:
+        await codekeys.retire(runtime.backend.store, runtime.keyring, kid,
+                              runtime.clock.now(), settings.policy.max_ttl)
+
+    _with_runtime(settings, run)
+    click.echo(f"code key {kid} is retired")
 
 
 @main.group()

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from otpgate import backends, templates, urls
+from otpgate import backends, codekeys, templates, urls
 from otpgate.audit import Audit
 from otpgate.backends import Backend
 from otpgate.breaker import BreakerPolicy, Breakers
@@ -204,6 +204,7 @@ class Runtime:
             timeout=settings.store.timeout)
         try:
             keyring, path = await open_keyring(settings, backend)
+            await codekeys.load(backend.store, keyring)
             audit = Audit()
             store = observed(backend.store)  # writes carry trace context, outcomes count
             service = OtpService(store, clock, keyring, settings.policy, router,
@@ -213,6 +214,8 @@ class Runtime:
                           breakers=Breakers(BreakerPolicy(), clock), audit=audit,
                           secret_file=path)
             await runtime._declare_subscriptions()
+            runtime._tasks.append(asyncio.create_task(runtime._refresh_code_keys(),
+                                                      name="otpgate-code-keys"))
         except BaseException:
             await backend.close()
             raise
@@ -304,6 +307,15 @@ class Runtime:
                 log.exception("expiry sweep failed; trying again")
             rounds += 1
             await asyncio.sleep(self.settings.bus.sweep_interval)
+
+    async def _refresh_code_keys(self) -> None:
+        """Adopt code-key rotations made elsewhere (``otpgate secrets rotate``)."""
+        while True:
+            await asyncio.sleep(codekeys.REFRESH)
+            try:
+                await codekeys.load(self.backend.store, self.keyring)
+            except Exception:
+                log.exception("reading the code keys failed; trying again")
 
     def watch_secret_file(self) -> None:
         """Say loudly, once, that the key file this process was started with is gone."""

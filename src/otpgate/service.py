@@ -110,7 +110,7 @@ class OtpService:
                         subject=parsed.subject)
 
         def mint(otp_id: str, send_no: int) -> Minted:
-            return Minted(codes.delivery_digest(keyring.digest_key, otp_id, parsed.material),
+            return Minted(keyring.delivery_digest(otp_id, parsed.material),
                           keyring.seal(sealed, seal_aad(otp_id, send_no)))
 
         new = NewCode(
@@ -144,7 +144,7 @@ class OtpService:
 
         def mint(otp_id: str, send_no: int) -> Minted:
             sealed = keyring.seal(Sealed(to=rcpt.address, code=code), seal_aad(otp_id, send_no))
-            return Minted(codes.digest(keyring.digest_key, otp_id, code), sealed)
+            return Minted(keyring.code_digest(otp_id, code), sealed)
 
         new = NewCode(
             recipient_key=rcpt.key(keyring.digest_key, tenant), to_masked=rcpt.masked,
@@ -206,10 +206,10 @@ class OtpService:
     async def _verify(self, key: str, find: lifecycle.Finder, code: str,
                       missing: str | None, tenant: str) -> Verdict:
         now = self.clock.now()
-        policy, digest_key = self.policy, self.keyring.digest_key
+        policy, keyring = self.policy, self.keyring
 
         def check(otp_id: str, digest: bytes) -> bool:
-            return codes.matches(digest_key, otp_id, code, digest)
+            return keyring.code_matches(otp_id, code, digest)
 
         verdict = await self.store.transact(key, lambda s: lifecycle.decide_verify(
             s, key, find, check, policy, now, missing=missing))

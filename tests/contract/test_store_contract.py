@@ -297,6 +297,32 @@ async def test_a_client_key_with_scopes_origins_and_a_rotation_round_trips(
     assert got is not None and (got.kind, got.scopes, got.origins) == ("server", None, [])
 
 
+async def test_meta_is_swapped_only_from_what_is_kept(backend: Backend) -> None:
+    store = backend.store
+    assert await store.read_meta("code_keys") is None
+    assert await store.swap_meta("code_keys", "x", "first") is False
+    assert await store.swap_meta("code_keys", None, "first") is True
+    assert await store.swap_meta("code_keys", None, "other") is False
+    assert await store.read_meta("code_keys") == "first"
+    assert await store.swap_meta("code_keys", "stale", "second") is False
+    assert await store.swap_meta("code_keys", "first", "second") is True
+    assert await store.read_meta("code_keys") == "second"
+    assert await store.read_meta("elsewhere") is None
+    # the key check is a fact of its own
+    assert await store.keep_key_check("v1:abc") == "v1:abc"
+    assert await store.read_meta("code_keys") == "second"
+
+
+async def test_concurrent_meta_swaps_from_one_value_let_exactly_one_win(
+    backend: Backend,
+) -> None:
+    store = backend.store
+    assert await store.swap_meta("race", None, "0")
+    won = await asyncio.gather(*(store.swap_meta("race", "0", str(n)) for n in range(1, 9)))
+    assert sum(won) == 1
+    assert await store.read_meta("race") == str(won.index(True) + 1)
+
+
 async def test_fifty_concurrent_changes_to_one_recipient_lose_nothing(
     backend: Backend, clock: FrozenClock
 ) -> None:

@@ -193,6 +193,15 @@ class KeyCheck(Protocol):
         another secret can tell before it writes anything."""
         ...
 
+    async def read_meta(self, name: str) -> str | None:
+        """A fact about the store itself kept under ``name`` (the wrapped code keys)."""
+        ...
+
+    async def swap_meta(self, name: str, expected: str | None, value: str) -> bool:
+        """Keep ``value`` under ``name`` if what is kept there is ``expected`` (``None``:
+        nothing yet); False, and nothing changed, otherwise."""
+        ...
+
 
 class Answers(Protocol):
     async def recall(self, slot: str, now: float) -> Remembered | None:

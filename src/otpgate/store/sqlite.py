@@ -321,6 +321,24 @@ class SqliteStore:
             (now, key_id)).rowcount)
         return changed == 1
 
+    async def read_meta(self, name: str) -> str | None:
+        row = await self._db.read(lambda c: c.execute(
+            "SELECT value FROM meta WHERE name = ?", (f"m:{name}",)).fetchone())
+        return str(row[0]) if row else None
+
+    async def swap_meta(self, name: str, expected: str | None, value: str) -> bool:
+        slot = f"m:{name}"
+
+        def unit(conn: sqlite3.Connection) -> bool:
+            if expected is None:
+                return conn.execute("INSERT OR IGNORE INTO meta (name, value) VALUES (?, ?)",
+                                    (slot, value)).rowcount == 1
+            return conn.execute("UPDATE meta SET value = ? WHERE name = ? AND value = ?",
+                                (value, slot, expected)).rowcount == 1
+
+        done: bool = await self._db.write(unit)
+        return done
+
     async def keep_key_check(self, check: str) -> str:
         def unit(conn: sqlite3.Connection) -> str:
             conn.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('key_check', ?)",
