@@ -67,7 +67,7 @@ def _with_root(ring: Ring, keyring: Keyring) -> list[Entry]:
     root = keyring.root_key.kid.hex()
     entries = list(ring.keys)
     if not any(e.kid == root for e in entries):
-        entries.insert(0, Entry(kid=root, wrapped="", created_at=float("-inf")))
+        entries.insert(0, Entry(kid=root, wrapped="", created_at=0.0))
     return sorted(entries, key=lambda e: e.created_at)
 
 
@@ -107,7 +107,7 @@ async def rotate(store: Store, keyring: Keyring, now: float) -> str:
         kid = secrets.token_bytes(4)
         if kid.hex() in taken:
             continue
-        latest = max((e.created_at for e in ring.keys), default=now)
+        latest = max((e.created_at for e in ring.keys), default=now - 1)
         made = Entry(kid=kid.hex(), wrapped=keyring.wrap(kid, secrets.token_bytes(_MATERIAL)),
                      created_at=max(now, latest + 1e-3))
         if await _swap(store, raw, Ring(keys=[*ring.keys, made])):
@@ -161,8 +161,7 @@ async def listing(store: Store, keyring: Keyring, max_ttl: float) -> list[dict[s
         out.append({
             "kid": entry.kid, "current": bool(live) and entry is live[-1],
             "source": "secret key" if not entry.wrapped else "rotated",
-            "created_at": None if entry.created_at == float("-inf") else
-            isoformat(entry.created_at),
+            "created_at": isoformat(entry.created_at) if entry.wrapped else None,
             "retired_at": isoformat(entry.retired_at) if entry.retired_at else None,
             "retirable_from": isoformat(later.created_at + hold(max_ttl))
             if later is not None and entry.retired_at is None else None,
