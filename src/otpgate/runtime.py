@@ -41,6 +41,7 @@ from otpgate.observe.instrument import metered, observed, traced
 from otpgate.receipts import ReceiptDesk
 from otpgate.routing import Route, RouteTable, table_of
 from otpgate.service import OtpService
+from otpgate.tokens import Tokens
 from otpgate.webhooks import SUBSCRIPTION as WEBHOOKS
 from otpgate.webhooks import WebhookSender, check_url, signer
 from otpgate.webhooks import limits as webhook_limits
@@ -190,6 +191,15 @@ class Runtime:
     _receipts: ReceiptDesk | None = None
     _webhooks: WebhookSender | None = None
     _secret_gone: bool = False
+    _tokens: Tokens | None = None
+
+    @property
+    def tokens(self) -> Tokens:
+        """Signs the verification tokens of approved answers (``otpgate.tokens``)."""
+        if self._tokens is None:
+            self._tokens = Tokens(self.keyring, self.clock, issuer=self.settings.public_url,
+                                  ttl=self.settings.token_ttl)
+        return self._tokens
 
     @classmethod
     async def open(cls, settings: Settings, clock: Clock | None = None) -> Runtime:
@@ -213,6 +223,7 @@ class Runtime:
                           Housekeeping(store, clock, settings.policy), by_name,
                           breakers=Breakers(BreakerPolicy(), clock), audit=audit,
                           secret_file=path)
+            _ = runtime.tokens  # a bad OTPGATE_TOKEN_TTL stops the start
             await runtime._declare_subscriptions()
             runtime._tasks.append(asyncio.create_task(runtime._refresh_code_keys(),
                                                       name="otpgate-code-keys"))

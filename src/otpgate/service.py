@@ -55,6 +55,8 @@ class VerifyAnswer:
     valid: bool
     status: Status
     attempts_left: int | None = None
+    approved: Otp | None = None
+    """The OTP this answer approved (a verification token is made of it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +186,8 @@ class OtpService:
             otp = await self._get(otp_id, tenant)
             return VerifyAnswer(otp.id, False, otp.status)
         return VerifyAnswer(otp_id, verdict.valid, verdict.status,
-                            None if verdict.valid else verdict.attempts_left)
+                            None if verdict.valid else verdict.attempts_left,
+                            approved=verdict.otp if verdict.valid else None)
 
     async def verify_recipient(
         self, to: str, purpose: str | None, code: str, country: str | None = None, *,
@@ -200,7 +203,8 @@ class OtpService:
         verdict = await self._verify(key, lambda s: s.pending.get(purpose), code, purpose,
                                      tenant)
         if verdict.status is Status.APPROVED:
-            return VerifyAnswer(verdict.otp_id, verdict.valid, verdict.status)
+            return VerifyAnswer(verdict.otp_id, verdict.valid, verdict.status,
+                                approved=verdict.otp if verdict.valid else None)
         return VerifyAnswer(None, False, verdict.status, verdict.attempts_left)
 
     async def _verify(self, key: str, find: lifecycle.Finder, code: str,

@@ -37,6 +37,7 @@ from otpgate.api import (
     routes_ops,
     routes_otp,
     routes_receipts,
+    routes_tokens,
     routes_twilio,
     routes_web,
 )
@@ -71,6 +72,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
     v1: list[HTTPRouteHandler] = [*routes_otp.handlers(ctx), *routes_admin.handlers(ctx)]
     root: list[HTTPRouteHandler] = [*_health(ctx), *routes_receipts.receipts_handlers(ctx),
                                     *routes_ops.handlers(ctx), *routes_web.pages(),
+                                    *routes_tokens.handlers(ctx),
                                     *routes_twilio.handlers(ctx), *routes_hooks.handlers(ctx)]
     if settings.captures:
         v1.append(routes_dev.messages_handler(ctx))

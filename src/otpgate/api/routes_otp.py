@@ -35,9 +35,11 @@ from otpgate.api.schemas import (
     read_body,
 )
 from otpgate.clock import isoformat
+from otpgate.core import tenants
 from otpgate.core.lifecycle import Requested
 from otpgate.core.otp import Delivery, DeliveryStatus, Otp
 from otpgate.service import OtpRequest, VerifyAnswer
+from otpgate.tokens import Tokens
 
 JSON = "application/json"
 REPLAYED = "Idempotent-Replayed"
@@ -79,9 +81,16 @@ def accepted_body(result: Requested) -> bytes:
         send_count=otp.send_count, attempts_left=result.attempts_left))
 
 
-def verify_body(answer: VerifyAnswer) -> bytes:
+def verify_body(answer: VerifyAnswer, tokens: Tokens | None = None,
+                tenant: str = tenants.DEFAULT) -> bytes:
+    """The answer's JSON; with ``tokens``, an approval carries its token."""
+    token = None
+    if tokens is not None and answer.approved is not None:
+        otp = answer.approved
+        token = tokens.issue(otp_id=otp.id, purpose=otp.purpose, recipient=otp.recipient,
+                             tenant=tenant)
     return _ENCODER.encode(VerifyOut(id=answer.id, valid=answer.valid, status=answer.status,
-                                     attempts_left=answer.attempts_left))
+                                     attempts_left=answer.attempts_left, token=token))
 
 
 def status_body(otp: Otp, deliveries: list[Delivery]) -> bytes:
@@ -157,8 +166,8 @@ def handlers(ctx: ApiContext) -> list[HTTPRouteHandler]:
     async def verify_otp(request: Request[Any, Any, Any], otp_id: FromPath[str]) -> Response[bytes]:
         data = decode(await read_body(request), CodeIn)
         tenant = auth.caller(request, ctx.settings.dev).tenant
-        return _json(verify_body(await ctx.runtime.service.verify(otp_id, data.code,
-                                                                  tenant=tenant)))
+        answer = await ctx.runtime.service.verify(otp_id, data.code, tenant=tenant)
+        return _json(verify_body(answer, ctx.runtime.tokens, tenant))
 
     @post("/verify", status_code=200, operation_id="verifyRecipient",
           guards=[needs(apikeys.VERIFY)],
@@ -170,10 +179,10 @@ def handlers(ctx: ApiContext) -> list[HTTPRouteHandler]:
                      **_COMMON, **_BODY})
     async def verify_recipient(request: Request[Any, Any, Any]) -> Response[bytes]:
         data = decode(await read_body(request), VerifyIn)
+        tenant = auth.caller(request, ctx.settings.dev).tenant
         answer = await ctx.runtime.service.verify_recipient(
-            data.to, data.purpose, data.code, data.country,
-            tenant=auth.caller(request, ctx.settings.dev).tenant)
-        return _json(verify_body(answer))
+            data.to, data.purpose, data.code, data.country, tenant=tenant)
+        return _json(verify_body(answer, ctx.runtime.tokens, tenant))
 
     @get("/otp/{otp_id:str}", operation_id="getOtp", summary="Status of a code",
          guards=[needs(apikeys.READ)],
