@@ -157,6 +157,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     public_url: str | None = None
     """The origin otpgate is reached at from outside (``https://otp.example.com``): the
     base of the receipt callbacks given to providers, and the origin they sign."""
+    token_ttl: float = 300.0
+    """Seconds a verification token (the ``token`` of an approved answer) is valid: 60 to
+    600 (``otpgate.tokens``)."""
     retention: float = 7 * 24 * 3600.0
     """Seconds a finished OTP stays readable (``GET /v1/otp/{id}``) before it is purged."""
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
@@ -219,7 +222,7 @@ FLAT: dict[str, tuple[str | None, str]] = {
     "data_dir": (None, "data_dir"), "dev": (None, "dev"), "dev_public": (None, "dev_public"),
     "allow_capture": (None, "allow_capture"), "secret_key": (None, "secret_key"),
     "brand": (None, "brand"), "retention": (None, "retention"),
-    "public_url": (None, "public_url"),
+    "public_url": (None, "public_url"), "token_ttl": (None, "token_ttl"),
     "topic_arn": ("aws", "topic_arn"), "events_topic_arn": ("aws", "events_topic_arn"),
     "driver": ("aws", "driver"),
     "templates_dir": (None, "templates_dir"), "webotp_domain": (None, "webotp_domain"),

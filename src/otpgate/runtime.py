@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from otpgate import backends, templates, urls
+from otpgate import backends, codekeys, templates, urls
 from otpgate.audit import Audit
 from otpgate.backends import Backend
 from otpgate.breaker import BreakerPolicy, Breakers
@@ -41,6 +41,7 @@ from otpgate.observe.instrument import metered, observed, traced
 from otpgate.receipts import ReceiptDesk
 from otpgate.routing import Route, RouteTable, table_of
 from otpgate.service import OtpService
+from otpgate.tokens import Tokens
 from otpgate.webhooks import SUBSCRIPTION as WEBHOOKS
 from otpgate.webhooks import WebhookSender, check_url, signer
 from otpgate.webhooks import limits as webhook_limits
@@ -190,6 +191,15 @@ class Runtime:
     _receipts: ReceiptDesk | None = None
     _webhooks: WebhookSender | None = None
     _secret_gone: bool = False
+    _tokens: Tokens | None = None
+
+    @property
+    def tokens(self) -> Tokens:
+        """Signs the verification tokens of approved answers (``otpgate.tokens``)."""
+        if self._tokens is None:
+            self._tokens = Tokens(self.keyring, self.clock, issuer=self.settings.public_url,
+                                  ttl=self.settings.token_ttl)
+        return self._tokens
 
     @classmethod
     async def open(cls, settings: Settings, clock: Clock | None = None) -> Runtime:
@@ -204,6 +214,7 @@ class Runtime:
             timeout=settings.store.timeout)
         try:
             keyring, path = await open_keyring(settings, backend)
+            await codekeys.load(backend.store, keyring)
             audit = Audit()
             store = observed(backend.store)  # writes carry trace context, outcomes count
             service = OtpService(store, clock, keyring, settings.policy, router,
@@ -212,7 +223,10 @@ class Runtime:
                           Housekeeping(store, clock, settings.policy), by_name,
                           breakers=Breakers(BreakerPolicy(), clock), audit=audit,
                           secret_file=path)
+            _ = runtime.tokens  # a bad OTPGATE_TOKEN_TTL stops the start
             await runtime._declare_subscriptions()
+            runtime._tasks.append(asyncio.create_task(runtime._refresh_code_keys(),
+                                                      name="otpgate-code-keys"))
         except BaseException:
             await backend.close()
             raise
@@ -304,6 +318,15 @@ class Runtime:
                 log.exception("expiry sweep failed; trying again")
             rounds += 1
             await asyncio.sleep(self.settings.bus.sweep_interval)
+
+    async def _refresh_code_keys(self) -> None:
+        """Adopt code-key rotations made elsewhere (``otpgate secrets rotate``)."""
+        while True:
+            await asyncio.sleep(codekeys.REFRESH)
+            try:
+                await codekeys.load(self.backend.store, self.keyring)
+            except Exception:
+                log.exception("reading the code keys failed; trying again")
 
     def watch_secret_file(self) -> None:
         """Say loudly, once, that the key file this process was started with is gone."""

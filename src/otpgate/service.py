@@ -55,6 +55,8 @@ class VerifyAnswer:
     valid: bool
     status: Status
     attempts_left: int | None = None
+    approved: Otp | None = None
+    """The OTP this answer approved (a verification token is made of it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +112,7 @@ class OtpService:
                         subject=parsed.subject)
 
         def mint(otp_id: str, send_no: int) -> Minted:
-            return Minted(codes.delivery_digest(keyring.digest_key, otp_id, parsed.material),
+            return Minted(keyring.delivery_digest(otp_id, parsed.material),
                           keyring.seal(sealed, seal_aad(otp_id, send_no)))
 
         new = NewCode(
@@ -144,7 +146,7 @@ class OtpService:
 
         def mint(otp_id: str, send_no: int) -> Minted:
             sealed = keyring.seal(Sealed(to=rcpt.address, code=code), seal_aad(otp_id, send_no))
-            return Minted(codes.digest(keyring.digest_key, otp_id, code), sealed)
+            return Minted(keyring.code_digest(otp_id, code), sealed)
 
         new = NewCode(
             recipient_key=rcpt.key(keyring.digest_key, tenant), to_masked=rcpt.masked,
@@ -184,7 +186,8 @@ class OtpService:
             otp = await self._get(otp_id, tenant)
             return VerifyAnswer(otp.id, False, otp.status)
         return VerifyAnswer(otp_id, verdict.valid, verdict.status,
-                            None if verdict.valid else verdict.attempts_left)
+                            None if verdict.valid else verdict.attempts_left,
+                            approved=verdict.otp if verdict.valid else None)
 
     async def verify_recipient(
         self, to: str, purpose: str | None, code: str, country: str | None = None, *,
@@ -200,16 +203,17 @@ class OtpService:
         verdict = await self._verify(key, lambda s: s.pending.get(purpose), code, purpose,
                                      tenant)
         if verdict.status is Status.APPROVED:
-            return VerifyAnswer(verdict.otp_id, verdict.valid, verdict.status)
+            return VerifyAnswer(verdict.otp_id, verdict.valid, verdict.status,
+                                approved=verdict.otp if verdict.valid else None)
         return VerifyAnswer(None, False, verdict.status, verdict.attempts_left)
 
     async def _verify(self, key: str, find: lifecycle.Finder, code: str,
                       missing: str | None, tenant: str) -> Verdict:
         now = self.clock.now()
-        policy, digest_key = self.policy, self.keyring.digest_key
+        policy, keyring = self.policy, self.keyring
 
         def check(otp_id: str, digest: bytes) -> bool:
-            return codes.matches(digest_key, otp_id, code, digest)
+            return keyring.code_matches(otp_id, code, digest)
 
         verdict = await self.store.transact(key, lambda s: lifecycle.decide_verify(
             s, key, find, check, policy, now, missing=missing))

@@ -37,6 +37,7 @@ from otpgate.api import (
     routes_ops,
     routes_otp,
     routes_receipts,
+    routes_tokens,
     routes_twilio,
     routes_web,
 )
@@ -71,6 +72,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
     v1: list[HTTPRouteHandler] = [*routes_otp.handlers(ctx), *routes_admin.handlers(ctx)]
     root: list[HTTPRouteHandler] = [*_health(ctx), *routes_receipts.receipts_handlers(ctx),
                                     *routes_ops.handlers(ctx), *routes_web.pages(),
+                                    *routes_tokens.handlers(ctx),
                                     *routes_twilio.handlers(ctx), *routes_hooks.handlers(ctx)]
     if settings.captures:
         v1.append(routes_dev.messages_handler(ctx))
@@ -78,7 +80,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         # The page has no way to send an API key, so it exists only in keyless dev mode.
         root.append(routes_dev.inbox_handler(ctx))
         root.append(routes_web.inbox_events(ctx))
-    guards = [] if settings.dev else [_except_options(auth.guard(ctx.authenticator))]
+    guards = [_except_options(auth.dev_guard(ctx.authenticator) if settings.dev
+                              else auth.guard(ctx.authenticator))]
     # Each path's OPTIONS handler comes first, so that Litestar adds none of its own.
     # The document says what this server asks for: a key, or (dev mode) nothing.
     security: list[dict[str, list[str]]] = [] if settings.dev else [{"apiKey": []}]

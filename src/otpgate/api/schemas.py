@@ -74,12 +74,31 @@ class OtpAccepted(msgspec.Struct):
 
 class VerifyOut(msgspec.Struct, omit_defaults=True, kw_only=True):
     """Answer to a verification; ``attempts_left`` only while the code can still be tried.
-    By recipient, only an ``approved`` answer carries the ``id``."""
+    By recipient, only an ``approved`` answer carries the ``id``. An answer that approves
+    carries ``token``: a JWT (EdDSA) the keys at ``/.well-known/jwks.json`` verify."""
 
     id: str | None = None
     valid: bool
     status: Status
     attempts_left: int | None = None
+    token: str | None = None
+
+
+class Jwk(msgspec.Struct, kw_only=True):
+    """An Ed25519 public key (RFC 8037)."""
+
+    kty: Literal["OKP"]
+    crv: Literal["Ed25519"]
+    x: str
+    use: Literal["sig"]
+    alg: Literal["EdDSA"]
+    kid: str
+
+
+class Jwks(msgspec.Struct, kw_only=True):
+    """The keys verification tokens are signed with (RFC 7517), current first."""
+
+    keys: list[Jwk]
 
 
 class UnlockIn(msgspec.Struct, forbid_unknown_fields=True):
