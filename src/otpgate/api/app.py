@@ -42,6 +42,7 @@ from otpgate.api import (
 )
 from otpgate.api.schemas import (
     REQUEST_BODIES,
+    DriverBreaker,
     Health,
     NotReady,
     Ready,
@@ -192,6 +193,20 @@ def _announce(settings: Settings) -> None:
                         "GET /v1/dev/messages shows message bodies to admin keys")
 
 
+def _breakers(ctx: ApiContext) -> list[DriverBreaker]:
+    """Every configured driver's breaker in this process (closed where never called)."""
+    runtime = ctx.runtime
+    views = {view.driver: view for view in runtime.breakers.views()}
+    metrics.observe_breakers(list(views.values()), runtime.driver_urls)
+    found = []
+    for name in sorted(runtime.driver_urls):
+        view = views.get(name)
+        found.append(DriverBreaker(name, "closed") if view is None else DriverBreaker(
+            name, view.state.value, view.calls, view.failures,
+            view.open_until if view.state.value == "open" else None))
+    return found
+
+
 def _health(ctx: ApiContext) -> list[HTTPRouteHandler]:
     @get("/healthz", operation_id="health", summary="The process is up",
          responses={200: ResponseSpec(Health, description="Up", generate_examples=False)})
@@ -211,13 +226,15 @@ def _health(ctx: ApiContext) -> list[HTTPRouteHandler]:
         verdict = await ctx.readiness().check()
         waiting = [SubscriptionBacklog(b.subscription, b.depth, b.due, b.oldest_due_age)
                    for b in verdict.backlog]
+        breakers = _breakers(ctx)
         if verdict.ready:
-            return Response(msgspec.json.encode(Ready("ok", waiting)),
+            return Response(msgspec.json.encode(Ready("ok", waiting, breakers)),
                             media_type="application/json")
         slug = verdict.slug or "not-ready"
         body = NotReady(type=problems.TYPE_BASE + slug, title=problems.title(slug),
                         status=503, detail=verdict.detail or "not ready",
-                        retry_after=verdict.retry_after, subscriptions=waiting)
+                        retry_after=verdict.retry_after, subscriptions=waiting,
+                        breakers=breakers)
         return Response(msgspec.json.encode(body), status_code=503,
                         media_type=problems.MEDIA_TYPE,
                         headers={"Retry-After": str(verdict.retry_after)})

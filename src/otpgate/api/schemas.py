@@ -161,11 +161,24 @@ class SubscriptionBacklog(msgspec.Struct):
     """Seconds the oldest due delivery has waited (0 when none is due)."""
 
 
+class DriverBreaker(msgspec.Struct, omit_defaults=True):
+    """A driver's circuit breaker in this process."""
+
+    driver: str
+    state: Literal["closed", "open", "half_open"]
+    calls: int = 0
+    """Calls in the breaker's window."""
+    failures: int = 0
+    open_until: float | None = None
+    """While open: when a probe is let through (Unix seconds)."""
+
+
 class Ready(msgspec.Struct):
     """``GET /readyz`` 200: the store and the bus can be used, no send is late."""
 
     status: str
     subscriptions: list[SubscriptionBacklog]
+    breakers: list[DriverBreaker] = msgspec.field(default_factory=list)
 
 
 class NotReady(msgspec.Struct, omit_defaults=True):
@@ -177,6 +190,7 @@ class NotReady(msgspec.Struct, omit_defaults=True):
     detail: str
     retry_after: int | None = None
     subscriptions: list[SubscriptionBacklog] = msgspec.field(default_factory=list)
+    breakers: list[DriverBreaker] = msgspec.field(default_factory=list)
 
 
 class Problem(msgspec.Struct, omit_defaults=True):
