@@ -36,7 +36,7 @@ from otpgate.drivers.base import (
     driver_pace,
 )
 from otpgate.drivers.capture import CaptureDriver
-from otpgate.drivers.wrappers import innermost
+from otpgate.drivers.wrappers import Sleep, innermost
 from otpgate.errors import ConfigurationError, InvalidRequest
 from otpgate.housekeeping import FailureWatcher, Housekeeping
 from otpgate.observe.instrument import metered, observed, traced
@@ -202,6 +202,8 @@ class Runtime:
     paces: dict[str, Pace] = field(default_factory=dict)
     """The pace of each driver with ``mps=``, shared by this process's dispatchers (and,
     on Redis, by every process's)."""
+    sleep: Sleep = asyncio.sleep
+    """How a paced send waits for its turn (tests inject one that does not)."""
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _receipts: ReceiptDesk | None = None
     _webhooks: WebhookSender | None = None
@@ -304,7 +306,8 @@ class Runtime:
                        keyring=self.keyring, clock=self.clock, templates=found,
                        brand=self.settings.brand, max_deliveries=bus.max_deliveries,
                        lease=bus.lease, webotp_domain=self.settings.webotp_domain,
-                       breaker=self.breakers.of(name), pace=self.pace(name))
+                       breaker=self.breakers.of(name), pace=self.pace(name),
+                       sleep=self.sleep)
             for name in (self.driver_urls if names is None else names)
         ]
 
