@@ -43,6 +43,7 @@ from otpgate.api import (
 from otpgate.api.schemas import (
     REQUEST_BODIES,
     DriverBreaker,
+    FallbackIn,
     Health,
     NotReady,
     Ready,
@@ -264,7 +265,8 @@ class _OpenApiJson(JsonRenderPlugin):
 def _with_rules(document: dict[str, Any], rules: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Each request value's schema narrowed to what the service accepts (its pattern,
     lengths, bounds): body fields, query and path parameters and headers, by name."""
-    for name in REQUEST_BODIES.values():
+    bodies: list[type[msgspec.Struct]] = [*REQUEST_BODIES.values(), FallbackIn]
+    for name in bodies:
         component = document["components"]["schemas"].get(name.__name__, {})
         for field, schema in component.get("properties", {}).items():
             _narrow(schema, rules.get(field))

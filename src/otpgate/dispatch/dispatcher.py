@@ -103,10 +103,18 @@ class DispatchData(msgspec.Struct, frozen=True, kw_only=True):
     webotp_domain: _WebOtpDomain | None = None
     brand: Annotated[str, msgspec.Meta(min_length=1, max_length=intake.MAX_BRAND)] | None = None
     """The name the message gives, where the request named one."""
+    not_before: float | None = None
+    """A fallback step's time: until then the event waits in the bus, unclaimed."""
 
     @property
     def key(self) -> SendKey:
         return SendKey(self.otp_id, self.send_no, self.channel)
+
+
+class NotYet(TemporaryDeliveryError):
+    """A fallback step whose time has not come: the bus delivers it again then."""
+
+    slug = "not-yet"
 
 
 def subscription_for(driver_name: str) -> Subscription:
@@ -170,6 +178,11 @@ class Dispatcher:
         data = await self._parse(event)
         if data is None:
             return
+        if data.not_before is not None and (wait := data.not_before - self._clock.now()) > 0:
+            # A fallback step not yet due: back to the bus until its time, nothing claimed
+            # (the bus keeps it durably; the ledger claim makes it go out once).
+            raise NotYet(f"fallback step {data.key} is due in {wait:.0f} s",
+                         retry_after=wait)
         claim = await self._store.claim(data.key, self._name, self._clock.now(), self._lease)
         if claim.state is ClaimState.DONE:
             log.debug("send %s on %s already handled", data.key, self._name)
