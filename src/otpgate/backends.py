@@ -16,7 +16,11 @@ from otpgate.bus.base import Bus
 from otpgate.capture.base import CaptureSink
 from otpgate.clock import Clock
 from otpgate.errors import ConfigurationError
+from otpgate.ratelimit.pace import Pace
 from otpgate.store.base import Store
+
+PaceMaker = Callable[[str, float, int], Pace]
+"""(driver name, rate, burst) → the pace that driver's senders share."""
 
 
 @dataclass(slots=True)
@@ -29,6 +33,9 @@ class Backend:
     close: Callable[[], Awaitable[None]]
     embedded: bool = False
     """Everything in this machine's memory or files (no server shared with others)."""
+    pace: PaceMaker | None = None
+    """Where the backend is shared by processes (Redis), the paces they share; ``None``:
+    each process paces its own sends."""
 
 
 async def open_backend(url: str, clock: Clock, **options: Any) -> Backend:
@@ -145,6 +152,7 @@ async def open_redis(url: str, clock: Clock, **options: Any) -> Backend:
         from otpgate.bus.redis_streams import RedisStreamsBus
         from otpgate.capture.redis import RedisCaptureSink
         from otpgate.redisio.conn import connect
+        from otpgate.redisio.pace import RedisPace
         from otpgate.store.redis import RedisStore
     except ImportError as exc:
         raise ConfigurationError(f"backend 'redis' cannot be loaded: {exc}; "
@@ -161,4 +169,5 @@ async def open_redis(url: str, clock: Clock, **options: Any) -> Backend:
         await conn.close()
 
     return Backend(store=RedisStore(conn, routes, clock), bus=bus,
-                   capture=RedisCaptureSink(conn), close=close, embedded=False)
+                   capture=RedisCaptureSink(conn), close=close, embedded=False,
+                   pace=lambda driver, rate, burst: RedisPace(conn, driver, rate, burst))

@@ -88,6 +88,18 @@ class CircuitBreaker:
             return True
         return False
 
+    def release(self) -> None:
+        """An admitted call that did not reach the provider after all: a probe it held is
+        free again, and nothing is recorded."""
+        if self._opened_at is not None:
+            self._probing = max(0, self._probing - 1)
+
+    def reopens_in(self) -> float:
+        """Seconds until an open circuit lets a probe through (0 unless open)."""
+        if self._opened_at is None:
+            return 0.0
+        return max(0.0, self._opened_at + self.policy.open_for - self.clock.now())
+
     def record(self, ok: bool, *, broken: bool = False) -> None:
         """The outcome of an admitted call: ``ok`` when the provider answered as a
         working provider does (sent, or refused the number)."""

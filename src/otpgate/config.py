@@ -89,6 +89,18 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     sweep_interval: float = 5.0
 
 
+class BreakerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Every driver's circuit breaker (``otpgate.breaker``)."""
+
+    window: float = 30.0
+    """Seconds of calls the failure rate is taken over."""
+    min_calls: int = 10
+    """Calls in the window before the rate counts."""
+    failure_rate: float = 0.5
+    open_for: float = 15.0
+    """Seconds an open circuit waits before a probe."""
+
+
 class WebhookSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Outgoing webhooks to the app (``otpgate.webhooks``): off until ``url`` is set."""
 
@@ -166,6 +178,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     store: StoreSettings = msgspec.field(default_factory=StoreSettings)
     bus: BusSettings = msgspec.field(default_factory=BusSettings)
     webhook: WebhookSettings = msgspec.field(default_factory=WebhookSettings)
+    breaker: BreakerSettings = msgspec.field(default_factory=BreakerSettings)
     policy: Policy = msgspec.field(default_factory=Policy)
     aws: AwsSettings = msgspec.field(default_factory=AwsSettings)
     drivers: dict[str, tuple[SecretUrl, ...]] = {}
@@ -231,10 +244,13 @@ FLAT: dict[str, tuple[str | None, str]] = {
     "webhook_backoff": ("webhook", "backoff"),
     "log_format": ("server", "log_format"),
     "supabase_hook_secret": (None, "supabase_hook_secret"),
+    "breaker_window": ("breaker", "window"), "breaker_min_calls": ("breaker", "min_calls"),
+    "breaker_failure_rate": ("breaker", "failure_rate"),
+    "breaker_open_for": ("breaker", "open_for"),
 }
 """Flat setting names (``OTPGATE_<NAME>``, or top-level keys in TOML) → (section, field)."""
 _SECTIONS = {"server": ServerSettings, "store": StoreSettings, "bus": BusSettings,
-             "aws": AwsSettings, "webhook": WebhookSettings}
+             "aws": AwsSettings, "webhook": WebhookSettings, "breaker": BreakerSettings}
 
 
 def from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

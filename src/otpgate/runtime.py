@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,12 +33,14 @@ from otpgate.drivers.base import (
     ReceiptReader,
     driver_concurrency,
     driver_name,
+    driver_pace,
 )
 from otpgate.drivers.capture import CaptureDriver
-from otpgate.drivers.wrappers import innermost
+from otpgate.drivers.wrappers import Sleep, innermost
 from otpgate.errors import ConfigurationError, InvalidRequest
 from otpgate.housekeeping import FailureWatcher, Housekeeping
 from otpgate.observe.instrument import metered, observed, traced
+from otpgate.ratelimit.pace import LocalPace, Pace
 from otpgate.receipts import ReceiptDesk
 from otpgate.routing import Route, RouteTable, table_of
 from otpgate.service import OtpService
@@ -110,7 +113,8 @@ def name_drivers(chains: dict[str, tuple[str, ...]]) -> tuple[dict[str, str],
         for url in chain:
             parsed = urls.parse(url)
             name = driver_name(parsed)
-            driver_concurrency(parsed)  # a bad concurrency= stops the start, too
+            driver_concurrency(parsed)  # a bad concurrency= or mps= stops the start, too
+            driver_pace(parsed)
             if by_name.setdefault(name, url) != url:
                 raise ConfigurationError(
                     f"two drivers are named {name!r} ({urls.mask(by_name[name])} and "
@@ -156,6 +160,15 @@ def load_templates(settings: Settings) -> Templates:
     return templates.load(settings.templates_dir)
 
 
+def breaker_policy(settings: Settings) -> BreakerPolicy:
+    found = settings.breaker
+    try:
+        return BreakerPolicy(window=found.window, min_calls=found.min_calls,
+                             failure_rate=found.failure_rate, open_for=found.open_for)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"OTPGATE_BREAKER_*: {exc.detail}") from None
+
+
 def warn_long_sms(settings: Settings, found: Templates) -> None:
     """Log, in one warning, every (locale, channel) whose SMS needs more than one segment
     with the brand, the longest code, the longest TTL's minutes and the WebOTP line set
@@ -187,6 +200,11 @@ class Runtime:
     drivers: dict[str, Driver] = field(default_factory=dict)
     breakers: Breakers = field(default_factory=lambda: Breakers(BreakerPolicy(), SystemClock()))
     """One circuit breaker per driver, shared by this process's dispatchers."""
+    paces: dict[str, Pace] = field(default_factory=dict)
+    """The pace of each driver with ``mps=``, shared by this process's dispatchers (and,
+    on Redis, by every process's)."""
+    sleep: Sleep = asyncio.sleep
+    """How a paced send waits for its turn (tests inject one that does not)."""
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _receipts: ReceiptDesk | None = None
     _webhooks: WebhookSender | None = None
@@ -221,7 +239,7 @@ class Runtime:
                                  audit=audit)
             runtime = cls(settings, clock, keyring, backend, service,
                           Housekeeping(store, clock, settings.policy), by_name,
-                          breakers=Breakers(BreakerPolicy(), clock), audit=audit,
+                          breakers=Breakers(breaker_policy(settings), clock), audit=audit,
                           secret_file=path)
             _ = runtime.tokens  # a bad OTPGATE_TOKEN_TTL stops the start
             await runtime._declare_subscriptions()
@@ -249,13 +267,14 @@ class Runtime:
         return Limits(max_deliveries=self.settings.bus.max_deliveries,
                       lease=self.settings.bus.lease)
 
-    def open_drivers(self) -> dict[str, Driver]:
-        """Open every configured driver (refusing ``capture`` outside dev mode)."""
-        if not self.drivers:
-            ctx = DriverContext(self.clock, self.backend.capture, self.settings.captures,
-                                public_url=self.settings.public_url)
-            self.drivers = {name: open_driver(url, ctx)
-                            for name, url in self.driver_urls.items()}
+    def open_drivers(self, names: Iterable[str] | None = None) -> dict[str, Driver]:
+        """Open the configured drivers (``names``, default all; refusing ``capture``
+        outside dev mode); each is opened once."""
+        ctx = DriverContext(self.clock, self.backend.capture, self.settings.captures,
+                            public_url=self.settings.public_url)
+        for name in self.driver_urls if names is None else names:
+            if name not in self.drivers:
+                self.drivers[name] = open_driver(self.driver_urls[name], ctx)
         return self.drivers
 
     def receipt_reader(self, name: str) -> ReceiptReader | None:
@@ -274,16 +293,36 @@ class Runtime:
             self._receipts = ReceiptDesk(self.service.store, self.clock, self.receipt_reader)
         return self._receipts
 
-    def dispatchers(self) -> list[Dispatcher]:
+    def pace(self, name: str) -> Pace | None:
+        """The pace driver ``name`` keeps (``mps=``, ``burst=``), made on first use."""
+        if name not in self.paces:
+            found = driver_pace(urls.parse(self.driver_urls[name]))
+            if found is None:
+                return None
+            rate, burst = found
+            make = self.backend.pace
+            self.paces[name] = make(name, rate, burst) if make is not None \
+                else LocalPace(rate, burst)
+        return self.paces[name]
+
+    def dispatchers(self, names: Iterable[str] | None = None) -> list[Dispatcher]:
+        """A dispatcher for each driver of ``names`` (default: every configured one) —
+        the one assembly ``serve``, ``worker`` and the AWS dispatch function share: the
+        driver metered and traced, behind its breaker and its pace, with the templates,
+        brand and WebOTP domain of the settings and the receipt callbacks of
+        ``OTPGATE_PUBLIC_URL``."""
         found = load_templates(self.settings)
         warn_long_sms(self.settings, found)
         bus = self.settings.bus
+        opened = self.open_drivers(names)
         return [
-            Dispatcher(store=self.service.store, driver=metered(driver), keyring=self.keyring,
-                       clock=self.clock, templates=found, brand=self.settings.brand,
-                       max_deliveries=bus.max_deliveries, lease=bus.lease,
-                       webotp_domain=self.settings.webotp_domain)
-            for driver in self.open_drivers().values()
+            Dispatcher(store=self.service.store, driver=metered(opened[name]),
+                       keyring=self.keyring, clock=self.clock, templates=found,
+                       brand=self.settings.brand, max_deliveries=bus.max_deliveries,
+                       lease=bus.lease, webotp_domain=self.settings.webotp_domain,
+                       breaker=self.breakers.of(name), pace=self.pace(name),
+                       sleep=self.sleep)
+            for name in (self.driver_urls if names is None else names)
         ]
 
     async def start_workers(self) -> None:

@@ -33,7 +33,7 @@ from otpgate.core.intake import (
     parse_purpose,
     parse_request,
 )
-from otpgate.core.lifecycle import Change, Minted, NewCode, Requested, Verdict
+from otpgate.core.lifecycle import Change, Minted, NewCode, PlannedStep, Requested, Verdict
 from otpgate.core.otp import Delivery, Otp, RecipientState, Status
 from otpgate.core.policy import Policy
 from otpgate.crypto import Keyring, Sealed, seal_aad
@@ -145,9 +145,16 @@ class OtpService:
         def seal_address(otp_id: str) -> str:
             return keyring.seal(Sealed(to=rcpt.address, code=""), _address_aad(otp_id))
 
+        steps = tuple(PlannedStep(step.channel, step.after, step.recipient.masked,
+                                  self.router.route(step.recipient, step.channel))
+                      for step in parsed.fallback)
+
         def mint(otp_id: str, send_no: int) -> Minted:
-            sealed = keyring.seal(Sealed(to=rcpt.address, code=code), seal_aad(otp_id, send_no))
-            return Minted(keyring.code_digest(otp_id, code), sealed)
+            aad = seal_aad(otp_id, send_no)
+            sealed = keyring.seal(Sealed(to=rcpt.address, code=code), aad)
+            return Minted(keyring.code_digest(otp_id, code), sealed, tuple(
+                keyring.seal(Sealed(to=step.recipient.address, code=code), aad)
+                for step in parsed.fallback))
 
         new = NewCode(
             recipient_key=rcpt.key(keyring.digest_key, tenant), to_masked=rcpt.masked,
@@ -156,7 +163,7 @@ class OtpService:
             reference=parsed.reference, fresh_id=ids.new_otp_id(), mint=mint, tenant=tenant,
             app_hash=parsed.app_hash, webotp_domain=parsed.webotp_domain,
             brand=parsed.brand, seal_address=seal_address if keep_address else None,
-        )
+            steps=steps)
         now, policy = self.clock.now(), self.policy
         return new, lambda s: lifecycle.decide_request(s, new, policy, now)
 

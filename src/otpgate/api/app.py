@@ -43,6 +43,8 @@ from otpgate.api import (
 )
 from otpgate.api.schemas import (
     REQUEST_BODIES,
+    DriverBreaker,
+    FallbackIn,
     Health,
     NotReady,
     Ready,
@@ -195,6 +197,20 @@ def _announce(settings: Settings) -> None:
                         "GET /v1/dev/messages shows message bodies to admin keys")
 
 
+def _breakers(ctx: ApiContext) -> list[DriverBreaker]:
+    """Every configured driver's breaker in this process (closed where never called)."""
+    runtime = ctx.runtime
+    views = {view.driver: view for view in runtime.breakers.views()}
+    metrics.observe_breakers(list(views.values()), runtime.driver_urls)
+    found = []
+    for name in sorted(runtime.driver_urls):
+        view = views.get(name)
+        found.append(DriverBreaker(name, "closed") if view is None else DriverBreaker(
+            name, view.state.value, view.calls, view.failures,
+            view.open_until if view.state.value == "open" else None))
+    return found
+
+
 def _health(ctx: ApiContext) -> list[HTTPRouteHandler]:
     @get("/healthz", operation_id="health", summary="The process is up",
          responses={200: ResponseSpec(Health, description="Up", generate_examples=False)})
@@ -214,13 +230,15 @@ def _health(ctx: ApiContext) -> list[HTTPRouteHandler]:
         verdict = await ctx.readiness().check()
         waiting = [SubscriptionBacklog(b.subscription, b.depth, b.due, b.oldest_due_age)
                    for b in verdict.backlog]
+        breakers = _breakers(ctx)
         if verdict.ready:
-            return Response(msgspec.json.encode(Ready("ok", waiting)),
+            return Response(msgspec.json.encode(Ready("ok", waiting, breakers)),
                             media_type="application/json")
         slug = verdict.slug or "not-ready"
         body = NotReady(type=problems.TYPE_BASE + slug, title=problems.title(slug),
                         status=503, detail=verdict.detail or "not ready",
-                        retry_after=verdict.retry_after, subscriptions=waiting)
+                        retry_after=verdict.retry_after, subscriptions=waiting,
+                        breakers=breakers)
         return Response(msgspec.json.encode(body), status_code=503,
                         media_type=problems.MEDIA_TYPE,
                         headers={"Retry-After": str(verdict.retry_after)})
@@ -250,7 +268,8 @@ class _OpenApiJson(JsonRenderPlugin):
 def _with_rules(document: dict[str, Any], rules: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Each request value's schema narrowed to what the service accepts (its pattern,
     lengths, bounds): body fields, query and path parameters and headers, by name."""
-    for name in REQUEST_BODIES.values():
+    bodies: list[type[msgspec.Struct]] = [*REQUEST_BODIES.values(), FallbackIn]
+    for name in bodies:
         component = document["components"]["schemas"].get(name.__name__, {})
         for field, schema in component.get("properties", {}).items():
             _narrow(schema, rules.get(field))

@@ -36,6 +36,7 @@ from otpgate.api.schemas import (
 )
 from otpgate.clock import isoformat
 from otpgate.core import tenants
+from otpgate.core.intake import FallbackRequest
 from otpgate.core.lifecycle import Requested
 from otpgate.core.otp import Delivery, DeliveryStatus, Otp
 from otpgate.service import OtpRequest, VerifyAnswer
@@ -94,8 +95,8 @@ def verify_body(answer: VerifyAnswer, tokens: Tokens | None = None,
 
 
 def status_body(otp: Otp, deliveries: list[Delivery]) -> bytes:
-    """One entry per channel of the OTP; a channel not yet in the ledger is ``queued`` on
-    the first driver of the chain chosen for it."""
+    """One entry per channel of the OTP, then one per fallback step; a channel (or step)
+    not yet in the ledger is ``queued`` on the first driver of the chain chosen for it."""
     by_channel = {d.channel: d for d in deliveries}
     channels = []
     for channel in otp.channels:
@@ -106,6 +107,13 @@ def status_body(otp: Otp, deliveries: list[Delivery]) -> bytes:
         else:
             channels.append(ChannelOut(channel, d.driver, _PUBLIC_STATE[d.status], d.attempts,
                                        isoformat(d.updated_at)))
+    for number, step in enumerate(otp.steps, 1):
+        d = by_channel.get(step.channel)
+        channels.append(ChannelOut(
+            step.channel, step.driver if d is None else d.driver,
+            "queued" if d is None else _PUBLIC_STATE[d.status], 0 if d is None else d.attempts,
+            isoformat(otp.updated_at if d is None else d.updated_at), step=number, to=step.to,
+            due_at=isoformat(step.due_at)))
     return _ENCODER.encode(OtpStatusOut(
         id=otp.id, status=otp.status, to=otp.to_masked, purpose=otp.purpose,
         channels=channels, send_count=otp.send_count, attempts_left=otp.attempts_left,
@@ -118,7 +126,10 @@ def _otp_request(data: OtpIn) -> OtpRequest:
                       purpose=data.purpose, locale=data.locale, code_length=data.code_length,
                       ttl_seconds=data.ttl_seconds, reference=data.reference,
                       country=data.country, app_hash=data.app_hash,
-                      webotp_domain=data.webotp_domain)
+                      webotp_domain=data.webotp_domain,
+                      fallback=None if data.fallback is None else [
+                          FallbackRequest(step.channel, step.after, step.to)
+                          for step in data.fallback])
 
 
 def handlers(ctx: ApiContext) -> list[HTTPRouteHandler]:

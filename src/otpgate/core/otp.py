@@ -35,6 +35,17 @@ class DeliveryStatus(enum.StrEnum):
     EXPIRED = "expired"
 
 
+class Step(msgspec.Struct, kw_only=True):
+    """A fallback step of the latest send: on ``channel``, to ``to`` (masked), at
+    ``due_at`` if the code is still pending then. Its dispatch event waits in the bus."""
+
+    channel: str
+    after: int
+    to: str
+    due_at: float
+    driver: str
+
+
 class Otp(msgspec.Struct, kw_only=True):
     """One OTP. ``digest`` is the HMAC of its current code; the code itself is never kept."""
 
@@ -80,6 +91,8 @@ class Otp(msgspec.Struct, kw_only=True):
     surfaces that must show it whole (Twilio Verify's ``to``); empty for every other OTP."""
     sent_at: list[float] = []
     """When each of its sends was made."""
+    steps: list[Step] = []
+    """The latest send's fallback steps, in order."""
 
     @property
     def attempts_left(self) -> int:
