@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from otpgate import apikeys
 from otpgate.backends import Backend
 from otpgate.clock import FrozenClock
-from otpgate.errors import Conflict, Unauthorized
+from otpgate.errors import Conflict, NotFound, Unauthorized
 
 
 async def test_a_client_key_is_kept_with_its_kind_scopes_and_origins(
@@ -46,3 +48,26 @@ async def test_a_rotation_keeps_both_secrets_until_it_ends(
     assert await apikeys.revoke(store, key.id, now + 63)
     with pytest.raises(Unauthorized):
         await apikeys.authenticate(store, newer, now + 63)
+
+
+async def test_a_rotation_racing_a_revocation_never_undoes_it(
+    backend: Backend, clock: FrozenClock
+) -> None:
+    store, now = backend.store, clock.now()
+    for n in range(10):
+        key, _ = await apikeys.create(store, f"k{n}", now)
+        rotated, revoked = await asyncio.gather(
+            apikeys.rotate(store, key.id, now), store.revoke_api_key(key.id, now),
+            return_exceptions=True)
+        assert revoked is True
+        assert isinstance(rotated, (tuple, NotFound))
+        final = await store.get_api_key(key.id)
+        assert final is not None and final.revoked_at == now
+
+
+async def test_a_change_that_declines_writes_nothing(backend: Backend, clock: FrozenClock) -> None:
+    store = backend.store
+    key, _ = await apikeys.create(store, "k", clock.now())
+    assert await store.change_api_key(key.id, lambda k: None) is None
+    assert await store.change_api_key("ffffffff", lambda k: k) is None
+    assert await store.get_api_key(key.id) == key
