@@ -55,8 +55,9 @@ class VerifyAnswer:
     valid: bool
     status: Status
     attempts_left: int | None = None
-    approved: Otp | None = None
-    """The OTP this answer approved (a verification token is made of it)."""
+    approved: Otp | None = field(default=None, compare=False)
+    """The OTP this answer approved (a verification token is made of it); not part of
+    the answer itself."""
 
 
 @dataclass(frozen=True, slots=True)
