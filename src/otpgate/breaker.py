@@ -156,3 +156,16 @@ class Breakers:
 
     def views(self) -> list[BreakerView]:
         return [b.view() for _, b in sorted(self._by_name.items())]
+
+    def healthy(self, driver: str) -> bool:
+        """Whether the driver's circuit is not open (a driver never called is healthy)."""
+        found = self._by_name.get(driver)
+        return found is None or found.state is not BreakerState.OPEN
+
+    def delivery_rate(self, driver: str) -> float:
+        """The share of the driver's calls in the window that succeeded (1.0 with none)."""
+        found = self._by_name.get(driver)
+        if found is None:
+            return 1.0
+        view = found.view()
+        return 1.0 if view.calls == 0 else 1 - view.failures / view.calls

@@ -127,9 +127,11 @@ def name_drivers(chains: dict[str, tuple[str, ...]]) -> tuple[dict[str, str],
 
 def route_table(settings: Settings) -> RouteTable:
     """The routes in effect: the configured ones over the drivers' default chains."""
-    _, chains = name_drivers(settings.driver_urls)
-    return table_of(chains, (Route(r.channel, tuple(r.drivers), r.prefix, r.country)
-                             for r in settings.routes))
+    by_name, chains = name_drivers(settings.driver_urls)
+    table = table_of(chains, (Route(r.channel, tuple(r.drivers), r.prefix, r.country,
+                                    r.strategy) for r in settings.routes), settings.prices)
+    table.check_prices(by_name)
+    return table
 
 
 async def check_drivers(settings: Settings) -> RouteTable:
@@ -226,9 +228,11 @@ class Runtime:
             store = observed(backend.store)  # writes carry trace context, outcomes count
             service = OtpService(store, clock, keyring, settings.policy, router,
                                  audit=audit)
+            breakers = Breakers(breaker_policy(settings), clock)
+            router.health = breakers  # least-cost routes skip what is failing here
             runtime = cls(settings, clock, keyring, backend, service,
                           Housekeeping(store, clock, settings.policy), by_name,
-                          breakers=Breakers(breaker_policy(settings), clock), audit=audit,
+                          breakers=breakers, audit=audit,
                           secret_file=path)
             await runtime._declare_subscriptions()
         except BaseException:
