@@ -99,6 +99,8 @@ class BreakerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     failure_rate: float = 0.5
     open_for: float = 15.0
     """Seconds an open circuit waits before a probe."""
+    consecutive: int = 5
+    """Failures in a row that open the circuit whatever the window holds."""
 
 
 class WebhookSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -251,6 +253,7 @@ FLAT: dict[str, tuple[str | None, str]] = {
     "breaker_window": ("breaker", "window"), "breaker_min_calls": ("breaker", "min_calls"),
     "breaker_failure_rate": ("breaker", "failure_rate"),
     "breaker_open_for": ("breaker", "open_for"),
+    "breaker_consecutive": ("breaker", "consecutive"),
 }
 """Flat setting names (``OTPGATE_<NAME>``, or top-level keys in TOML) → (section, field)."""
 _SECTIONS = {"server": ServerSettings, "store": StoreSettings, "bus": BusSettings,

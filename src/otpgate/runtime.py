@@ -165,7 +165,8 @@ def breaker_policy(settings: Settings) -> BreakerPolicy:
     found = settings.breaker
     try:
         return BreakerPolicy(window=found.window, min_calls=found.min_calls,
-                             failure_rate=found.failure_rate, open_for=found.open_for)
+                             failure_rate=found.failure_rate, open_for=found.open_for,
+                             consecutive=found.consecutive)
     except ConfigurationError as exc:
         raise ConfigurationError(f"OTPGATE_BREAKER_*: {exc.detail}") from None
 
