@@ -292,8 +292,13 @@ class Runtime:
                 return None
             rate, burst = found
             make = self.backend.pace
-            self.paces[name] = make(name, rate, burst) if make is not None \
-                else LocalPace(rate, burst)
+            if make is not None:
+                self.paces[name] = make(name, rate, burst)
+            else:
+                # ``serve --workers N`` on the embedded runtime: N processes send, each
+                # with a bucket of its own, so each takes its share of the rate.
+                share = max(1, self.settings.server.workers)
+                self.paces[name] = LocalPace(rate / share, max(1, burst // share))
         return self.paces[name]
 
     def dispatchers(self, names: Iterable[str] | None = None) -> list[Dispatcher]:
