@@ -325,8 +325,9 @@ def routes(to: str | None, country: str | None) -> None:
             route_table(settings)
         if to is None:
             for route in table.table():
+                cost = "  (least cost)" if route.strategy == "cost" else ""
                 click.echo(f"{route.channel:<9} {route.destination:<10} "
-                           f"{' -> '.join(route.drivers)}")
+                           f"{' -> '.join(route.drivers)}{cost}")
             return
         rcpt = recipients.parse(to, country)
         for channel in sorted(table.channels()):

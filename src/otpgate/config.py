@@ -99,6 +99,8 @@ class BreakerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     failure_rate: float = 0.5
     open_for: float = 15.0
     """Seconds an open circuit waits before a probe."""
+    consecutive: int = 5
+    """Failures in a row that open the circuit whatever the window holds."""
 
 
 class WebhookSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -122,6 +124,10 @@ class RouteSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     drivers: tuple[str, ...]
     prefix: str | None = None
     country: str | None = None
+    strategy: Literal["order", "cost"] = "order"
+    """``cost``: the cheapest healthy driver first (``[prices.<driver>]``)."""
+
+
 class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``[services.VA…]``: a Twilio Verify service sid and what its codes get (see
     ``otpgate.services``); unset values are the policy's and the brand's."""
@@ -185,6 +191,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """Driver URLs per channel, first tried first; empty means the dev capture driver."""
     routes: tuple[RouteSettings, ...] = ()
     """Routes by destination over the drivers' names (see ``otpgate.routing``)."""
+    prices: dict[str, dict[str, float]] = {}
+    """``[prices.<driver>]``: the price of one message by ISO country (``"*"`` for every
+    other), for least-cost routes."""
     services: dict[str, ServiceSettings] = {}
     """Twilio Verify service sids (``VA…``) and their settings (``[services.VA…]``)."""
     supabase_hook_secret: Secret | None = None
@@ -247,6 +256,7 @@ FLAT: dict[str, tuple[str | None, str]] = {
     "breaker_window": ("breaker", "window"), "breaker_min_calls": ("breaker", "min_calls"),
     "breaker_failure_rate": ("breaker", "failure_rate"),
     "breaker_open_for": ("breaker", "open_for"),
+    "breaker_consecutive": ("breaker", "consecutive"),
 }
 """Flat setting names (``OTPGATE_<NAME>``, or top-level keys in TOML) → (section, field)."""
 _SECTIONS = {"server": ServerSettings, "store": StoreSettings, "bus": BusSettings,
@@ -378,7 +388,7 @@ def _from_toml(path: Path) -> dict[str, Any]:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigurationError(f"cannot read {path}: {exc}") from None
-    known = set(FLAT) | {"policy", "drivers", "routes", "services", *_SECTIONS}
+    known = set(FLAT) | {"policy", "drivers", "routes", "services", "prices", *_SECTIONS}
     if unknown := sorted(set(data) - known):
         raise ConfigurationError(f"unknown setting {unknown[0]!r} in {path}")
     if isinstance(data.get("policy"), dict):

@@ -128,9 +128,11 @@ def name_drivers(chains: dict[str, tuple[str, ...]]) -> tuple[dict[str, str],
 
 def route_table(settings: Settings) -> RouteTable:
     """The routes in effect: the configured ones over the drivers' default chains."""
-    _, chains = name_drivers(settings.driver_urls)
-    return table_of(chains, (Route(r.channel, tuple(r.drivers), r.prefix, r.country)
-                             for r in settings.routes))
+    by_name, chains = name_drivers(settings.driver_urls)
+    table = table_of(chains, (Route(r.channel, tuple(r.drivers), r.prefix, r.country,
+                                    r.strategy) for r in settings.routes), settings.prices)
+    table.check_prices(by_name)
+    return table
 
 
 async def check_drivers(settings: Settings) -> RouteTable:
@@ -164,7 +166,8 @@ def breaker_policy(settings: Settings) -> BreakerPolicy:
     found = settings.breaker
     try:
         return BreakerPolicy(window=found.window, min_calls=found.min_calls,
-                             failure_rate=found.failure_rate, open_for=found.open_for)
+                             failure_rate=found.failure_rate, open_for=found.open_for,
+                             consecutive=found.consecutive)
     except ConfigurationError as exc:
         raise ConfigurationError(f"OTPGATE_BREAKER_*: {exc.detail}") from None
 
@@ -237,9 +240,11 @@ class Runtime:
             store = observed(backend.store)  # writes carry trace context, outcomes count
             service = OtpService(store, clock, keyring, settings.policy, router,
                                  audit=audit)
+            breakers = Breakers(breaker_policy(settings), clock)
+            router.health = breakers  # least-cost routes skip what is failing here
             runtime = cls(settings, clock, keyring, backend, service,
                           Housekeeping(store, clock, settings.policy), by_name,
-                          breakers=Breakers(breaker_policy(settings), clock), audit=audit,
+                          breakers=breakers, audit=audit,
                           secret_file=path)
             _ = runtime.tokens  # a bad OTPGATE_TOKEN_TTL stops the start
             await runtime._declare_subscriptions()
@@ -301,8 +306,13 @@ class Runtime:
                 return None
             rate, burst = found
             make = self.backend.pace
-            self.paces[name] = make(name, rate, burst) if make is not None \
-                else LocalPace(rate, burst)
+            if make is not None:
+                self.paces[name] = make(name, rate, burst)
+            else:
+                # ``serve --workers N`` on the embedded runtime: N processes send, each
+                # with a bucket of its own, so each takes its share of the rate.
+                share = max(1, self.settings.server.workers)
+                self.paces[name] = LocalPace(rate / share, max(1, burst // share))
         return self.paces[name]
 
     def dispatchers(self, names: Iterable[str] | None = None) -> list[Dispatcher]:

@@ -156,3 +156,16 @@ async def test_two_processes_on_one_redis_share_one_pace() -> None:
     finally:
         await first.close()
         await second.close()
+
+
+async def test_worker_processes_of_the_embedded_runtime_share_the_rate_out(
+    tmp_path: Path, provider: tuple[StandIn, Stamped],
+) -> None:
+    server, _ = provider
+    runtime = await paced_gateway(tmp_path, server, FrozenClock(), "100&burst=4",
+                                  OTPGATE_WORKERS="2")
+    try:
+        pace = runtime.paces["webhook"]
+        assert (pace.rate, pace.burst) == (50, 2)
+    finally:
+        await runtime.close()

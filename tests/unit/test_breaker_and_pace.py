@@ -206,3 +206,18 @@ def test_an_open_breaker_says_when_it_lets_a_probe_through() -> None:
     breaker.record(False, broken=True)
     clock.advance(5)
     assert breaker.reopens_in() == 10
+
+
+def test_failures_in_a_row_open_the_breaker_whatever_the_window_holds() -> None:
+    clock = FrozenClock()
+    breaker = Breakers(BreakerPolicy(min_calls=10, consecutive=3), clock).of("twilio")
+    for _ in range(50):
+        breaker.record(True)
+    breaker.record(False)
+    breaker.record(False)
+    breaker.record(True)  # a success ends the run
+    breaker.record(False)
+    breaker.record(False)
+    assert breaker.state is BreakerState.CLOSED
+    breaker.record(False)
+    assert breaker.state is BreakerState.OPEN

@@ -41,7 +41,7 @@ from typing import Annotated, Any
 import msgspec
 
 from otpgate import events, routing
-from otpgate.breaker import CircuitBreaker
+from otpgate.breaker import BreakerOpen, CircuitBreaker
 from otpgate.bus.base import (
     Limits,
     Subscription,
@@ -56,7 +56,7 @@ from otpgate.core.otp import Delivery, DeliveryStatus, SendKey, Status
 from otpgate.crypto import Keyring, seal_aad
 from otpgate.dispatch.outcome import Outcome, classify
 from otpgate.drivers.base import Driver, Message, SendReceipt
-from otpgate.drivers.wrappers import Bounded, Guarded, Paced, Sleep
+from otpgate.drivers.wrappers import Bounded, Guarded, Paced, PaceFull, Sleep
 from otpgate.errors import (
     DeliveryError,
     PermanentDeliveryError,
@@ -290,7 +290,8 @@ class Dispatcher:
                       self._name, "; failing over" if data.fallbacks else "", describe(exc))
         if data.fallbacks or outcome is Outcome.PERMANENT:
             await self._give_up(event, data, claim, describe(exc),
-                                permanent=outcome is Outcome.PERMANENT)
+                                permanent=outcome is Outcome.PERMANENT,
+                                skipped=isinstance(exc, BreakerOpen | PaceFull))
             return
         wrapped = exc if isinstance(exc, TemporaryDeliveryError) else \
             TemporaryDeliveryError(describe(exc), _code(exc))
@@ -323,7 +324,7 @@ class Dispatcher:
         raise exc from cause
 
     async def _give_up(self, event: CloudEvent, data: DispatchData, claim: Claim,
-                       reason: str, *, permanent: bool) -> None:
+                       reason: str, *, permanent: bool, skipped: bool = False) -> None:
         """This driver is done with the send: fail over to the next one, or fail it."""
         handover = routing.next_driver(data.fallbacks)
         if handover is None:
@@ -343,7 +344,10 @@ class Dispatcher:
         if not handed:
             self._superseded(data)
             return
-        log.warning("send %s failed on %s, failing over to %s: %s", data.key, self._name,
+        # Skipping a driver whose circuit is open (or whose pace is full) is the plan
+        # working, once per send during an outage: not worth a warning each.
+        log.log(logging.INFO if skipped else logging.WARNING,
+                "send %s failed on %s, failing over to %s: %s", data.key, self._name,
                     following, reason)
 
     async def _fail(self, data: DispatchData, claim: Claim, reason: str, *,
