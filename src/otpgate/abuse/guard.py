@@ -11,9 +11,11 @@ and records a would-block: the event ``otpgate.rule.would_block.v1``, the counte
 
 The pumping guard (a prefix is the number without its last 3 digits): with at least
 ``pumping_min_sends`` sends in the last ``pumping_window`` (a sliding estimate over two
-fixed windows) of which under ``pumping_min_verified`` were verified, the prefix is
-blocked for ``pumping_block_for`` and ``otpgate.rule.blocked.v1`` says why. Approvals
-count through ``verified``.
+fixed windows), this one included, of which under ``pumping_min_verified`` were verified,
+the prefix is blocked for ``pumping_block_for`` and ``otpgate.rule.blocked.v1`` says why.
+Sends count through ``sent`` once the request made or resent a code (a coalesced or
+refused request sends nothing, so it counts nothing) — the one limiter call a request
+makes after its decision —, approvals through ``verified``.
 
 Cells are named by rule, tenant and a keyed digest of the subject, so no number, prefix,
 address or key id is kept in the limiter's store in the clear; what logs, events and
@@ -203,7 +205,7 @@ class Guard:
             bucket = math.floor(now / window)
             block = self._cell("pump-block", tenant, prefix)
             checks.append(_Check(Flag(block, enforce), "pumping", label, enforce))
-            for op in (Count(f"pump-sent:{prefix}:{bucket}", 2 * window),
+            for op in (Peek(f"pump-sent:{prefix}:{bucket}"),
                        Peek(f"pump-sent:{prefix}:{bucket - 1}"),
                        Peek(f"pump-ok:{prefix}:{bucket}"),
                        Peek(f"pump-ok:{prefix}:{bucket - 1}")):
@@ -282,7 +284,7 @@ class Guard:
             return None
         window = settings.pumping_window
         older = 1 - (now % window) / window
-        sends = sent.value + sent_before.value * older
+        sends = sent.value + 1 + sent_before.value * older  # this one included
         verified = ok.value + ok_before.value * older
         if sends < settings.pumping_min_sends or verified >= settings.pumping_min_verified * sends:
             return None
@@ -325,6 +327,16 @@ class Guard:
         if refusal is not None:
             self._blocked("ip-verify", tenant, mask_ip(who.ip))
             raise refusal
+
+    async def sent(self, prefix_key: str, now: float) -> None:
+        """Count a code sent (created or resent, not coalesced nor refused) for the
+        pumping guard of the number's prefix."""
+        if not prefix_key or self.settings.pumping_mode == "off":
+            return
+        window = self.settings.pumping_window
+        bucket = math.floor(now / window)
+        await self._limiter.apply([Count(f"pump-sent:{prefix_key}:{bucket}", 2 * window)],
+                                  now)
 
     async def verified(self, tenant: str, prefix_key: str, now: float) -> None:
         """Count an approval for the pumping guard of the number's prefix."""

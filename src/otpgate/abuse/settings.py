@@ -50,16 +50,16 @@ class Limit(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 RULES: dict[str, Limit] = {
-    "recipient": Limit(20, 86400),
+    "recipient": Limit(20, 86400, "off"),
     "ip": Limit(10, 60),
     "ip-verify": Limit(30, 60),
-    "key": Limit(3000, 1),
+    "key": Limit(6000, 60),
     "prefix": Limit(100, 3600),
     "country": Limit(100_000, 3600, "off"),
     "global": Limit(1_000_000, 3600, "off"),
     "purpose": Limit(100_000, 3600, "off"),
-    "new-country": Limit(20, 3600),
-    "new-prefix": Limit(30, 3600),
+    "new-country": Limit(20, 3600, "monitor"),
+    "new-prefix": Limit(30, 3600, "monitor"),
 }
 """Every rate rule and its default. ``ip``/``ip-verify``: per caller address, on
 ``/v1/otp`` and on verify, for client keys and for server keys that pass ``client_ip``;
