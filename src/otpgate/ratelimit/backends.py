@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -27,14 +27,22 @@ _SQLITE_PURGE_EVERY = 1000
 
 class SqliteLimiter:
     """Cells in the ``limit_cells`` table, made on first use (a table of its own, so that
-    it needs no migration of the store's)."""
+    it needs no migration of the store's).
 
-    __slots__ = ("_calls", "_db", "_ready")
+    A batch waits for no commit: it reads its cells on the write connection (between two
+    write batches, at once), plans, and queues its writes for the next group commit
+    (``Database.submit``), keeping them meanwhile in ``_unwritten``, which later batches
+    read first. Reading, planning and noting the writes happen without yielding to the
+    event loop, so the batches of one process are atomic to each other; another process on
+    the same file sees a write once it is committed, a few milliseconds later at most."""
+
+    __slots__ = ("_calls", "_db", "_ready", "_unwritten")
 
     def __init__(self, db: Database) -> None:
         self._db = db
         self._ready = False
         self._calls = 0
+        self._unwritten: dict[str, tuple[float, float]] = {}
 
     async def _prepare(self) -> None:
         if not self._ready:
@@ -43,29 +51,47 @@ class SqliteLimiter:
 
     async def apply(self, ops: Sequence[Op], now: float) -> list[Outcome]:
         await self._prepare()
-        self._calls += 1
-        purge = self._calls % _SQLITE_PURGE_EVERY == 0
-
-        def unit(conn: sqlite3.Connection) -> list[Outcome]:
-            keys = list(dict.fromkeys(op.key for op in ops))
-            marks = ",".join("?" * len(keys))
-            found: dict[str, float | None] = dict.fromkeys(keys)
-            for key, value, until in conn.execute(
-                    f"SELECT key, value, until FROM limit_cells WHERE key IN ({marks})",  # noqa: S608
-                    keys):
+        unwritten = self._unwritten
+        if len(unwritten) > 100_000:  # writes a failed commit left behind
+            for key in [k for k, (_, until) in unwritten.items() if until <= now]:
+                del unwritten[key]
+        keys = list(dict.fromkeys(op.key for op in ops))
+        wanted = [k for k in keys if k not in unwritten]
+        found: dict[str, float | None] = dict.fromkeys(keys)
+        if wanted:
+            marks = ",".join("?" * len(wanted))
+            rows = await self._db.read(lambda conn: conn.execute(
+                f"SELECT key, value, until FROM limit_cells WHERE key IN ({marks})",  # noqa: S608
+                wanted).fetchall())
+            for key, value, until in rows:
                 found[key] = value if until > now else None
-            done = plan(ops, found, now)
-            if done.writes:
-                conn.executemany(
-                    "INSERT OR REPLACE INTO limit_cells (key, value, until) VALUES (?, ?, ?)",
-                    [(k, v, u) for k, (v, u) in done.writes.items()])
+        for key in keys:
+            if (held := unwritten.get(key)) is not None:
+                found[key] = held[0] if held[1] > now else None
+        done = plan(ops, found, now)
+        if done.writes:
+            unwritten.update(done.writes)
+            self._calls += 1
+            self._db.submit(self._writer(dict(done.writes), now,
+                                         self._calls % _SQLITE_PURGE_EVERY == 0))
+        return done.outcomes
+
+    def _writer(self, writes: dict[str, tuple[float, float]], now: float,
+                purge: bool) -> Callable[[sqlite3.Connection], None]:
+        unwritten = self._unwritten
+
+        def unit(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT OR REPLACE INTO limit_cells (key, value, until) VALUES (?, ?, ?)",
+                [(k, v, u) for k, (v, u) in writes.items()])
+            for key, cell in writes.items():
+                if unwritten.get(key) == cell:
+                    del unwritten[key]
             if purge:
                 conn.execute("DELETE FROM limit_cells WHERE key IN (SELECT key FROM "
                              "limit_cells WHERE until < ? LIMIT 500)", (now,))
-            return done.outcomes
 
-        return await self._db.write(unit)
-
+        return unit
 
 
 def _wire(op: Op) -> list[Any]:
