@@ -91,8 +91,13 @@ class OtpService:
         ``keep_address`` the OTP keeps the address sealed (``address``). ``who`` is the
         caller as the abuse rules count it."""
         new, decide = await self._admitted(req, tenant, keep_address, who)
-        done = await self._transact(new, decide, tenant)
-        await self._sent(new, done)
+        try:
+            done = await self._transact(new, decide, tenant)
+        except RateLimited:
+            await self._unsent(new)
+            raise
+        if done.outcome is Outcome.COALESCED:
+            await self._unsent(new)
         return done
 
     async def request_kept(self, req: OtpRequest, keep: Keep[Requested], *,
@@ -105,14 +110,16 @@ class OtpService:
             kept = await self.store.transact_kept(new.recipient_key, decide, keep)
         except RateLimited as exc:
             self.audit.refused(exc.rule, tenant, new.to_masked)
+            await self._unsent(new)
             raise
-        if kept.result is not None:
-            await self._sent(new, kept.result)
+        if kept.result is None or kept.result.outcome is Outcome.COALESCED:
+            await self._unsent(new)
         return kept
 
-    async def _sent(self, new: NewCode, done: Requested) -> None:
-        if self.guard is not None and new.prefix_key and done.outcome is not Outcome.COALESCED:
-            await self.guard.sent(new.prefix_key, self.clock.now())
+    async def _unsent(self, new: NewCode) -> None:
+        """The request sent nothing after all: the pumping guard takes its send back."""
+        if self.guard is not None and new.prefix_key:
+            await self.guard.unsent(new.prefix_key, self.clock.now())
 
     async def deliver(self, req: DeliverRequest, *, tenant: str = DEFAULT) -> Requested:
         """Send a code (or a whole message) another service made, under the send limits of

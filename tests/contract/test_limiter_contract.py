@@ -87,3 +87,9 @@ async def test_concurrent_batches_never_pass_a_limit(
     rule = Rate("t:rate:race", limit=5, window=60)
     outcomes = await asyncio.gather(*(limiter.apply([rule], now) for _ in range(20)))
     assert sum(o[0].allowed for o in outcomes) == 5
+
+
+async def test_a_count_takes_back(backend: Backend, clock: FrozenClock) -> None:
+    limiter, now = backend.limiter, clock.now()
+    await limiter.apply([Count("t:back", 60), Count("t:back", 60)], now)
+    assert (await limiter.apply([Count("t:back", 60, by=-1.0)], now))[0].value == 1

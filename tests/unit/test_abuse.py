@@ -279,3 +279,15 @@ def test_settings_refuse_unknown_rules_and_bad_forms() -> None:
     with pytest.raises(ConfigurationError):
         AbuseSettings(trusted_proxies=("not-a-network",))
     assert parse_compact("prefix=off")["prefix"].mode == "off"
+
+
+async def test_a_request_that_sends_nothing_counts_no_send_for_pumping(
+    backend: Backend, clock: FrozenClock
+) -> None:
+    service = gateway(backend, clock, pumping_min_sends=3)
+    for _ in range(6):  # one code, five coalesced with it: one send in the prefix
+        await service.request(OtpRequest(to=US))
+    await service.request(OtpRequest(to=number(100)))  # the second
+    with pytest.raises(RateLimited) as refused:  # the third, none verified
+        await service.request(OtpRequest(to=number(101)))
+    assert refused.value.rule == "pumping"

@@ -13,9 +13,10 @@ The pumping guard (a prefix is the number without its last 3 digits): with at le
 ``pumping_min_sends`` sends in the last ``pumping_window`` (a sliding estimate over two
 fixed windows), this one included, of which under ``pumping_min_verified`` were verified,
 the prefix is blocked for ``pumping_block_for`` and ``otpgate.rule.blocked.v1`` says why.
-Sends count through ``sent`` once the request made or resent a code (a coalesced or
-refused request sends nothing, so it counts nothing) — the one limiter call a request
-makes after its decision —, approvals through ``verified``.
+A request's send is counted in its own batch; one that then sends nothing (coalesced
+with the pending code, refused by the recipient's limits) takes it back with ``unsent``
+— the only second limiter call a request may make —, and approvals count through
+``verified``.
 
 Cells are named by rule, tenant and a keyed digest of the subject, so no number, prefix,
 address or key id is kept in the limiter's store in the clear; what logs, events and
@@ -205,7 +206,7 @@ class Guard:
             bucket = math.floor(now / window)
             block = self._cell("pump-block", tenant, prefix)
             checks.append(_Check(Flag(block, enforce), "pumping", label, enforce))
-            for op in (Peek(f"pump-sent:{prefix}:{bucket}"),
+            for op in (Count(f"pump-sent:{prefix}:{bucket}", 2 * window),
                        Peek(f"pump-sent:{prefix}:{bucket - 1}"),
                        Peek(f"pump-ok:{prefix}:{bucket}"),
                        Peek(f"pump-ok:{prefix}:{bucket - 1}")):
@@ -284,7 +285,7 @@ class Guard:
             return None
         window = settings.pumping_window
         older = 1 - (now % window) / window
-        sends = sent.value + 1 + sent_before.value * older  # this one included
+        sends = sent.value + sent_before.value * older  # this one included
         verified = ok.value + ok_before.value * older
         if sends < settings.pumping_min_sends or verified >= settings.pumping_min_verified * sends:
             return None
@@ -328,15 +329,15 @@ class Guard:
             self._blocked("ip-verify", tenant, mask_ip(who.ip))
             raise refusal
 
-    async def sent(self, prefix_key: str, now: float) -> None:
-        """Count a code sent (created or resent, not coalesced nor refused) for the
-        pumping guard of the number's prefix."""
+    async def unsent(self, prefix_key: str, now: float) -> None:
+        """Take back the send ``admit`` counted for a request that sent nothing after all
+        (coalesced with the pending code, or refused by the recipient's limits)."""
         if not prefix_key or self.settings.pumping_mode == "off":
             return
         window = self.settings.pumping_window
         bucket = math.floor(now / window)
-        await self._limiter.apply([Count(f"pump-sent:{prefix_key}:{bucket}", 2 * window)],
-                                  now)
+        await self._limiter.apply(
+            [Count(f"pump-sent:{prefix_key}:{bucket}", 2 * window, by=-1.0)], now)
 
     async def verified(self, tenant: str, prefix_key: str, now: float) -> None:
         """Count an approval for the pumping guard of the number's prefix."""

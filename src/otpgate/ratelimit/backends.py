@@ -98,7 +98,7 @@ def _wire(op: Op) -> list[Any]:
     if isinstance(op, Rate):
         return ["rate", op.key, op.limit, op.window, int(op.enforce)]
     if isinstance(op, Count):
-        return ["count", op.key, op.ttl]
+        return ["count", op.key, op.ttl, op.by]
     if isinstance(op, Peek):
         return ["peek", op.key]
     if isinstance(op, Spend):

@@ -12,7 +12,8 @@ behaviour.
 Operations:
 
 - ``Rate``: GCRA (``otpgate.ratelimit.gcra``) — at most ``limit`` per ``window``;
-- ``Count``: add one to a counter living ``ttl`` seconds (whenever the batch is written);
+- ``Count``: add ``by`` (one) to a counter living ``ttl`` seconds (whenever the batch is
+  written);
 - ``Peek``: read a cell, change nothing;
 - ``Spend``: add ``cost`` to a total that may not pass ``cap`` (a budget);
 - ``Flag``: refuse while the cell holds a time later than now (a block until then);
@@ -42,6 +43,7 @@ class Rate:
 class Count:
     key: str
     ttl: float
+    by: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +111,7 @@ def plan(ops: Sequence[Op], cells: Mapping[str, float | None], now: float) -> Pl
                 writes[op.key] = (done.tat, done.tat)
             refused = refused or (op.enforce and not done.allowed)
         elif isinstance(op, Count):
-            value = (old or 0.0) + 1
+            value = (old or 0.0) + op.by
             seen[op.key] = value
             writes[op.key] = (value, now + op.ttl)
             outcomes.append(Outcome(True, value=value))

@@ -9,18 +9,24 @@ local args = cmsgpack.unpack(ARGV[1])
 local now, ops = tonumber(args[1]), args[2]
 local seen, out, order, writes, refused = {}, {}, {}, {}, false
 
-local function read(cell)
-  local held = seen[cell]
-  if held == nil then
-    local raw = redis.call('GET', key('c', cell))
-    held = false
-    if raw then
-      local value, untill = string.match(raw, '^(%S+) (%S+)$')
-      if value and tonumber(untill) > now then held = tonumber(value) end
-    end
-    seen[cell] = held
+-- every cell the batch names, in one MGET
+local cells, names = {}, {}
+for _, op in ipairs(ops) do
+  if seen[op[2]] == nil then
+    seen[op[2]] = false
+    cells[#cells + 1] = op[2]
+    names[#names + 1] = key('c', op[2])
   end
-  return held
+end
+for i, raw in ipairs(redis.call('MGET', unpack(names))) do
+  if raw then
+    local value, untill = string.match(raw, '^(%S+) (%S+)$')
+    if value and tonumber(untill) > now then seen[cells[i]] = tonumber(value) end
+  end
+end
+
+local function read(cell)
+  return seen[cell]
 end
 
 local function write(cell, value, untill)
@@ -50,7 +56,7 @@ for i, op in ipairs(ops) do
       out[i] = {1, '0', '0'}
     end
   elseif kind == 'count' then
-    local value = (old or 0) + 1
+    local value = (old or 0) + tonumber(op[4])
     write(cell, value, now + tonumber(op[3]))
     out[i] = {1, '0', num(value)}
   elseif kind == 'peek' then
