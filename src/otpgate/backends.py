@@ -17,7 +17,11 @@ from otpgate.capture.base import CaptureSink
 from otpgate.clock import Clock
 from otpgate.errors import ConfigurationError
 from otpgate.ratelimit.cells import Limiter, MemoryLimiter
+from otpgate.ratelimit.pace import Pace
 from otpgate.store.base import Store
+
+PaceMaker = Callable[[str, float, int], Pace]
+"""(driver name, rate, burst) → the pace that driver's senders share."""
 
 
 @dataclass(slots=True)
@@ -32,6 +36,9 @@ class Backend:
     """Everything in this machine's memory or files (no server shared with others)."""
     limiter: Limiter = field(default_factory=MemoryLimiter)
     """Where the abuse rules keep their counts (``otpgate.ratelimit``), next to the store."""
+    pace: PaceMaker | None = None
+    """Where the backend is shared by processes (Redis), the paces they share; ``None``:
+    each process paces its own sends."""
 
 
 async def open_backend(url: str, clock: Clock, **options: Any) -> Backend:
@@ -152,6 +159,7 @@ async def open_redis(url: str, clock: Clock, **options: Any) -> Backend:
         from otpgate.bus.redis_streams import RedisStreamsBus
         from otpgate.capture.redis import RedisCaptureSink
         from otpgate.redisio.conn import connect
+        from otpgate.redisio.pace import RedisPace
         from otpgate.store.redis import RedisStore
     except ImportError as exc:
         raise ConfigurationError(f"backend 'redis' cannot be loaded: {exc}; "
@@ -171,4 +179,5 @@ async def open_redis(url: str, clock: Clock, **options: Any) -> Backend:
 
     return Backend(store=RedisStore(conn, routes, clock), bus=bus,
                    capture=RedisCaptureSink(conn), close=close, embedded=False,
-                   limiter=RedisLimiter(conn))
+                   limiter=RedisLimiter(conn),
+                   pace=lambda driver, rate, burst: RedisPace(conn, driver, rate, burst))

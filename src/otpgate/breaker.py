@@ -1,7 +1,8 @@
 """Circuit breakers, one per driver, shared by every dispatcher of a process.
 
 ```
-closed ──failure rate ≥ threshold over the window (with enough calls), or a broken driver──▶ open
+closed ──failure rate ≥ threshold over the window (with enough calls), ``consecutive``
+         failures in a row, or a broken driver──▶ open
 open ──open_for seconds──▶ half-open ──probe succeeds──▶ closed
                                       └─probe fails────▶ open
 ```
@@ -43,9 +44,14 @@ class BreakerPolicy:
     """Seconds an open circuit waits before letting a probe through."""
     probes: int = 1
     """Calls let through at once while half-open."""
+    consecutive: int = 5
+    """Failures in a row that open the circuit whatever the window holds: a provider that
+    goes down after a busy spell is noticed in as many calls, not once its failures
+    outweigh the window's successes."""
 
     def __post_init__(self) -> None:
         if self.window <= 0 or self.open_for <= 0 or self.min_calls < 1 or self.probes < 1 \
+                or self.consecutive < 1 \
                 or not 0 < self.failure_rate <= 1:
             raise ConfigurationError("breaker settings must be positive (failure rate in "
                                      "(0, 1])")
@@ -69,6 +75,7 @@ class CircuitBreaker:
     _calls: deque[tuple[float, bool]] = field(default_factory=deque)
     _opened_at: float | None = None
     _probing: int = 0
+    _streak: int = 0
 
     @property
     def state(self) -> BreakerState:
@@ -88,6 +95,18 @@ class CircuitBreaker:
             return True
         return False
 
+    def release(self) -> None:
+        """An admitted call that did not reach the provider after all: a probe it held is
+        free again, and nothing is recorded."""
+        if self._opened_at is not None:
+            self._probing = max(0, self._probing - 1)
+
+    def reopens_in(self) -> float:
+        """Seconds until an open circuit lets a probe through (0 unless open)."""
+        if self._opened_at is None:
+            return 0.0
+        return max(0.0, self._opened_at + self.policy.open_for - self.clock.now())
+
     def record(self, ok: bool, *, broken: bool = False) -> None:
         """The outcome of an admitted call: ``ok`` when the provider answered as a
         working provider does (sent, or refused the number)."""
@@ -100,7 +119,8 @@ class CircuitBreaker:
             else:
                 self._opened_at = now
             return
-        if broken:
+        self._streak = 0 if ok else self._streak + 1
+        if broken or self._streak >= self.policy.consecutive:
             self._trip(now)
             return
         self._calls.append((now, ok))
@@ -113,6 +133,7 @@ class CircuitBreaker:
     def _trip(self, now: float) -> None:
         self._opened_at = now
         self._calls.clear()
+        self._streak = 0
 
     def _prune(self, now: float) -> None:
         horizon = now - self.policy.window
@@ -144,3 +165,16 @@ class Breakers:
 
     def views(self) -> list[BreakerView]:
         return [b.view() for _, b in sorted(self._by_name.items())]
+
+    def healthy(self, driver: str) -> bool:
+        """Whether the driver's circuit is not open (a driver never called is healthy)."""
+        found = self._by_name.get(driver)
+        return found is None or found.state is not BreakerState.OPEN
+
+    def delivery_rate(self, driver: str) -> float:
+        """The share of the driver's calls in the window that succeeded (1.0 with none)."""
+        found = self._by_name.get(driver)
+        if found is None:
+            return 1.0
+        view = found.view()
+        return 1.0 if view.calls == 0 else 1 - view.failures / view.calls

@@ -1,4 +1,5 @@
-"""``otpgate serve | worker | send | verify | unlock | routes | keys | services | bench | aws``.
+"""``otpgate serve | worker | send | verify | unlock | routes | keys | secrets | services |
+bench | aws``.
 
 Settings come from ``OTPGATE_*`` variables (and ``OTPGATE_CONFIG``); flags override them.
 Every command that opens the store first checks the secret key against the one the store
@@ -24,7 +25,7 @@ from typing import Any, TypeVar
 
 import click
 
-from otpgate import apikeys, config, devmode, redact, services, urls
+from otpgate import apikeys, codekeys, config, devmode, redact, services, urls
 from otpgate.clock import isoformat
 from otpgate.config import Settings
 from otpgate.core import tenants
@@ -324,8 +325,9 @@ def routes(to: str | None, country: str | None) -> None:
             route_table(settings)
         if to is None:
             for route in table.table():
+                cost = "  (least cost)" if route.strategy == "cost" else ""
                 click.echo(f"{route.channel:<9} {route.destination:<10} "
-                           f"{' -> '.join(route.drivers)}")
+                           f"{' -> '.join(route.drivers)}{cost}")
             return
         rcpt = recipients.parse(to, country)
         for channel in sorted(table.channels()):
@@ -365,10 +367,24 @@ def keys() -> None:
 @click.option("--admin", is_flag=True, default=False,
               help="May also use the admin routes (POST /v1/admin/unlock) of its tenant, "
                    "/metrics and the dashboard.")
-def keys_create(name: str, tenant: str, admin: bool) -> None:
+@click.option("--client", is_flag=True, default=False,
+              help="A client key, safe to ship in a mobile or browser app: it may only "
+                   "request and verify codes.")
+@click.option("--origin", "origins", multiple=True, metavar="https://HOST[:PORT]",
+              help="(client keys) Accept the key only from browser pages of this origin, "
+                   "with CORS; repeat for more.")
+@click.option("--scope", "scopes", multiple=True,
+              type=click.Choice(list(apikeys.SCOPES)),
+              help="Narrow the key to these scopes (repeat); default: a server key's "
+                   "otp:send, otp:verify, otp:read, otp:cancel (+ admin with --admin), a "
+                   "client key's otp:send, otp:verify.")
+def keys_create(name: str, tenant: str, admin: bool, client: bool, origins: tuple[str, ...],
+                scopes: tuple[str, ...]) -> None:
     async def run(runtime: Runtime) -> str:
-        _, plaintext = await apikeys.create(runtime.backend.store, name, runtime.clock.now(),
-                                            tenant=tenant, admin=admin)
+        _, plaintext = await apikeys.create(
+            runtime.backend.store, name, runtime.clock.now(), tenant=tenant, admin=admin,
+            kind=apikeys.CLIENT if client else apikeys.SERVER, scopes=scopes or None,
+            origins=origins)
         return plaintext
 
     click.echo(_with_runtime(_settings(), run))
@@ -377,12 +393,54 @@ def keys_create(name: str, tenant: str, admin: bool) -> None:
 @keys.command("list")
 def keys_list() -> None:
     async def run(runtime: Runtime) -> list[dict[str, object]]:
-        return [{"id": k.id, "name": k.name, "tenant": k.tenant, "admin": k.admin,
+        now = runtime.clock.now()
+        return [{"id": k.id, "name": k.name, "tenant": k.tenant, "kind": k.kind,
+                 "admin": apikeys.ADMIN in apikeys.scopes_of(k),
+                 "scopes": sorted(apikeys.scopes_of(k)), "origins": k.origins,
                  "created_at": isoformat(k.created_at),
-                 "revoked_at": isoformat(k.revoked_at) if k.revoked_at else None}
+                 "revoked_at": isoformat(k.revoked_at) if k.revoked_at else None,
+                 "previous_secret_until": isoformat(k.old_until)
+                 if apikeys.rotating(k, now) and k.old_until is not None else None}
                 for k in await apikeys.list_keys(runtime.backend.store)]
 
     _echo_json(_with_runtime(_settings(), run))
+
+
+def _duration(_: click.Context, __: click.Parameter, value: str | None) -> float | None:
+    if value is None:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    text = value.strip().lower()
+    number, unit = (text[:-1], text[-1]) if text and text[-1] in units else (text, "s")
+    if not number.isascii() or not number.isdigit():
+        raise click.BadParameter("a duration like 3600, 90m, 24h or 7d")
+    return float(int(number) * units[unit])
+
+
+@keys.command("rotate")
+@click.argument("key_id")
+@click.option("--expire", callback=_duration, default=None, metavar="DURATION",
+              help="How long the previous secret keeps working (3600, 90m, 24h, 7d; "
+                   "default 24h; 0 ends it at once).")
+@click.option("--finish", is_flag=True, default=False,
+              help="End a rotation: the previous secret stops working now.")
+def keys_rotate(key_id: str, expire: float | None, finish: bool) -> None:
+    """Give a key a new secret (printed once); the previous one keeps working until the
+    grace period ends or the rotation is finished."""
+    if finish and expire is not None:
+        raise click.UsageError("--finish and --expire do not go together")
+
+    async def run(runtime: Runtime) -> str:
+        store, now = runtime.backend.store, runtime.clock.now()
+        if finish:
+            done = await apikeys.finish_rotation(store, key_id, now)
+            return (f"finished: only the new secret of {key_id} works" if done else
+                    f"{key_id} was not being rotated")
+        grace = apikeys.ROTATION_GRACE if expire is None else expire
+        _, plaintext = await apikeys.rotate(store, key_id, now, grace=grace)
+        return plaintext
+
+    click.echo(_with_runtime(_settings(), run))
 
 
 @keys.command("revoke")
@@ -394,6 +452,49 @@ def keys_revoke(key_id: str) -> None:
     if not _with_runtime(_settings(), run):
         raise click.ClickException(f"no active key {key_id}")
     click.echo(f"revoked {key_id}")
+
+
+@main.group()
+def secrets() -> None:
+    """Rotate the keys codes are digested and sealed with, and tokens signed with."""
+
+
+@secrets.command("rotate")
+def secrets_rotate() -> None:
+    """Make a new current code key; the old ones keep checking what they made."""
+    async def run(runtime: Runtime) -> str:
+        return await codekeys.rotate(runtime.backend.store, runtime.keyring,
+                                     runtime.clock.now())
+
+    kid = _with_runtime(_settings(), run)
+    click.echo(f"code key {kid} is current; running processes adopt it within "
+               f"{codekeys.REFRESH:.0f} s")
+
+
+@secrets.command("list")
+def secrets_list() -> None:
+    """Every code key, oldest first."""
+    settings = _settings()
+
+    async def run(runtime: Runtime) -> list[dict[str, object]]:
+        return await codekeys.listing(runtime.backend.store, runtime.keyring,
+                                      settings.policy.max_ttl)
+
+    _echo_json(_with_runtime(settings, run))
+
+
+@secrets.command("retire")
+@click.argument("kid")
+def secrets_retire(kid: str) -> None:
+    """Stop accepting what the code key KID made, once nothing alive can need it."""
+    settings = _settings()
+
+    async def run(runtime: Runtime) -> None:
+        await codekeys.retire(runtime.backend.store, runtime.keyring, kid,
+                              runtime.clock.now(), settings.policy.max_ttl)
+
+    _with_runtime(settings, run)
+    click.echo(f"code key {kid} is retired")
 
 
 @main.group()

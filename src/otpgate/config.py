@@ -91,6 +91,20 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     sweep_interval: float = 5.0
 
 
+class BreakerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Every driver's circuit breaker (``otpgate.breaker``)."""
+
+    window: float = 30.0
+    """Seconds of calls the failure rate is taken over."""
+    min_calls: int = 10
+    """Calls in the window before the rate counts."""
+    failure_rate: float = 0.5
+    open_for: float = 15.0
+    """Seconds an open circuit waits before a probe."""
+    consecutive: int = 5
+    """Failures in a row that open the circuit whatever the window holds."""
+
+
 class WebhookSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Outgoing webhooks to the app (``otpgate.webhooks``): off until ``url`` is set."""
 
@@ -112,6 +126,10 @@ class RouteSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     drivers: tuple[str, ...]
     prefix: str | None = None
     country: str | None = None
+    strategy: Literal["order", "cost"] = "order"
+    """``cost``: the cheapest healthy driver first (``[prices.<driver>]``)."""
+
+
 class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``[services.VA…]``: a Twilio Verify service sid and what its codes get (see
     ``otpgate.services``); unset values are the policy's and the brand's."""
@@ -159,18 +177,25 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     public_url: str | None = None
     """The origin otpgate is reached at from outside (``https://otp.example.com``): the
     base of the receipt callbacks given to providers, and the origin they sign."""
+    token_ttl: float = 300.0
+    """Seconds a verification token (the ``token`` of an approved answer) is valid: 60 to
+    600 (``otpgate.tokens``)."""
     retention: float = 7 * 24 * 3600.0
     """Seconds a finished OTP stays readable (``GET /v1/otp/{id}``) before it is purged."""
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     store: StoreSettings = msgspec.field(default_factory=StoreSettings)
     bus: BusSettings = msgspec.field(default_factory=BusSettings)
     webhook: WebhookSettings = msgspec.field(default_factory=WebhookSettings)
+    breaker: BreakerSettings = msgspec.field(default_factory=BreakerSettings)
     policy: Policy = msgspec.field(default_factory=Policy)
     aws: AwsSettings = msgspec.field(default_factory=AwsSettings)
     drivers: dict[str, tuple[SecretUrl, ...]] = {}
     """Driver URLs per channel, first tried first; empty means the dev capture driver."""
     routes: tuple[RouteSettings, ...] = ()
     """Routes by destination over the drivers' names (see ``otpgate.routing``)."""
+    prices: dict[str, dict[str, float]] = {}
+    """``[prices.<driver>]``: the price of one message by ISO country (``"*"`` for every
+    other), for least-cost routes."""
     services: dict[str, ServiceSettings] = {}
     """Twilio Verify service sids (``VA…``) and their settings (``[services.VA…]``)."""
     abuse: AbuseSettings = msgspec.field(default_factory=AbuseSettings)
@@ -224,7 +249,7 @@ FLAT: dict[str, tuple[str | None, str]] = {
     "data_dir": (None, "data_dir"), "dev": (None, "dev"), "dev_public": (None, "dev_public"),
     "allow_capture": (None, "allow_capture"), "secret_key": (None, "secret_key"),
     "brand": (None, "brand"), "retention": (None, "retention"),
-    "public_url": (None, "public_url"),
+    "public_url": (None, "public_url"), "token_ttl": (None, "token_ttl"),
     "topic_arn": ("aws", "topic_arn"), "events_topic_arn": ("aws", "events_topic_arn"),
     "driver": ("aws", "driver"),
     "templates_dir": (None, "templates_dir"), "webotp_domain": (None, "webotp_domain"),
@@ -233,6 +258,10 @@ FLAT: dict[str, tuple[str | None, str]] = {
     "webhook_backoff": ("webhook", "backoff"),
     "log_format": ("server", "log_format"),
     "supabase_hook_secret": (None, "supabase_hook_secret"),
+    "breaker_window": ("breaker", "window"), "breaker_min_calls": ("breaker", "min_calls"),
+    "breaker_failure_rate": ("breaker", "failure_rate"),
+    "breaker_open_for": ("breaker", "open_for"),
+    "breaker_consecutive": ("breaker", "consecutive"),
     **{name: ("abuse", name) for name in (
         "rules_mode", "rate_limits", "established", "pumping_mode", "pumping_min_sends",
         "pumping_min_verified", "pumping_window", "pumping_block_for", "geo_allow",
@@ -241,7 +270,8 @@ FLAT: dict[str, tuple[str | None, str]] = {
 }
 """Flat setting names (``OTPGATE_<NAME>``, or top-level keys in TOML) → (section, field)."""
 _SECTIONS = {"server": ServerSettings, "store": StoreSettings, "bus": BusSettings,
-             "aws": AwsSettings, "webhook": WebhookSettings, "abuse": AbuseSettings}
+             "aws": AwsSettings, "webhook": WebhookSettings, "breaker": BreakerSettings,
+             "abuse": AbuseSettings}
 
 
 def from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -372,7 +402,7 @@ def _from_toml(path: Path) -> dict[str, Any]:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigurationError(f"cannot read {path}: {exc}") from None
-    known = set(FLAT) | {"policy", "drivers", "routes", "services", *_SECTIONS}
+    known = set(FLAT) | {"policy", "drivers", "routes", "services", "prices", *_SECTIONS}
     if unknown := sorted(set(data) - known):
         raise ConfigurationError(f"unknown setting {unknown[0]!r} in {path}")
     if isinstance(data.get("policy"), dict):

@@ -11,12 +11,23 @@ refuses to run instead of making every pending code unverifiable.
 
 Sealed payloads are ChaCha20-Poly1305 with a random 96-bit nonce and associated data that
 binds them to one OTP send, prefixed by a key id so that keys can be rotated.
+
+Code keys rotate (``otpgate secrets rotate``): each ``CodeKey`` has a 4-byte id and its own
+digest, sealing and token-signing keys. The first is the master secret's own (its digests
+are the bare 32-byte HMACs of earlier releases); later ones are random keys the store
+keeps wrapped (ChaCha20-Poly1305 under a key derived from the master secret, so the store
+alone reveals none of them), and their digests carry their id: ``kid || HMAC``. New codes
+use the current key; a digest, a sealed payload or a token made with an older key still
+checks out with it until that key is retired. What identifies a recipient in the store
+(``digest_key``: recipient keys, Twilio sids, token subjects) stays the master secret's,
+so that a rotation loses no recipient's limits or locks.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 import logging
 import os
 import re
@@ -27,9 +38,11 @@ from pathlib import Path
 import msgspec
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from otpgate.core import codes
 from otpgate.errors import ConfigurationError, SealError
 from otpgate.files import private_dir
 
@@ -38,6 +51,7 @@ log = logging.getLogger(__name__)
 SECRET_BYTES = 32
 _NONCE = 12
 _KID = 4
+_MAC = 32
 _MIN_DISTINCT = 16
 """Distinct byte values a 32-byte secret must hold (random ones hold about 30; fewer than
 16 happens by chance with a probability below 10^-10)."""
@@ -62,40 +76,115 @@ class Sealed(msgspec.Struct, frozen=True, omit_defaults=True):
     subject: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
+class CodeKey:
+    """One generation of the keys codes are digested, sealed and tokens signed with."""
+
+    kid: bytes
+    digest_key: bytes
+    seal_key: bytes
+    signing_key: Ed25519PrivateKey
+    root: bool = False
+    """The master secret's own generation: its digests carry no key id."""
+
+    @classmethod
+    def derive(cls, material: bytes, kid: bytes, *, root: bool = False) -> CodeKey:
+        return cls(kid=kid, digest_key=_derive(material, b"otpgate.digest.v1"),
+                   seal_key=_derive(material, b"otpgate.seal.v1"),
+                   signing_key=Ed25519PrivateKey.from_private_bytes(
+                       _derive(material, b"otpgate.token-signing.v1")),
+                   root=root)
+
+    def __repr__(self) -> str:
+        return f"CodeKey(kid={self.kid.hex()})"
+
+
+@dataclass(slots=True, eq=False)
 class Keyring:
-    """Keys derived from the master secret; ``repr`` never shows them."""
+    """Keys derived from the master secret, and the code keys (current first); ``repr``
+    never shows them."""
 
     digest_key: bytes
+    """The master secret's digest key: recipient keys, Twilio sids, token subjects, and
+    the digests of the first code key."""
     seal_key: bytes
     kid: bytes
     check: str
     """A value derived from the master secret that reveals nothing of it, kept in the
     database to tell the key it was made with from any other."""
+    wrap_key: bytes
+    """Wraps the code keys the store keeps."""
+    subject_key: bytes
+    """Keys the ``sub`` of verification tokens."""
+    code_keys: tuple[CodeKey, ...]
+    """Current first; the master secret's own among them until retired."""
+    root_key: CodeKey
 
     @classmethod
     def from_secret(cls, master: bytes) -> Keyring:
         """The keyring of ``master`` (its strength is checked where secrets come in:
-        ``parse_secret``, ``read_secret``)."""
+        ``parse_secret``, ``read_secret``), with the master secret's own code key alone."""
         if len(master) < SECRET_BYTES:
             raise ConfigurationError(f"the secret key must be at least {SECRET_BYTES} bytes")
         check = _derive(master, b"otpgate.key-check.v1")[:16]
+        root = CodeKey.derive(master, _derive(master, b"otpgate.kid.v1")[:_KID], root=True)
         return cls(
-            digest_key=_derive(master, b"otpgate.digest.v1"),
-            seal_key=_derive(master, b"otpgate.seal.v1"),
-            kid=_derive(master, b"otpgate.kid.v1")[:_KID],
+            digest_key=root.digest_key, seal_key=root.seal_key, kid=root.kid,
             check="v1:" + base64.urlsafe_b64encode(check).decode().rstrip("="),
+            wrap_key=_derive(master, b"otpgate.code-key-wrap.v1"),
+            subject_key=_derive(master, b"otpgate.token-subject.v1"),
+            code_keys=(root,), root_key=root,
         )
 
     def __repr__(self) -> str:
         return f"Keyring(kid={self.kid.hex()})"
 
+    @property
+    def current(self) -> CodeKey:
+        return self.code_keys[0]
+
+    def adopt(self, keys: tuple[CodeKey, ...]) -> None:
+        """Use ``keys`` (current first) from now on; a process swaps them in whole."""
+        if not keys:
+            raise ConfigurationError("a keyring needs at least one code key")
+        self.code_keys = keys
+
+    def code_key(self, kid: bytes) -> CodeKey | None:
+        for key in self.code_keys:
+            if hmac.compare_digest(key.kid, kid):
+                return key
+        return None
+
+    def code_digest(self, otp_id: str, code: str) -> bytes:
+        """The digest to keep of ``code``: the current key's, naming its id."""
+        key = self.current
+        mac = codes.digest(key.digest_key, otp_id, code)
+        return mac if key.root else key.kid + mac
+
+    def delivery_digest(self, otp_id: str, message: str) -> bytes:
+        key = self.current
+        mac = codes.delivery_digest(key.digest_key, otp_id, message)
+        return mac if key.root else key.kid + mac
+
+    def code_matches(self, otp_id: str, code: str, stored: bytes) -> bool:
+        """Whether ``code`` is the one ``stored`` digests (constant time), with the key the
+        digest names (a bare 32-byte digest: the master secret's own); ``False`` for a
+        key no longer held."""
+        if len(stored) == _MAC:
+            key: CodeKey | None = self.root_key if self.root_key in self.code_keys else None
+            mac = stored
+        else:
+            key, mac = self.code_key(stored[:_KID]), stored[_KID:]
+        if key is None:
+            return False
+        return hmac.compare_digest(codes.digest(key.digest_key, otp_id, code), mac)
+
     def seal(self, payload: Sealed, aad: str) -> str:
-        nonce = os.urandom(_NONCE)
-        box = ChaCha20Poly1305(self.seal_key).encrypt(
+        key, nonce = self.current, os.urandom(_NONCE)
+        box = ChaCha20Poly1305(key.seal_key).encrypt(
             nonce, msgspec.msgpack.encode(payload), aad.encode()
         )
-        return base64.urlsafe_b64encode(self.kid + nonce + box).decode()
+        return base64.urlsafe_b64encode(key.kid + nonce + box).decode()
 
     def open(self, sealed: str, aad: str) -> Sealed:
         try:
@@ -105,13 +194,31 @@ class Keyring:
         if len(raw) < _KID + _NONCE + 16:
             raise SealError("sealed payload is truncated")
         kid, nonce, box = raw[:_KID], raw[_KID : _KID + _NONCE], raw[_KID + _NONCE :]
-        if kid != self.kid:
+        key = self.code_key(kid)
+        if key is None:
             raise SealError("sealed with another key")
         try:
-            plain = ChaCha20Poly1305(self.seal_key).decrypt(nonce, box, aad.encode())
+            plain = ChaCha20Poly1305(key.seal_key).decrypt(nonce, box, aad.encode())
         except InvalidTag:
             raise SealError("sealed payload was altered or belongs to another send") from None
         return msgspec.msgpack.decode(plain, type=Sealed)
+
+    def wrap(self, kid: bytes, material: bytes) -> str:
+        """``material`` of the code key ``kid``, sealed for the store."""
+        nonce = os.urandom(_NONCE)
+        box = ChaCha20Poly1305(self.wrap_key).encrypt(nonce, material, b"otpgate.ck.v1|" + kid)
+        return base64.urlsafe_b64encode(nonce + box).decode()
+
+    def unwrap(self, kid: bytes, wrapped: str) -> CodeKey:
+        """The code key ``kid`` from what ``wrap`` made; ``SealError`` if it was made
+        with another master secret or altered."""
+        try:
+            raw = base64.urlsafe_b64decode(wrapped.encode())
+            material = ChaCha20Poly1305(self.wrap_key).decrypt(
+                raw[:_NONCE], raw[_NONCE:], b"otpgate.ck.v1|" + kid)
+        except (binascii.Error, ValueError, InvalidTag):
+            raise SealError("a stored code key does not open with this secret") from None
+        return CodeKey.derive(material, kid)
 
 
 def seal_aad(otp_id: str, send_no: int) -> str:

@@ -94,6 +94,12 @@ class Forbidden(OtpgateError):
     slug = "forbidden"
 
 
+class CrossOriginRefused(Forbidden):
+    """A browser request from an origin the server (or the API key) does not allow."""
+
+    slug = "cross-origin-refused"
+
+
 class Conflict(OtpgateError):
     slug = "idempotency-key-reused"
 

@@ -67,7 +67,9 @@ class _EventIds:
     """Unique event ids, cheaply: 64 random bits per process, then a counter.
 
     Event ids need to be unique per source, not secret; a fresh prefix after ``fork`` keeps
-    processes apart.
+    processes apart. A dot, not a hyphen, joins the two: log masking leaves digits after a
+    dot alone, and would mask a counter such as ``-4521`` (shaped like a code), leaving an
+    operator no id to replay.
     """
 
     def __init__(self) -> None:
@@ -78,7 +80,7 @@ class _EventIds:
         self._counter = itertools.count(1)
 
     def __call__(self) -> str:
-        return f"{self._prefix}-{next(self._counter):x}"
+        return f"{self._prefix}.{next(self._counter):x}"
 
 
 _next_id = _EventIds()

@@ -54,14 +54,14 @@ class Housekeeping:
         return await self.store.purge(now - retention, now - horizon)
 
     async def fail_if_undeliverable(self, otp_id: str, send_no: int) -> bool:
-        """Mark the OTP ``failed`` when every channel of its send ``send_no`` failed for
-        good; True if it did."""
+        """Mark the OTP ``failed`` when every channel of its send ``send_no`` — its
+        fallback steps too — failed for good; True if it did."""
         otp = await self.store.get(otp_id)
         if otp is None or otp.status is not Status.PENDING or otp.send_count != send_no:
             return False
         failed = {d.channel for d in await self.store.deliveries(otp_id)
                   if d.send_no == send_no and d.status is DeliveryStatus.FAILED}
-        if not set(otp.channels) <= failed:
+        if not {*otp.channels, *(step.channel for step in otp.steps)} <= failed:
             return False
         now, policy = self.clock.now(), self.policy
         return await self.store.transact(otp.recipient, lambda s: endings.decide_fail(

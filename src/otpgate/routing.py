@@ -10,13 +10,20 @@ Routes (``RouteTable``) map a channel and a destination — a number prefix (``+
 prefix beats a shorter one, and a country counts as its calling code plus a little (so
 ``GB`` beats ``+44``, and ``+447`` beats ``GB``). A route without a destination is the
 channel's default; without one, a channel's default is its driver list's order.
+
+A route with ``strategy = "cost"`` orders its drivers for each code (least-cost routing):
+those whose breaker is not open first, cheapest first by the price table (per driver, by
+the recipient's ISO country, ``"*"`` for every other), ties by recent delivery rate (the
+share of calls that succeeded in the breaker's window), then as listed; a driver whose
+breaker is open goes last, kept as a failover of last resort.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 import phonenumbers
 
@@ -24,6 +31,29 @@ from otpgate.core.recipients import Kind, Recipient
 from otpgate.errors import ConfigurationError, InvalidRequest
 
 Chain = tuple[str, ...]
+Strategy = Literal["order", "cost"]
+Prices = Mapping[str, Mapping[str, float]]
+"""Driver name → ISO country (or ``"*"``) → the price of one message."""
+
+
+class Health(Protocol):
+    def healthy(self, driver: str) -> bool:
+        """Whether the driver's breaker is not open."""
+        ...
+
+    def delivery_rate(self, driver: str) -> float:
+        """The share of its recent calls that succeeded (1.0 with none)."""
+        ...
+
+
+class AllHealthy:
+    """Health where no breaker is known (``otpgate routes``)."""
+
+    def healthy(self, driver: str) -> bool:
+        return True
+
+    def delivery_rate(self, driver: str) -> float:
+        return 1.0
 
 
 class Router(Protocol):
@@ -45,6 +75,7 @@ class Route:
     drivers: Chain
     prefix: str | None = None
     country: str | None = None
+    strategy: Strategy = "order"
 
     @property
     def destination(self) -> str:
@@ -70,7 +101,10 @@ class Route:
 class RouteTable:
     """Routes per channel, most specific first (see the module docstring)."""
 
-    def __init__(self, routes: Iterable[Route]) -> None:
+    def __init__(self, routes: Iterable[Route], prices: Prices | None = None,
+                 health: Health | None = None) -> None:
+        self.prices: Prices = prices or {}
+        self.health: Health = health or AllHealthy()
         by_channel: dict[str, list[Route]] = {}
         seen: set[tuple[str, str]] = set()
         for route in routes:
@@ -88,9 +122,30 @@ class RouteTable:
         return frozenset(self._routes)
 
     def route(self, recipient: Recipient, channel: str) -> Chain:
+        found = self.match(recipient, channel)
+        if found.strategy == "cost":
+            return self.cheapest(found.drivers, recipient.country)
+        return found.drivers
+
+    def cheapest(self, drivers: Chain, country: str | None) -> Chain:
+        """``drivers`` in least-cost order for ``country`` (see the module docstring)."""
+        def key(item: tuple[int, str]) -> tuple[bool, float, float, int]:
+            index, name = item
+            return (not self.health.healthy(name), self.price(name, country),
+                    -self.health.delivery_rate(name), index)
+
+        return tuple(name for _, name in sorted(enumerate(drivers), key=key))
+
+    def price(self, driver: str, country: str | None) -> float:
+        table = self.prices.get(driver, {})
+        found = table.get(country or "*", table.get("*"))
+        return math.inf if found is None else found
+
+    def match(self, recipient: Recipient, channel: str) -> Route:
+        """The most specific route of ``channel`` for ``recipient``."""
         for route in self._routes.get(channel, ()):
             if route.matches(recipient):
-                return route.drivers
+                return route
         if channel in self._routes:
             raise InvalidRequest(f"no route serves channel {channel!r} for this recipient",
                                  "to")
@@ -115,6 +170,31 @@ class RouteTable:
                     raise ConfigurationError(
                         f"the {route.channel} route to {route.destination} names driver "
                         f"{name!r}, which cannot send on {route.channel}")
+        self.check_prices(channels_of)
+
+    def check_prices(self, channels_of: Mapping[str, object]) -> None:
+        """Refuse prices for a driver that is not configured, a price that is not a
+        non-negative number, or a least-cost route naming a driver without prices."""
+        for name, table in self.prices.items():
+            if name not in channels_of:
+                raise ConfigurationError(f"prices are given for driver {name!r}, which is "
+                                         "not configured")
+            for where, price in table.items():
+                if not (where == "*" or where in phonenumbers.SUPPORTED_REGIONS):
+                    raise ConfigurationError(f"the prices of {name!r} name {where!r}: an ISO "
+                                             "country code or \"*\"")
+                if not (isinstance(price, int | float) and math.isfinite(price)
+                        and price >= 0):
+                    raise ConfigurationError(f"the price of {name!r} for {where} must be a "
+                                             "number >= 0")
+        for route in self.table():
+            if route.strategy != "cost":
+                continue
+            for name in route.drivers:
+                if name not in self.prices:
+                    raise ConfigurationError(
+                        f"the {route.channel} route to {route.destination} is least-cost, "
+                        f"but driver {name!r} has no prices ([prices.{name}])")
 
 
 class StaticRouter(RouteTable):
@@ -146,14 +226,15 @@ def _check(route: Route) -> None:
                                  "alpha-2 code libphonenumber knows")
 
 
-def table_of(defaults: Mapping[str, Sequence[str]], routes: Iterable[Route]) -> RouteTable:
+def table_of(defaults: Mapping[str, Sequence[str]], routes: Iterable[Route],
+             prices: Prices | None = None) -> RouteTable:
     """The effective table: ``routes``, plus a default route per channel of ``defaults``
     (the driver list order) where ``routes`` gives the channel none."""
     given = list(routes)
     have_default = {r.channel for r in given if r.prefix is None and r.country is None}
     extra = [Route(channel, tuple(chain)) for channel, chain in defaults.items()
              if channel not in have_default and chain]
-    return RouteTable([*extra, *given])
+    return RouteTable([*extra, *given], prices)
 
 
 def parse_compact(text: str) -> list[Route]:

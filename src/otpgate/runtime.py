@@ -10,10 +10,11 @@ import asyncio
 import contextlib
 import logging
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from otpgate import backends, templates, urls
+from otpgate import backends, codekeys, templates, urls
 from otpgate.abuse.guard import Guard
 from otpgate.audit import Audit
 from otpgate.backends import Backend
@@ -34,17 +35,20 @@ from otpgate.drivers.base import (
     ReceiptReader,
     driver_concurrency,
     driver_name,
+    driver_pace,
 )
 from otpgate.drivers.capture import CaptureDriver
-from otpgate.drivers.wrappers import innermost
+from otpgate.drivers.wrappers import Sleep, innermost
 from otpgate.errors import ConfigurationError, InvalidRequest
 from otpgate.events import CloudEvent
 from otpgate.housekeeping import FailureWatcher, Housekeeping
 from otpgate.observe.instrument import metered, observed, traced
+from otpgate.ratelimit.pace import LocalPace, Pace
 from otpgate.receipts import ReceiptDesk
 from otpgate.routing import Route, RouteTable, table_of
 from otpgate.service import OtpService
 from otpgate.store.base import Store
+from otpgate.tokens import Tokens
 from otpgate.webhooks import SUBSCRIPTION as WEBHOOKS
 from otpgate.webhooks import WebhookSender, check_url, signer
 from otpgate.webhooks import limits as webhook_limits
@@ -113,7 +117,8 @@ def name_drivers(chains: dict[str, tuple[str, ...]]) -> tuple[dict[str, str],
         for url in chain:
             parsed = urls.parse(url)
             name = driver_name(parsed)
-            driver_concurrency(parsed)  # a bad concurrency= stops the start, too
+            driver_concurrency(parsed)  # a bad concurrency= or mps= stops the start, too
+            driver_pace(parsed)
             if by_name.setdefault(name, url) != url:
                 raise ConfigurationError(
                     f"two drivers are named {name!r} ({urls.mask(by_name[name])} and "
@@ -127,9 +132,11 @@ def name_drivers(chains: dict[str, tuple[str, ...]]) -> tuple[dict[str, str],
 
 def route_table(settings: Settings) -> RouteTable:
     """The routes in effect: the configured ones over the drivers' default chains."""
-    _, chains = name_drivers(settings.driver_urls)
-    return table_of(chains, (Route(r.channel, tuple(r.drivers), r.prefix, r.country)
-                             for r in settings.routes))
+    by_name, chains = name_drivers(settings.driver_urls)
+    table = table_of(chains, (Route(r.channel, tuple(r.drivers), r.prefix, r.country,
+                                    r.strategy) for r in settings.routes), settings.prices)
+    table.check_prices(by_name)
+    return table
 
 
 async def check_drivers(settings: Settings) -> RouteTable:
@@ -157,6 +164,16 @@ def load_templates(settings: Settings) -> Templates:
     except InvalidRequest as exc:
         raise ConfigurationError(exc.detail) from None
     return templates.load(settings.templates_dir)
+
+
+def breaker_policy(settings: Settings) -> BreakerPolicy:
+    found = settings.breaker
+    try:
+        return BreakerPolicy(window=found.window, min_calls=found.min_calls,
+                             failure_rate=found.failure_rate, open_for=found.open_for,
+                             consecutive=found.consecutive)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"OTPGATE_BREAKER_*: {exc.detail}") from None
 
 
 def warn_long_sms(settings: Settings, found: Templates) -> None:
@@ -205,10 +222,24 @@ class Runtime:
     drivers: dict[str, Driver] = field(default_factory=dict)
     breakers: Breakers = field(default_factory=lambda: Breakers(BreakerPolicy(), SystemClock()))
     """One circuit breaker per driver, shared by this process's dispatchers."""
+    paces: dict[str, Pace] = field(default_factory=dict)
+    """The pace of each driver with ``mps=``, shared by this process's dispatchers (and,
+    on Redis, by every process's)."""
+    sleep: Sleep = asyncio.sleep
+    """How a paced send waits for its turn (tests inject one that does not)."""
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _receipts: ReceiptDesk | None = None
     _webhooks: WebhookSender | None = None
     _secret_gone: bool = False
+    _tokens: Tokens | None = None
+
+    @property
+    def tokens(self) -> Tokens:
+        """Signs the verification tokens of approved answers (``otpgate.tokens``)."""
+        if self._tokens is None:
+            self._tokens = Tokens(self.keyring, self.clock, issuer=self.settings.public_url,
+                                  ttl=self.settings.token_ttl)
+        return self._tokens
 
     @classmethod
     async def open(cls, settings: Settings, clock: Clock | None = None) -> Runtime:
@@ -223,16 +254,22 @@ class Runtime:
             timeout=settings.store.timeout)
         try:
             keyring, path = await open_keyring(settings, backend)
+            await codekeys.load(backend.store, keyring)
             audit = Audit()
             store = observed(backend.store)  # writes carry trace context, outcomes count
             service = OtpService(store, clock, keyring, settings.policy, router,
                                  audit=audit, guard=abuse_guard(settings, backend, keyring,
                                                                 store, audit))
+            breakers = Breakers(breaker_policy(settings), clock)
+            router.health = breakers  # least-cost routes skip what is failing here
             runtime = cls(settings, clock, keyring, backend, service,
                           Housekeeping(store, clock, settings.policy), by_name,
-                          breakers=Breakers(BreakerPolicy(), clock), audit=audit,
+                          breakers=breakers, audit=audit,
                           secret_file=path)
+            _ = runtime.tokens  # a bad OTPGATE_TOKEN_TTL stops the start
             await runtime._declare_subscriptions()
+            runtime._tasks.append(asyncio.create_task(runtime._refresh_code_keys(),
+                                                      name="otpgate-code-keys"))
         except BaseException:
             await backend.close()
             raise
@@ -255,13 +292,14 @@ class Runtime:
         return Limits(max_deliveries=self.settings.bus.max_deliveries,
                       lease=self.settings.bus.lease)
 
-    def open_drivers(self) -> dict[str, Driver]:
-        """Open every configured driver (refusing ``capture`` outside dev mode)."""
-        if not self.drivers:
-            ctx = DriverContext(self.clock, self.backend.capture, self.settings.captures,
-                                public_url=self.settings.public_url)
-            self.drivers = {name: open_driver(url, ctx)
-                            for name, url in self.driver_urls.items()}
+    def open_drivers(self, names: Iterable[str] | None = None) -> dict[str, Driver]:
+        """Open the configured drivers (``names``, default all; refusing ``capture``
+        outside dev mode); each is opened once."""
+        ctx = DriverContext(self.clock, self.backend.capture, self.settings.captures,
+                            public_url=self.settings.public_url)
+        for name in self.driver_urls if names is None else names:
+            if name not in self.drivers:
+                self.drivers[name] = open_driver(self.driver_urls[name], ctx)
         return self.drivers
 
     def receipt_reader(self, name: str) -> ReceiptReader | None:
@@ -280,16 +318,41 @@ class Runtime:
             self._receipts = ReceiptDesk(self.service.store, self.clock, self.receipt_reader)
         return self._receipts
 
-    def dispatchers(self) -> list[Dispatcher]:
+    def pace(self, name: str) -> Pace | None:
+        """The pace driver ``name`` keeps (``mps=``, ``burst=``), made on first use."""
+        if name not in self.paces:
+            found = driver_pace(urls.parse(self.driver_urls[name]))
+            if found is None:
+                return None
+            rate, burst = found
+            make = self.backend.pace
+            if make is not None:
+                self.paces[name] = make(name, rate, burst)
+            else:
+                # ``serve --workers N`` on the embedded runtime: N processes send, each
+                # with a bucket of its own, so each takes its share of the rate.
+                share = max(1, self.settings.server.workers)
+                self.paces[name] = LocalPace(rate / share, max(1, burst // share))
+        return self.paces[name]
+
+    def dispatchers(self, names: Iterable[str] | None = None) -> list[Dispatcher]:
+        """A dispatcher for each driver of ``names`` (default: every configured one) —
+        the one assembly ``serve``, ``worker`` and the AWS dispatch function share: the
+        driver metered and traced, behind its breaker and its pace, with the templates,
+        brand and WebOTP domain of the settings and the receipt callbacks of
+        ``OTPGATE_PUBLIC_URL``."""
         found = load_templates(self.settings)
         warn_long_sms(self.settings, found)
         bus = self.settings.bus
+        opened = self.open_drivers(names)
         return [
-            Dispatcher(store=self.service.store, driver=metered(driver), keyring=self.keyring,
-                       clock=self.clock, templates=found, brand=self.settings.brand,
-                       max_deliveries=bus.max_deliveries, lease=bus.lease,
-                       webotp_domain=self.settings.webotp_domain)
-            for driver in self.open_drivers().values()
+            Dispatcher(store=self.service.store, driver=metered(opened[name]),
+                       keyring=self.keyring, clock=self.clock, templates=found,
+                       brand=self.settings.brand, max_deliveries=bus.max_deliveries,
+                       lease=bus.lease, webotp_domain=self.settings.webotp_domain,
+                       breaker=self.breakers.of(name), pace=self.pace(name),
+                       sleep=self.sleep)
+            for name in (self.driver_urls if names is None else names)
         ]
 
     async def start_workers(self) -> None:
@@ -324,6 +387,15 @@ class Runtime:
                 log.exception("expiry sweep failed; trying again")
             rounds += 1
             await asyncio.sleep(self.settings.bus.sweep_interval)
+
+    async def _refresh_code_keys(self) -> None:
+        """Adopt code-key rotations made elsewhere (``otpgate secrets rotate``)."""
+        while True:
+            await asyncio.sleep(codekeys.REFRESH)
+            try:
+                await codekeys.load(self.backend.store, self.keyring)
+            except Exception:
+                log.exception("reading the code keys failed; trying again")
 
     def watch_secret_file(self) -> None:
         """Say loudly, once, that the key file this process was started with is gone."""

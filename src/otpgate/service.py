@@ -35,7 +35,15 @@ from otpgate.core.intake import (
     parse_purpose,
     parse_request,
 )
-from otpgate.core.lifecycle import Change, Minted, NewCode, Outcome, Requested, Verdict
+from otpgate.core.lifecycle import (
+    Change,
+    Minted,
+    NewCode,
+    Outcome,
+    PlannedStep,
+    Requested,
+    Verdict,
+)
 from otpgate.core.otp import Delivery, Otp, RecipientState, Status
 from otpgate.core.policy import Policy
 from otpgate.crypto import Keyring, Sealed, seal_aad
@@ -58,6 +66,9 @@ class VerifyAnswer:
     valid: bool
     status: Status
     attempts_left: int | None = None
+    approved: Otp | None = field(default=None, compare=False)
+    """The OTP this answer approved (a verification token is made of it); not part of
+    the answer itself."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +144,7 @@ class OtpService:
                         subject=parsed.subject)
 
         def mint(otp_id: str, send_no: int) -> Minted:
-            return Minted(codes.delivery_digest(keyring.digest_key, otp_id, parsed.material),
+            return Minted(keyring.delivery_digest(otp_id, parsed.material),
                           keyring.seal(sealed, seal_aad(otp_id, send_no)))
 
         new = NewCode(
@@ -190,9 +201,16 @@ class OtpService:
         def seal_address(otp_id: str) -> str:
             return keyring.seal(Sealed(to=rcpt.address, code=""), _address_aad(otp_id))
 
+        steps = tuple(PlannedStep(step.channel, step.after, step.recipient.masked,
+                                  self.router.route(step.recipient, step.channel))
+                      for step in parsed.fallback)
+
         def mint(otp_id: str, send_no: int) -> Minted:
-            sealed = keyring.seal(Sealed(to=rcpt.address, code=code), seal_aad(otp_id, send_no))
-            return Minted(codes.digest(keyring.digest_key, otp_id, code), sealed)
+            aad = seal_aad(otp_id, send_no)
+            sealed = keyring.seal(Sealed(to=rcpt.address, code=code), aad)
+            return Minted(keyring.code_digest(otp_id, code), sealed, tuple(
+                keyring.seal(Sealed(to=step.recipient.address, code=code), aad)
+                for step in parsed.fallback))
 
         new = NewCode(
             recipient_key=rcpt.key(keyring.digest_key, tenant), to_masked=rcpt.masked,
@@ -201,7 +219,7 @@ class OtpService:
             reference=parsed.reference, fresh_id=ids.new_otp_id(), mint=mint, tenant=tenant,
             app_hash=parsed.app_hash, webotp_domain=parsed.webotp_domain,
             brand=parsed.brand, seal_address=seal_address if keep_address else None,
-            test=test_code is not None, prefix_key=prefix_key,
+            steps=steps, test=test_code is not None, prefix_key=prefix_key,
             code_length=len(code) if test_code is not None else parsed.code_length,
         )
         now, policy = self.clock.now(), self.policy
@@ -237,7 +255,8 @@ class OtpService:
             otp = await self._get(otp_id, tenant)
             return VerifyAnswer(otp.id, False, otp.status)
         return VerifyAnswer(otp_id, verdict.valid, verdict.status,
-                            None if verdict.valid else verdict.attempts_left)
+                            None if verdict.valid else verdict.attempts_left,
+                            approved=verdict.otp if verdict.valid else None)
 
     async def verify_recipient(
         self, to: str, purpose: str | None, code: str, country: str | None = None, *,
@@ -257,16 +276,17 @@ class OtpService:
         verdict = await self._verify(key, lambda s: s.pending.get(purpose), code, purpose,
                                      tenant)
         if verdict.status is Status.APPROVED:
-            return VerifyAnswer(verdict.otp_id, verdict.valid, verdict.status)
+            return VerifyAnswer(verdict.otp_id, verdict.valid, verdict.status,
+                                approved=verdict.otp if verdict.valid else None)
         return VerifyAnswer(None, False, verdict.status, verdict.attempts_left)
 
     async def _verify(self, key: str, find: lifecycle.Finder, code: str,
                       missing: str | None, tenant: str) -> Verdict:
         now = self.clock.now()
-        policy, digest_key = self.policy, self.keyring.digest_key
+        policy, keyring = self.policy, self.keyring
 
         def check(otp_id: str, digest: bytes) -> bool:
-            return codes.matches(digest_key, otp_id, code, digest)
+            return keyring.code_matches(otp_id, code, digest)
 
         verdict = await self.store.transact(key, lambda s: lifecycle.decide_verify(
             s, key, find, check, policy, now, missing=missing))

@@ -124,3 +124,12 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def origin_of(url: str) -> str | None:
+    """``scheme://host[:port]`` of ``url``, lowercased; ``None`` if it is not one (a web
+    origin: http or https, no user, nothing after the host but a port)."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc or "@" in parts.netloc:
+        return None
+    return f"{parts.scheme}://{parts.netloc}".lower()

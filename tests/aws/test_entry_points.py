@@ -6,6 +6,8 @@ import pytest
 
 from otpgate.aws import api, receipts, refs, sweep
 from otpgate.aws.clients import Clients
+from otpgate.drivers.capture import CaptureDriver
+from otpgate.drivers.wrappers import Guarded, Paced, Wrapper
 from otpgate.errors import ConfigurationError
 from tests.aws import moto
 from tests.aws.conftest import Deployment, answer, fixture, http_event
@@ -77,3 +79,23 @@ async def test_a_driver_list_may_mix_urls_and_references() -> None:
     assert resolved["OTPGATE_DRIVERS_SMS"] == \
         "capture://?name=first,capture://?name=second,console://"
     assert resolved["PATH"] == "ssm:/not/ours"
+
+
+def test_the_dispatch_function_assembles_its_dispatcher_as_serve_does(
+    deployment: Deployment,
+) -> None:
+    host = deployment.dispatcher("capture", OTPGATE_DRIVERS_SMS="capture://?mps=5&burst=2",
+                                 OTPGATE_PUBLIC_URL="https://otp.example.com")
+    layers = []
+    driver: object = host.dispatcher._driver
+    while isinstance(driver, Wrapper):
+        layers.append(type(driver).__name__)
+        if isinstance(driver, Guarded):
+            assert driver.breaker is host.runtime.breakers.of("capture")
+        if isinstance(driver, Paced):
+            assert driver.pace is host.runtime.paces["capture"]
+            assert (driver.pace.rate, driver.pace.burst) == (5, 2)
+        driver = driver.inner
+    assert layers == ["Bounded", "Guarded", "Paced", "Metered"]
+    assert isinstance(driver, CaptureDriver)
+    assert host.runtime.settings.public_url == "https://otp.example.com"

@@ -48,7 +48,9 @@ def test_a_code_requested_through_the_api_is_sent_by_its_drivers_function_and_ap
     assert code is not None
     verified = api.invoke(http_event("POST", f"/v1/otp/{otp_id}/verify",
                                      {"code": code.group()}, key=key), None)
-    assert (verified["statusCode"], answer(verified)) == (
+    body = answer(verified)
+    assert body.pop("token").count(".") == 2
+    assert (verified["statusCode"], body) == (
         200, {"id": otp_id, "valid": True, "status": "approved"})
 
     [approved] = cloud_events(deployment.receive("app"))

@@ -154,6 +154,15 @@ def test_no_secret_sits_in_plain_text_in_an_environment(template: dict[str, Any]
                 assert "@" not in value and "://" not in value, name
 
 
+def test_every_function_is_told_the_public_url_receipts_come_back_to(
+    template: dict[str, Any],
+) -> None:
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["OTPGATE_PUBLIC_URL"] == {
+        "Fn::If": ["HasPublicUrl", {"Ref": "PublicUrl"}, {"Ref": "AWS::NoValue"}]}
+    assert template["Parameters"]["PublicUrl"]["Default"] == ""
+
+
 def test_the_template_command_writes_the_template_for_the_drivers_named(
     tmp_path: Path,
 ) -> None:

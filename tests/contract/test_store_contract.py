@@ -271,6 +271,58 @@ async def test_api_keys_are_stored_listed_and_revoked_once(
     assert revoked is not None and revoked.revoked_at == now + 5
 
 
+async def test_a_client_key_with_scopes_origins_and_a_rotation_round_trips(
+    backend: Backend, clock: FrozenClock
+) -> None:
+    store, now = backend.store, clock.now()
+    key = ApiKey(id="0000cccc", name="app", secret_hash=b"\x03" * 32, created_at=now,
+                 tenant="acme", kind="client", scopes=["otp:send", "otp:verify"],
+                 origins=["https://app.example", "https://www.app.example"])
+    await store.put_api_key(key)
+    assert await store.get_api_key("0000cccc") == key
+
+    rotated = ApiKey(id="0000cccc", name="app", secret_hash=b"\x04" * 32, created_at=now,
+                     tenant="acme", kind="client", scopes=["otp:send", "otp:verify"],
+                     origins=["https://app.example", "https://www.app.example"],
+                     old_secret_hash=b"\x03" * 32, old_until=now + 3600)
+    await store.put_api_key(rotated)
+    assert await store.get_api_key("0000cccc") == rotated
+    assert await store.list_api_keys() == [rotated]
+    assert await store.revoke_api_key("0000cccc", now + 1) is True
+    revoked = await store.get_api_key("0000cccc")
+    assert revoked is not None and revoked.old_secret_hash == b"\x03" * 32
+    plain = ApiKey(id="0000dddd", name="srv", secret_hash=b"\x05" * 32, created_at=now)
+    await store.put_api_key(plain)
+    got = await store.get_api_key("0000dddd")
+    assert got is not None and (got.kind, got.scopes, got.origins) == ("server", None, [])
+
+
+async def test_meta_is_swapped_only_from_what_is_kept(backend: Backend) -> None:
+    store = backend.store
+    assert await store.read_meta("code_keys") is None
+    assert await store.swap_meta("code_keys", "x", "first") is False
+    assert await store.swap_meta("code_keys", None, "first") is True
+    assert await store.swap_meta("code_keys", None, "other") is False
+    assert await store.read_meta("code_keys") == "first"
+    assert await store.swap_meta("code_keys", "stale", "second") is False
+    assert await store.swap_meta("code_keys", "first", "second") is True
+    assert await store.read_meta("code_keys") == "second"
+    assert await store.read_meta("elsewhere") is None
+    # the key check is a fact of its own
+    assert await store.keep_key_check("v1:abc") == "v1:abc"
+    assert await store.read_meta("code_keys") == "second"
+
+
+async def test_concurrent_meta_swaps_from_one_value_let_exactly_one_win(
+    backend: Backend,
+) -> None:
+    store = backend.store
+    assert await store.swap_meta("race", None, "0")
+    won = await asyncio.gather(*(store.swap_meta("race", "0", str(n)) for n in range(1, 9)))
+    assert sum(won) == 1
+    assert await store.read_meta("race") == str(won.index(True) + 1)
+
+
 async def test_fifty_concurrent_changes_to_one_recipient_lose_nothing(
     backend: Backend, clock: FrozenClock
 ) -> None:

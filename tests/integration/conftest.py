@@ -101,6 +101,15 @@ async def sent_code(client: Client, to: str = PHONE, **fields: Any) -> tuple[str
     return otp["id"], code_in(mine[0]["body"], fields.get("code_length", 6))
 
 
+def without_token(body: dict[str, Any]) -> dict[str, Any]:
+    """An approving answer without its verification token, which it must carry (see
+    ``test_api_tokens`` for what the token holds)."""
+    rest = dict(body)
+    token = rest.pop("token", None)
+    assert isinstance(token, str) and token.count(".") == 2, body
+    return rest
+
+
 def assert_problem(response: Any, status: int, slug: str, field: str | None = None) -> None:
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == PROBLEM

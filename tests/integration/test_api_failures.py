@@ -19,6 +19,7 @@ from tests.integration.conftest import (
     request_code,
     runtime_of,
     wait_for_messages,
+    without_token,
 )
 
 CODE = "482913"
@@ -84,8 +85,9 @@ async def test_a_flood_of_answers_with_no_live_code_leaves_the_victims_code_whol
     victim = await request_code(client, VICTIM, purpose="login")
     for i in range(300):
         await verify(client, VICTIM, WRONG, purpose=f"p{i % 40}")
-    approved = await client.post(f"/v1/otp/{victim['id']}/verify", json={"code": CODE})
-    assert approved.json() == {"id": victim["id"], "valid": True, "status": "approved"}
+    answer = await client.post(f"/v1/otp/{victim['id']}/verify", json={"code": CODE})
+    assert without_token(answer.json()) == {"id": victim["id"], "valid": True,
+                                            "status": "approved"}
     assert EventType.LOCKED not in event_types(client)
     assert EventType.VERIFICATION_FAILED not in event_types(client)
 
@@ -254,5 +256,5 @@ async def test_the_old_right_code_after_a_new_request_does_not_eat_the_new_codes
     assert late == {"id": first["id"], "valid": False, "status": "approved"}
     wrong = await verify(client, PHONE, WRONG, "login")
     assert wrong["attempts_left"] == 4
-    assert (await verify(client, PHONE, "771234", "login")) == {
+    assert without_token(await verify(client, PHONE, "771234", "login")) == {
         "id": second["id"], "valid": True, "status": "approved"}

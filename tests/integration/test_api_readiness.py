@@ -5,7 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from otpgate.clock import FrozenClock
-from tests.integration.conftest import PHONE, assert_problem, request_code, wait_for_messages
+from tests.integration.conftest import (
+    PHONE,
+    assert_problem,
+    request_code,
+    runtime_of,
+    wait_for_messages,
+)
 
 SECOND = "+14155550124"
 
@@ -72,3 +78,22 @@ async def test_sends_that_go_out_keep_the_process_ready(
         response = await client.get("/readyz")
     assert response.status_code == 200
     assert waiting(response.json())["dispatch.capture"]["depth"] == 0
+
+
+async def test_readyz_shows_each_drivers_breaker_as_its_dispatchers_see_it(
+    make_client: Any, clock: FrozenClock
+) -> None:
+    async with make_client() as client:
+        response = await client.get("/readyz")
+        assert response.json()["breakers"] == [{"driver": "capture", "state": "closed"}]
+        breaker = runtime_of(client).breakers.of("capture")
+        breaker.record(False, broken=True)
+        clock.advance(5)
+        shown = (await client.get("/readyz")).json()["breakers"]
+        assert shown == [{"driver": "capture", "state": "open",
+                          "open_until": clock.now() + 10}]
+        metrics = (await client.get("/metrics")).text
+        assert 'otpgate_breaker_state{driver="capture"} 2.0' in metrics
+        clock.advance(10)
+        shown = (await client.get("/readyz")).json()["breakers"]
+        assert shown == [{"driver": "capture", "state": "half_open"}]

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+from otpgate import apikeys
 from otpgate.clock import isoformat
 from tests.integration.conftest import (
     START,
     Client,
     assert_problem,
     request_code,
+    runtime_of,
     sent_code,
 )
 
@@ -77,3 +80,25 @@ async def test_an_unknown_id_is_404_for_get_and_delete(client: Client) -> None:
     for otp_id in ("otp_AAAAAAAAAAAAAAAAAAAAAA", "otp_short", "<script>"):
         assert_problem(await client.get(f"/v1/otp/{otp_id}"), 404, "not-found")
         assert_problem(await client.delete(f"/v1/otp/{otp_id}"), 404, "not-found")
+
+
+async def test_a_request_with_a_fallback_step_shows_an_entry_for_it(client: Client) -> None:
+    accepted = await request_code(client, fallback=[{"channel": "voice", "after": 30}])
+    assert accepted["channels"] == ["sms"]
+    status = (await client.get(f"/v1/otp/{accepted['id']}")).json()
+    [sms, voice] = status["channels"]
+    assert sms["channel"] == "sms" and "step" not in sms
+    assert voice == {"channel": "voice", "driver": "capture", "status": "queued",
+                     "attempts": 0, "updated_at": voice["updated_at"], "step": 1,
+                     "to": "+1415•••0123", "due_at": voice["due_at"]}
+
+
+async def test_a_fallback_step_the_service_cannot_serve_is_a_422_naming_it(
+    make_client: Any,
+) -> None:
+    async with make_client(dev=False, drivers={"sms": ("console://",)}) as client:
+        _, key = await apikeys.create(runtime_of(client).backend.store, "shop", START)
+        answer = await client.post("/v1/otp", json={
+            "to": "+14155550123", "fallback": [{"channel": "voice", "after": 30}]},
+            headers={"authorization": f"Bearer {key}"})
+        assert_problem(answer, 422, "invalid-request", "fallback.channel")

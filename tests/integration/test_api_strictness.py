@@ -28,7 +28,9 @@ async def _document(client: Client) -> dict[str, Any]:
 
 def _body_schema(doc: dict[str, Any], path: str) -> dict[str, Any]:
     ref = doc["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
-    return dict(doc["components"]["schemas"][ref["$ref"].rsplit("/", 1)[1]])
+    # With the components, so that a nested body's $ref (a fallback step) resolves.
+    return {**doc["components"]["schemas"][ref["$ref"].rsplit("/", 1)[1]],
+            "components": doc["components"]}
 
 
 @pytest.mark.parametrize(("path", "body"), [
@@ -37,6 +39,11 @@ def _body_schema(doc: dict[str, Any], path: str) -> dict[str, Any]:
     ("/v1/otp", {"to": "+14155550123", "code_length": 11}),
     ("/v1/otp", {"to": "+14155550123", "channel": "pigeon"}),
     ("/v1/otp", {"to": "a" * 65 + "@example.com"}),
+    ("/v1/otp", {"to": "+14155550123", "fallback": [{"channel": "pigeon", "after": 30}]}),
+    ("/v1/otp", {"to": "+14155550123", "fallback": [{"channel": "email", "after": 0}]}),
+    ("/v1/otp", {"to": "+14155550123", "fallback": [{"channel": "email", "after": 600}]}),
+    ("/v1/otp", {"to": "+14155550123", "fallback": [{"channel": "email", "after": 30,
+                                                     "to": "x" * 300}]}),
     ("/v1/otp/{otp_id}/verify", {"code": ""}),
     ("/v1/verify", {"to": "+14155550123", "code": "12 34"}),
 ])

@@ -173,3 +173,39 @@ def test_unlock_ends_a_lock_and_says_what_it_undid(env: dict[str, str]) -> None:
     assert json.loads(out) == {"to": "+1415•••0123", "tenant": "default", "was_locked": True,
                                "failures": 100}
     assert run(env, "send", "--to", "+14155550123")[0] == 0
+
+
+def test_client_keys_are_made_with_origins_and_listed_with_their_scopes(
+    env: dict[str, str],
+) -> None:
+    code, out = run(env, "keys", "create", "--name", "web", "--client",
+                    "--origin", "https://app.example")
+    assert code == 0, out
+    assert run(env, "keys", "create", "--name", "ro", "--scope", "otp:read")[0] == 0
+    listed = {k["name"]: k for k in json.loads(run(env, "keys", "list")[1])}
+    assert listed["web"]["kind"] == "client"
+    assert listed["web"]["scopes"] == ["otp:send", "otp:verify"]
+    assert listed["web"]["origins"] == ["https://app.example"]
+    assert listed["ro"]["kind"] == "server" and listed["ro"]["scopes"] == ["otp:read"]
+    code, out = run(env, "keys", "create", "--name", "bad", "--client", "--admin")
+    assert code == 1 and "client key" in out
+    code, out = run(env, "keys", "create", "--name", "bad", "--origin", "https://a.example")
+    assert code == 1 and "client keys" in out
+
+
+def test_a_rotation_prints_a_new_key_and_is_listed_until_finished(env: dict[str, str]) -> None:
+    old = run(env, "keys", "create", "--name", "shop")[1].strip()
+    key_id = old.split("_")[1]
+    code, new = run(env, "keys", "rotate", key_id, "--expire", "2h")
+    assert code == 0, new
+    new = new.strip()
+    assert new.startswith(f"og_{key_id}_") and new != old
+    [listed] = json.loads(run(env, "keys", "list")[1])
+    assert listed["previous_secret_until"] is not None
+    code, out = run(env, "keys", "rotate", key_id)
+    assert code == 1 and "--finish" in out
+    code, out = run(env, "keys", "rotate", key_id, "--finish")
+    assert code == 0 and "finished" in out
+    assert json.loads(run(env, "keys", "list")[1])[0]["previous_secret_until"] is None
+    code, out = run(env, "keys", "rotate", "ffffffff")
+    assert code == 1 and "no active key" in out

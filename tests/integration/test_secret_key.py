@@ -123,3 +123,28 @@ async def test_a_running_process_says_loudly_when_its_key_file_is_deleted(
         await runtime.close()
     assert caplog.text.count("was deleted while otpgate runs") == 1
     assert written not in caplog.text
+
+
+def test_secrets_rotate_lists_and_retires_and_the_key_check_still_refuses_another_key(
+    env: dict[str, str],
+) -> None:
+    env = {**env, "OTPGATE_SECRET_KEY": FIRST}
+    code, out = run(env, "secrets", "rotate")
+    assert code == 0, out
+    kid = out.split()[2]
+    listed = json.loads(run(env, "secrets", "list")[1])
+    assert [(e["kid"], e["current"]) for e in listed][-1] == (kid, True)
+    root = listed[0]["kid"]
+    assert listed[0]["source"] == "secret key" and listed[0]["retirable_from"]
+    code, out = run(env, "secrets", "retire", kid)
+    assert code == 1 and "current code key" in out
+    code, out = run(env, "secrets", "retire", root)
+    assert code == 1 and "may still be alive" in out
+    code, out = run(env, "secrets", "retire", "nothex")
+    assert code == 1 and "8 hex" in out
+    # a code sent now is digested with the new key, and another master secret is still
+    # refused by the check value the store keeps
+    assert run(env, "send", "--to", "+14155550123")[0] == 0
+    code, out = run({**env, "OTPGATE_SECRET_KEY": OTHER}, "secrets", "list")
+    assert code == 1 and "is not the one the database" in out
+    assert FIRST not in out

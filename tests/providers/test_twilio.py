@@ -4,11 +4,15 @@ its status callbacks signed by the official ``twilio`` package's ``RequestValida
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
 from twilio.request_validator import RequestValidator
 
+from otpgate import config
+from otpgate.clock import FrozenClock
+from otpgate.core.otp import DeliveryStatus
 from otpgate.drivers import open_driver
 from otpgate.drivers.base import ReceiptRequest
 from otpgate.drivers.twilio import TwilioDriver
@@ -17,10 +21,13 @@ from otpgate.errors import (
     BrokenDriverError,
     ConfigurationError,
     Forbidden,
+    InvalidRequest,
     PermanentDeliveryError,
     TemporaryDeliveryError,
     UnknownOutcomeError,
 )
+from otpgate.runtime import Runtime
+from otpgate.service import OtpRequest
 from tests.providers.conftest import CODE, PUBLIC, TO, context, message
 from tests.providers.stand_in import Call, Handler, Reply, StandIn
 
@@ -323,3 +330,52 @@ async def test_a_twilio_status_callback_through_the_api_marks_the_code_delivered
 def test_a_plain_http_base_url_beyond_loopback_is_refused(base: str) -> None:
     with pytest.raises(ConfigurationError, match="in clear"):
         open_driver(f"twilio://{SID}:{TOKEN}@+15550001111?base_url={base}", context())
+
+
+async def test_voice_and_whatsapp_end_to_end_from_the_request_to_twilio(
+    stand_in: StartStandIn, tmp_path: Path,
+) -> None:
+    server = stand_in(twilio_api)
+    base = f"twilio://{SID}:{TOKEN}@+15550001111?base_url={server.url}"
+    settings = config.from_env({
+        "OTPGATE_STORE_URL": "memory://", "OTPGATE_DATA_DIR": str(tmp_path),
+        "OTPGATE_SECRET_KEY": bytes(range(32)).hex(), "OTPGATE_PUBLIC_URL": PUBLIC,
+        "OTPGATE_DRIVERS_VOICE": base,
+        "OTPGATE_DRIVERS_WHATSAPP": f"{base}&content_sid=HX0123&name=twilio-wa"})
+    runtime = await Runtime.open(settings, FrozenClock())
+    try:
+        for dispatcher in runtime.dispatchers():
+            runtime.backend.bus.consume(dispatcher.subscription().name, dispatcher.handle,
+                                        dispatcher.limits())
+        otp = (await runtime.service.request(OtpRequest(
+            to=TO, channels=["voice", "whatsapp"], locale="en"))).otp
+        while await runtime.backend.bus.pump():
+            pass
+        by_path = {call.path.rsplit("/", 1)[1]: call.form() for call in server.calls}
+        assert set(by_path) == {"Calls.json", "Messages.json"}
+        assert by_path["Calls.json"]["To"] == TO
+        assert by_path["Calls.json"]["Twiml"].startswith("<Response><Say")
+        assert by_path["Calls.json"]["StatusCallback"] == f"{PUBLIC}/v1/receipts/twilio"
+        whatsapp = by_path["Messages.json"]
+        assert (whatsapp["To"], whatsapp["ContentSid"]) == (f"whatsapp:{TO}", "HX0123")
+        assert whatsapp["StatusCallback"] == f"{PUBLIC}/v1/receipts/twilio-wa"
+        rows = {d.channel: d for d in await runtime.service.store.deliveries(otp.id)}
+        assert {c: (r.driver, r.status) for c, r in rows.items()} == {
+            "voice": ("twilio", DeliveryStatus.SENT),
+            "whatsapp": ("twilio-wa", DeliveryStatus.SENT)}
+    finally:
+        await runtime.close()
+
+
+async def test_a_channel_no_driver_carries_is_refused_at_the_request(tmp_path: Path) -> None:
+    settings = config.from_env({
+        "OTPGATE_STORE_URL": "memory://", "OTPGATE_DATA_DIR": str(tmp_path),
+        "OTPGATE_SECRET_KEY": bytes(range(32)).hex(), "OTPGATE_DRIVERS_SMS": "console://"})
+    runtime = await Runtime.open(settings, FrozenClock())
+    try:
+        for channel in ("voice", "whatsapp"):
+            with pytest.raises(InvalidRequest, match=f"no driver is configured for channel "
+                                                     f"'{channel}'"):
+                await runtime.service.request(OtpRequest(to=TO, channel=channel))
+    finally:
+        await runtime.close()

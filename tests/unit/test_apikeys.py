@@ -10,7 +10,7 @@ import pytest
 from otpgate import apikeys
 from otpgate.bus.memory import MemoryBus
 from otpgate.clock import FrozenClock
-from otpgate.errors import InvalidRequest, Unauthorized
+from otpgate.errors import InvalidRequest, NotFound, Unauthorized
 from otpgate.store.memory import MemoryStore
 
 NOW = 1_800_000_000.0
@@ -85,3 +85,57 @@ async def test_keys_are_listed_oldest_first(store: MemoryStore) -> None:
 async def test_a_key_name_must_be_short_printable_ascii(store: MemoryStore, name: str) -> None:
     with pytest.raises(InvalidRequest):
         await apikeys.create(store, name, NOW)
+
+
+async def test_a_client_key_may_only_request_and_verify(store: MemoryStore) -> None:
+    key, _ = await apikeys.create(store, "app", NOW, kind="client")
+    assert apikeys.scopes_of(key) == {"otp:send", "otp:verify"}
+    with pytest.raises(InvalidRequest):
+        await apikeys.create(store, "app", NOW, kind="client", scopes=["otp:read"])
+    with pytest.raises(InvalidRequest):
+        await apikeys.create(store, "app", NOW, kind="client", admin=True)
+    # even a stored record that says more grants no more
+    key.scopes = ["otp:send", "admin"]
+    assert apikeys.scopes_of(key) == {"otp:send"}
+
+
+async def test_server_keys_keep_their_defaults_and_admin_adds_admin(store: MemoryStore) -> None:
+    plain, _ = await apikeys.create(store, "srv", NOW)
+    admin, _ = await apikeys.create(store, "ops", NOW, admin=True)
+    assert plain.scopes is None and apikeys.scopes_of(plain) == apikeys.SERVER_DEFAULT
+    assert apikeys.scopes_of(admin) == apikeys.SERVER_DEFAULT | {"admin"}
+    with pytest.raises(InvalidRequest):
+        await apikeys.create(store, "srv", NOW, scopes=["otp:everything"])
+
+
+@pytest.mark.parametrize("origin", ["app.example", "https://app.example/path",
+                                    "https://u@app.example", "ftp://app.example"])
+async def test_an_origin_must_be_a_web_origin(store: MemoryStore, origin: str) -> None:
+    with pytest.raises(InvalidRequest):
+        await apikeys.create(store, "app", NOW, kind="client", origins=[origin])
+
+
+async def test_a_rotation_keeps_two_secrets_then_one(store: MemoryStore) -> None:
+    key, old = await apikeys.create(store, "shop", NOW)
+    _, new = await apikeys.rotate(store, key.id, NOW, grace=100)
+    assert (await apikeys.authenticate(store, old, NOW + 99)).id == key.id
+    assert (await apikeys.authenticate(store, new, NOW + 99)).id == key.id
+    with pytest.raises(Unauthorized):
+        await apikeys.authenticate(store, old, NOW + 100)
+    assert (await apikeys.authenticate(store, new, NOW + 100)).id == key.id
+    # a second rotation may start once the first is over
+    _, newer = await apikeys.rotate(store, key.id, NOW + 100, grace=100)
+    with pytest.raises(Unauthorized):
+        await apikeys.authenticate(store, old, NOW + 101)
+    assert (await apikeys.authenticate(store, new, NOW + 101)).id == key.id
+    assert await apikeys.finish_rotation(store, key.id, NOW + 101)
+    with pytest.raises(Unauthorized):
+        await apikeys.authenticate(store, new, NOW + 101)
+    assert (await apikeys.authenticate(store, newer, NOW + 101)).id == key.id
+
+
+async def test_a_revoked_key_cannot_be_rotated(store: MemoryStore) -> None:
+    key, _ = await apikeys.create(store, "shop", NOW)
+    await apikeys.revoke(store, key.id, NOW)
+    with pytest.raises(NotFound):
+        await apikeys.rotate(store, key.id, NOW)

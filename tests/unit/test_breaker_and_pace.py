@@ -3,14 +3,12 @@ bucket's arithmetic, and the wrappers that put both around a driver."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from otpgate.breaker import BreakerOpen, BreakerPolicy, Breakers, BreakerState
 from otpgate.clock import FrozenClock
 from otpgate.drivers.base import Message, SendReceipt
-from otpgate.drivers.wrappers import Guarded, Paced
+from otpgate.drivers.wrappers import Guarded, Paced, PaceFull
 from otpgate.errors import (
     BrokenDriverError,
     ConfigurationError,
@@ -19,6 +17,7 @@ from otpgate.errors import (
     TemporaryDeliveryError,
 )
 from otpgate.ratelimit.bucket import TokenBucket
+from otpgate.ratelimit.pace import LocalPace
 
 POLICY = BreakerPolicy(window=30, min_calls=4, failure_rate=0.5, open_for=15)
 
@@ -140,20 +139,85 @@ async def test_bad_credentials_open_the_breaker_at_once() -> None:
     assert guarded.breaker.state is BreakerState.OPEN
 
 
-async def test_paced_sends_go_out_no_faster_than_the_rate() -> None:
+class Sleeper:
+    """An injected sleep that moves the frozen clock instead of waiting."""
+
+    def __init__(self, clock: FrozenClock) -> None:
+        self.clock = clock
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(round(seconds, 6))
+
+
+async def test_paced_sends_wait_their_turn_by_the_rate() -> None:
     clock = FrozenClock()
-    paced = Paced(Scripted(), TokenBucket(rate=50), clock)
-    started = time.monotonic()
+    sleeper = Sleeper(clock)
+    inner = Scripted()
+    paced = Paced(inner, LocalPace(rate=50), clock, sleep=sleeper)
     for _ in range(6):
         await paced.send(message(clock.now() + 300))
-    assert time.monotonic() - started >= 5 / 50 * 0.9
+    assert sleeper.waits == [0.02, 0.04, 0.06, 0.08, 0.1]
+    assert inner.calls == 6
 
 
 async def test_a_send_whose_turn_comes_after_its_code_expires_is_not_sent() -> None:
     clock = FrozenClock()
     inner = Scripted()
-    paced = Paced(inner, TokenBucket(rate=1), clock)
+    paced = Paced(inner, LocalPace(rate=1), clock, sleep=Sleeper(clock))
     await paced.send(message(clock.now() + 300))
     with pytest.raises(SendExpired):
         await paced.send(message(clock.now() + 0.5))
     assert inner.calls == 1
+    await paced.send(message(clock.now() + 300))  # the refused send took no slot
+    assert inner.calls == 2
+
+
+async def test_a_turn_further_off_than_the_lease_allows_is_refused_for_now() -> None:
+    clock = FrozenClock()
+    inner = Scripted()
+    paced = Paced(inner, LocalPace(rate=1), clock, max_wait=2.5, sleep=Sleeper(clock))
+    for _ in range(3):
+        await paced.send(message(clock.now() + 300))
+    with pytest.raises(PaceFull) as refused:
+        await paced.send(message(clock.now() + 300))
+    assert refused.value.retry_after == 3.0
+    assert inner.calls == 3
+
+
+async def test_a_refusal_of_the_pace_tells_the_breaker_nothing() -> None:
+    clock = FrozenClock()
+    breaker = Breakers(POLICY, clock).of("primary")
+    breaker.record(False, broken=True)
+    clock.advance(15)
+    guarded = Guarded(Paced(Scripted(), LocalPace(rate=1), clock, sleep=Sleeper(clock)),
+                      breaker)
+    with pytest.raises(SendExpired):
+        await guarded.send(message(clock.now()))
+    assert breaker.state is BreakerState.HALF_OPEN
+    await guarded.send(message(clock.now() + 300))  # the probe was given back
+    assert breaker.state is BreakerState.CLOSED
+
+
+def test_an_open_breaker_says_when_it_lets_a_probe_through() -> None:
+    clock = FrozenClock()
+    breaker = Breakers(POLICY, clock).of("primary")
+    assert breaker.reopens_in() == 0
+    breaker.record(False, broken=True)
+    clock.advance(5)
+    assert breaker.reopens_in() == 10
+
+
+def test_failures_in_a_row_open_the_breaker_whatever_the_window_holds() -> None:
+    clock = FrozenClock()
+    breaker = Breakers(BreakerPolicy(min_calls=10, consecutive=3), clock).of("twilio")
+    for _ in range(50):
+        breaker.record(True)
+    breaker.record(False)
+    breaker.record(False)
+    breaker.record(True)  # a success ends the run
+    breaker.record(False)
+    breaker.record(False)
+    assert breaker.state is BreakerState.CLOSED
+    breaker.record(False)
+    assert breaker.state is BreakerState.OPEN

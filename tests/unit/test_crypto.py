@@ -14,7 +14,9 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from otpgate.core import codes
 from otpgate.crypto import (
+    CodeKey,
     Keyring,
     Sealed,
     check_strength,
@@ -291,3 +293,65 @@ def test_a_corrupt_or_truncated_key_file_is_a_clear_error(tmp_path: Path,
 
 def test_a_missing_key_file_reads_as_none(tmp_path: Path) -> None:
     assert read_secret(tmp_path / "secret.key") is None
+
+
+def _rotated(keyring: Keyring) -> CodeKey:
+    kid = secrets.token_bytes(4)
+    fresh = keyring.unwrap(kid, keyring.wrap(kid, secrets.token_bytes(32)))
+    keyring.adopt((fresh, *keyring.code_keys))
+    return fresh
+
+
+def test_the_master_secrets_own_digests_are_bare_hmacs_as_before(keyring: Keyring) -> None:
+    digest = keyring.code_digest("otp_a", "123456")
+    assert digest == codes.digest(keyring.digest_key, "otp_a", "123456")
+    assert keyring.code_matches("otp_a", "123456", digest)
+    assert not keyring.code_matches("otp_a", "123457", digest)
+    assert not keyring.code_matches("otp_b", "123456", digest)
+
+
+def test_after_a_rotation_digests_name_their_key_and_old_ones_still_match(
+    keyring: Keyring,
+) -> None:
+    old_digest = keyring.code_digest("otp_a", "123456")
+    aad = seal_aad("otp_a", 1)
+    old_sealed = keyring.seal(PAYLOAD, aad)
+    fresh = _rotated(keyring)
+    new_digest = keyring.code_digest("otp_b", "654321")
+    assert len(new_digest) == 36 and new_digest[:4] == fresh.kid
+    assert keyring.code_matches("otp_b", "654321", new_digest)
+    assert not keyring.code_matches("otp_b", "654320", new_digest)
+    assert keyring.code_matches("otp_a", "123456", old_digest)
+    assert keyring.open(old_sealed, aad) == PAYLOAD
+    new_sealed = keyring.seal(PAYLOAD, aad)
+    assert base64.urlsafe_b64decode(new_sealed)[:4] == fresh.kid
+    assert keyring.open(new_sealed, aad) == PAYLOAD
+    # the recipient index stays the master secret's
+    assert keyring.digest_key == Keyring.from_secret(MASTER).digest_key
+
+
+def test_a_retired_key_checks_nothing_it_made(keyring: Keyring) -> None:
+    old_digest = keyring.code_digest("otp_a", "123456")
+    aad = seal_aad("otp_a", 1)
+    old_sealed = keyring.seal(PAYLOAD, aad)
+    fresh = _rotated(keyring)
+    keyring.adopt((fresh,))
+    assert not keyring.code_matches("otp_a", "123456", old_digest)
+    with pytest.raises(SealError):
+        keyring.open(old_sealed, aad)
+    # a digest naming a key never held matches nothing
+    assert not keyring.code_matches("otp_a", "123456", b"\x00" * 4 + old_digest)
+
+
+def test_a_wrapped_code_key_opens_only_with_its_master_secret_and_id(
+    keyring: Keyring,
+) -> None:
+    kid = b"\x01\x02\x03\x04"
+    wrapped = keyring.wrap(kid, b"k" * 32)
+    assert keyring.unwrap(kid, wrapped).digest_key == keyring.unwrap(kid, wrapped).digest_key
+    assert b"k" * 32 not in base64.urlsafe_b64decode(wrapped)
+    with pytest.raises(SealError):
+        Keyring.from_secret(secrets.token_bytes(32)).unwrap(kid, wrapped)
+    with pytest.raises(SealError):
+        keyring.unwrap(b"\x01\x02\x03\x05", wrapped)
+    assert "k" * 32 not in repr(keyring.unwrap(kid, wrapped))

@@ -15,6 +15,7 @@ import pytest
 
 from otpgate import events, redact
 from otpgate.backends import Backend, open_memory
+from otpgate.breaker import BreakerPolicy, Breakers
 from otpgate.bus.base import Limits, Subscription, delivery_number
 from otpgate.bus.memory import MemoryBus
 from otpgate.clock import FrozenClock
@@ -26,8 +27,14 @@ from otpgate.crypto import Keyring
 from otpgate.dispatch import Dispatcher
 from otpgate.drivers.base import Driver, Message, SendReceipt
 from otpgate.drivers.capture import CaptureDriver
-from otpgate.errors import PermanentDeliveryError, TemporaryDeliveryError
+from otpgate.errors import (
+    BrokenDriverError,
+    PermanentDeliveryError,
+    TemporaryDeliveryError,
+    UnknownOutcomeError,
+)
 from otpgate.events import CloudEvent, EventType
+from otpgate.ratelimit.pace import LocalPace
 from otpgate.routing import StaticRouter
 from otpgate.service import OtpRequest, OtpService
 from otpgate.store.base import ClaimState
@@ -438,21 +445,101 @@ async def test_a_dead_lettered_dispatch_event_is_kept_without_its_sealed_payload
     assert dead.event.data["to"] == "+1415•••0123"
 
 
-async def test_a_send_failing_on_every_delivery_fails_over_when_a_fallback_is_left(
+async def test_a_temporary_failure_fails_over_at_once_when_a_fallback_is_left(
     world: World,
 ) -> None:
     world.routes = {"sms": ("fake", "capture")}
-    await world.dispatcher(ScriptedDriver("fake", *[TemporaryDeliveryError("down")] * 2),
-                           max_deliveries=2)
+    fake = ScriptedDriver("fake", *[TemporaryDeliveryError("down")] * 2)
+    await world.dispatcher(fake, max_deliveries=2)
     await world.dispatcher(world.capture(), max_deliveries=2)
     otp_id = await world.request()
-    for _ in range(2):
-        await world.drain()
-        world.clock.advance(10)
+    await world.drain()  # the clock has not moved: no backoff was waited out
     row = await world.delivery(otp_id)
-    assert row.status is DeliveryStatus.SENT
-    assert row.driver == "capture"
+    assert (row.status, row.driver, row.attempts) == (DeliveryStatus.SENT, "capture", 1)
+    assert len(fake.calls) == 1
     assert len(await world.backend.capture.list(TO)) == 1
+    world.clock.advance(600)
+    await world.drain()
+    assert len(fake.calls) == 1, "never back to the driver it left"
+
+
+@pytest.mark.parametrize("error", [
+    UnknownOutcomeError("no answer"), BrokenDriverError("401"), RuntimeError("a driver bug")])
+async def test_every_failure_of_a_driver_fails_over_at_once(world: World,
+                                                            error: Exception) -> None:
+    world.routes = {"sms": ("fake", "capture")}
+    fake = ScriptedDriver("fake", error)
+    await world.dispatcher(fake)
+    await world.dispatcher(world.capture())
+    otp_id = await world.request()
+    await world.drain()
+    assert (await world.delivery(otp_id)).driver == "capture"
+    assert len(await world.backend.capture.list(TO)) == 1
+
+
+async def test_an_open_breaker_skips_the_driver_without_a_call(world: World) -> None:
+    world.routes = {"sms": ("fake", "capture")}
+    fake = ScriptedDriver("fake")
+    breakers = Breakers(BreakerPolicy(), world.clock)
+    breakers.of("fake").record(False, broken=True)
+    dispatcher = Dispatcher(store=world.backend.store, driver=fake, keyring=world.keyring,
+                            clock=world.clock, templates=Templates.default(), brand="Acme",
+                            breaker=breakers.of("fake"))
+    await world.bus.declare(dispatcher.subscription())
+    world.bus.consume(dispatcher.subscription().name, dispatcher.handle, dispatcher.limits())
+    await world.dispatcher(world.capture())
+    otp_id = await world.request()
+    await world.drain()
+    assert fake.calls == []
+    assert (await world.delivery(otp_id)).driver == "capture"
+
+
+async def test_an_open_breaker_without_a_fallback_retries_once_it_would_probe(
+    world: World,
+) -> None:
+    fake = ScriptedDriver("fake")
+    breakers = Breakers(BreakerPolicy(open_for=15), world.clock)
+    breakers.of("fake").record(False, broken=True)
+    world.routes = {"sms": ("fake",)}
+    dispatcher = Dispatcher(store=world.backend.store, driver=fake, keyring=world.keyring,
+                            clock=world.clock, templates=Templates.default(), brand="Acme",
+                            breaker=breakers.of("fake"))
+    await world.bus.declare(dispatcher.subscription())
+    world.bus.consume(dispatcher.subscription().name, dispatcher.handle, dispatcher.limits())
+    otp_id = await world.request()
+    await world.drain()
+    assert (await world.delivery(otp_id)).status is DeliveryStatus.QUEUED
+    world.clock.advance(14)
+    await world.drain()
+    assert fake.calls == []
+    world.clock.advance(1)
+    await world.drain()
+    assert len(fake.calls) == 1
+    assert (await world.delivery(otp_id)).status is DeliveryStatus.SENT
+
+
+async def test_a_send_its_pace_would_hold_past_its_expiry_is_expired_and_not_sent(
+    world: World,
+) -> None:
+    world.routes = {"sms": ("fake",)}
+    fake = ScriptedDriver("fake")
+    pace = LocalPace(rate=1 / 120)  # one message every two minutes
+
+    async def no_wait(seconds: float) -> None:
+        return None
+
+    dispatcher = Dispatcher(store=world.backend.store, driver=fake, keyring=world.keyring,
+                            clock=world.clock, templates=Templates.default(), brand="Acme",
+                            pace=pace, sleep=no_wait, lease=600)
+    await world.bus.declare(dispatcher.subscription())
+    world.bus.consume(dispatcher.subscription().name, dispatcher.handle, dispatcher.limits())
+    first = await world.request(to="+14155550100")
+    second = await world.request(to="+14155550101", ttl_seconds=60)
+    await world.drain()
+    assert [m.otp_id for m in fake.calls] == [first]
+    row = await world.delivery(second)
+    assert row.status is DeliveryStatus.EXPIRED
+    assert row.error == "the code would expire before its turn in the driver's pace"
 
 
 async def test_a_permanent_failure_hands_the_send_to_the_next_driver_which_sends_it(

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from otpgate import events
+from otpgate import events, redact
 from otpgate.events import CloudEvent, EventType, Filter
 
 T0 = 1_800_000_000.25
@@ -27,7 +27,18 @@ def test_a_new_event_carries_the_cloudevents_attributes() -> None:
     assert event.subject == "otp_a"
     assert event.type == "otpgate.otp.requested.v1"
     assert event.time == "2027-01-15T08:00:00.250Z"
-    assert re.fullmatch(r"[0-9a-f]{16}-[0-9a-f]+", event.id)
+    assert re.fullmatch(r"[0-9a-f]{16}\.[0-9a-f]+", event.id)
+
+
+def test_an_event_id_survives_log_masking_whatever_its_counter() -> None:
+    """A counter of decimal digits only (0x4521) is shaped like a code; the id must still
+    reach the logs whole, or an operator has nothing to replay by."""
+    ids = events._EventIds()
+    for _ in range(0x4520):
+        ids()
+    event_id = ids()
+    assert event_id.endswith(".4521")
+    assert redact.scrub(f"dead-lettered {event_id} on sms") == f"dead-lettered {event_id} on sms"
 
 
 def test_event_ids_of_a_forked_process_do_not_collide() -> None:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from otpgate.breaker import BreakerPolicy, Breakers
+from otpgate.clock import FrozenClock
 from otpgate.config import from_env
 from otpgate.core.recipients import parse
 from otpgate.errors import ConfigurationError, InvalidRequest
@@ -106,3 +108,102 @@ drivers = ["backup", "console"]
 def test_an_explicit_default_route_replaces_the_driver_list_order() -> None:
     table = table_of({"sms": ["a", "b"]}, [Route("sms", ("b",))])
     assert table.route(US, "sms") == ("b",)
+
+
+LEAST_COST = """
+[drivers]
+sms = ["console://?name=twilio", "console://?name=vonage", "console://?name=sinch"]
+
+[[routes]]
+channel = "sms"
+drivers = ["twilio", "vonage", "sinch"]
+strategy = "cost"
+
+[prices.twilio]
+GB = 0.0400
+US = 0.0079
+"*" = 0.05
+
+[prices.vonage]
+GB = 0.0350
+US = 0.0079
+"*" = 0.06
+
+[prices.sinch]
+GB = 0.0350
+"*" = 0.045
+"""
+
+
+def least_cost(tmp_path: Path, text: str = LEAST_COST) -> RouteTable:
+    path = tmp_path / "otpgate.toml"
+    path.write_text(text)
+    return route_table(from_env({"OTPGATE_CONFIG": str(path)}))
+
+
+def test_a_least_cost_route_puts_the_cheapest_driver_for_the_country_first(
+    tmp_path: Path,
+) -> None:
+    table = least_cost(tmp_path)
+    assert table.route(parse("+447400123456"), "sms") == ("vonage", "sinch", "twilio")
+    assert table.route(parse("+33612345678"), "sms") == ("sinch", "twilio", "vonage")
+    # A country without a price of its own takes "*"; a tie keeps the listed order.
+    assert table.route(US, "sms") == ("twilio", "vonage", "sinch")
+
+
+class Health:
+    def __init__(self, open_: set[str], rates: dict[str, float]) -> None:
+        self.open, self.rates = open_, rates
+
+    def healthy(self, driver: str) -> bool:
+        return driver not in self.open
+
+    def delivery_rate(self, driver: str) -> float:
+        return self.rates.get(driver, 1.0)
+
+
+def test_ties_go_to_the_better_recent_delivery_rate_and_an_open_breaker_goes_last(
+    tmp_path: Path,
+) -> None:
+    table = least_cost(tmp_path)
+    table.health = Health(set(), {"vonage": 0.9, "sinch": 0.99})
+    assert table.route(parse("+447400123456"), "sms") == ("sinch", "vonage", "twilio")
+    table.health = Health({"sinch"}, {"vonage": 0.9})
+    assert table.route(parse("+447400123456"), "sms") == ("vonage", "twilio", "sinch")
+
+
+def test_the_breakers_of_the_process_are_the_health_of_least_cost_routes(
+    tmp_path: Path,
+) -> None:
+    breakers = Breakers(BreakerPolicy(min_calls=10), FrozenClock())
+    table = least_cost(tmp_path)
+    table.health = breakers
+    breakers.of("vonage").record(False, broken=True)
+    assert table.route(parse("+447400123456"), "sms") == ("sinch", "twilio", "vonage")
+    breakers.of("twilio").record(True)
+    breakers.of("twilio").record(False)
+    assert breakers.delivery_rate("twilio") == 0.5
+    assert breakers.delivery_rate("sinch") == 1.0
+
+
+@pytest.mark.parametrize(("change", "problem"), [
+    ('[prices.sinch]\nGB = 0.0350\n"*" = 0.045\n', "'sinch' has no prices"),
+    ("[prices.nexmo]\nGB = 1\n", "driver 'nexmo', which is not configured"),
+    ("[prices.twilio]\nGB = 0.04\nUS = 0.0079\n\"*\" = 0.05\nXX = 1\n", "name 'XX'"),
+])
+def test_a_price_table_that_cannot_work_is_refused(tmp_path: Path, change: str,
+                                                  problem: str) -> None:
+    base = LEAST_COST
+    if "nexmo" in change:
+        text = base + change
+    elif "XX" in change:
+        text = base.replace('[prices.twilio]\nGB = 0.0400\nUS = 0.0079\n"*" = 0.05\n', change)
+    else:
+        text = base.replace(change, "")
+    with pytest.raises(ConfigurationError, match=problem):
+        least_cost(tmp_path, text)
+
+
+def test_a_negative_price_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match=">= 0"):
+        least_cost(tmp_path, LEAST_COST.replace("GB = 0.0400", "GB = -1"))

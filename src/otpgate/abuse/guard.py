@@ -86,6 +86,15 @@ class _Check:
     enforce: bool
 
 
+def _span(seconds: float) -> str:
+    """``43200`` → ``12 h`` (log masking would take a bare number of seconds for a code)."""
+    if seconds >= 3600:
+        return f"{seconds / 3600:g} h"
+    if seconds >= 60:
+        return f"{seconds / 60:g} min"
+    return f"{seconds:g} s"
+
+
 def mask_ip(ip: str) -> str:
     """``203.0.113.7`` → ``203.0.113.•••``; IPv6 keeps its /48."""
     try:
@@ -296,10 +305,10 @@ class Guard:
                "verified": round(verified, 1), "window_seconds": window,
                "blocked_until": now + retry,
                "reason": f"{round(sends)} codes sent to this prefix in the last "
-                         f"{round(window)} s, {round(verified)} verified (under "
+                         f"{_span(window)}, {round(verified)} verified (under "
                          f"{settings.pumping_min_verified:.0%})"}
-        log.warning("number prefix %s (tenant %s) blocked for SMS pumping for %d s: %s",
-                    label, tenant, retry, why["reason"])
+        log.warning("number prefix %s (tenant %s) blocked for SMS pumping for %s: %s",
+                    label, tenant, _span(retry), why["reason"])
         await self.publish([events.new(EventType.RULE_BLOCKED, label, why, now)])
         if flag.enforce:
             return PumpingBlocked(BUSY, math.ceil(retry), "pumping")

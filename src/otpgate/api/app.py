@@ -37,11 +37,14 @@ from otpgate.api import (
     routes_ops,
     routes_otp,
     routes_receipts,
+    routes_tokens,
     routes_twilio,
     routes_web,
 )
 from otpgate.api.schemas import (
     REQUEST_BODIES,
+    DriverBreaker,
+    FallbackIn,
     Health,
     NotReady,
     Ready,
@@ -71,6 +74,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
     v1: list[HTTPRouteHandler] = [*routes_otp.handlers(ctx), *routes_admin.handlers(ctx)]
     root: list[HTTPRouteHandler] = [*_health(ctx), *routes_receipts.receipts_handlers(ctx),
                                     *routes_ops.handlers(ctx), *routes_web.pages(),
+                                    *routes_tokens.handlers(ctx),
                                     *routes_twilio.handlers(ctx), *routes_hooks.handlers(ctx)]
     if settings.captures:
         v1.append(routes_dev.messages_handler(ctx))
@@ -78,7 +82,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         # The page has no way to send an API key, so it exists only in keyless dev mode.
         root.append(routes_dev.inbox_handler(ctx))
         root.append(routes_web.inbox_events(ctx))
-    guards = [] if settings.dev else [_except_options(auth.guard(ctx.authenticator))]
+    guards = [_except_options(auth.dev_guard(ctx.authenticator) if settings.dev
+                              else auth.guard(ctx.authenticator))]
     # Each path's OPTIONS handler comes first, so that Litestar adds none of its own.
     # The document says what this server asks for: a key, or (dev mode) nothing.
     security: list[dict[str, list[str]]] = [] if settings.dev else [{"apiKey": []}]
@@ -192,6 +197,20 @@ def _announce(settings: Settings) -> None:
                         "GET /v1/dev/messages shows message bodies to admin keys")
 
 
+def _breakers(ctx: ApiContext) -> list[DriverBreaker]:
+    """Every configured driver's breaker in this process (closed where never called)."""
+    runtime = ctx.runtime
+    views = {view.driver: view for view in runtime.breakers.views()}
+    metrics.observe_breakers(list(views.values()), runtime.driver_urls)
+    found = []
+    for name in sorted(runtime.driver_urls):
+        view = views.get(name)
+        found.append(DriverBreaker(name, "closed") if view is None else DriverBreaker(
+            name, view.state.value, view.calls, view.failures,
+            view.open_until if view.state.value == "open" else None))
+    return found
+
+
 def _health(ctx: ApiContext) -> list[HTTPRouteHandler]:
     @get("/healthz", operation_id="health", summary="The process is up",
          responses={200: ResponseSpec(Health, description="Up", generate_examples=False)})
@@ -211,13 +230,15 @@ def _health(ctx: ApiContext) -> list[HTTPRouteHandler]:
         verdict = await ctx.readiness().check()
         waiting = [SubscriptionBacklog(b.subscription, b.depth, b.due, b.oldest_due_age)
                    for b in verdict.backlog]
+        breakers = _breakers(ctx)
         if verdict.ready:
-            return Response(msgspec.json.encode(Ready("ok", waiting)),
+            return Response(msgspec.json.encode(Ready("ok", waiting, breakers)),
                             media_type="application/json")
         slug = verdict.slug or "not-ready"
         body = NotReady(type=problems.TYPE_BASE + slug, title=problems.title(slug),
                         status=503, detail=verdict.detail or "not ready",
-                        retry_after=verdict.retry_after, subscriptions=waiting)
+                        retry_after=verdict.retry_after, subscriptions=waiting,
+                        breakers=breakers)
         return Response(msgspec.json.encode(body), status_code=503,
                         media_type=problems.MEDIA_TYPE,
                         headers={"Retry-After": str(verdict.retry_after)})
@@ -247,7 +268,8 @@ class _OpenApiJson(JsonRenderPlugin):
 def _with_rules(document: dict[str, Any], rules: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Each request value's schema narrowed to what the service accepts (its pattern,
     lengths, bounds): body fields, query and path parameters and headers, by name."""
-    for name in REQUEST_BODIES.values():
+    bodies: list[type[msgspec.Struct]] = [*REQUEST_BODIES.values(), FallbackIn]
+    for name in bodies:
         component = document["components"]["schemas"].get(name.__name__, {})
         for field, schema in component.get("properties", {}).items():
             _narrow(schema, rules.get(field))

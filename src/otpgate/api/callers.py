@@ -17,6 +17,7 @@ from typing import Any
 
 from litestar.connection import ASGIConnection
 
+from otpgate import apikeys
 from otpgate.abuse.guard import Requester
 from otpgate.api.auth import Caller
 from otpgate.errors import InvalidRequest
@@ -29,7 +30,7 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 def is_client_key(who: Caller) -> bool:
     """Whether ``who`` holds a client key (request and verify only; limited per address)."""
-    return bool(getattr(who, "client", False))
+    return who.kind == apikeys.CLIENT
 
 
 @functools.lru_cache(maxsize=8)

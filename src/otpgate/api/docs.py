@@ -16,8 +16,13 @@ _TIMES = {"expires_at": "2026-01-02T10:05:00Z", "resend_after": "2026-01-02T10:0
 PROBLEM_TYPES: dict[str, tuple[int, str]] = {
     "malformed-request": (400, "The body is not JSON, or a parameter cannot be read."),
     "unauthorized": (401, "No API key, or an unknown or revoked one (outside dev mode)."),
-    "forbidden": (403, "This key may not do that (an admin route without an admin key), "
-                       "or a provider's receipt whose signature does not verify."),
+    "forbidden": (403, "This key may not do that (an admin route without an admin key, "
+                       "any route but request and verify with a client key, a route "
+                       "outside the key's scopes), or a provider's receipt whose "
+                       "signature does not verify."),
+    "cross-origin-refused": (403, "A browser request from another site: allow its origin "
+                                  "(OTPGATE_ALLOWED_ORIGINS), or use a client key bound to "
+                                  "it (otpgate keys create --client --origin …)."),
     "not-found": (404, "No OTP with this id, or no such route or driver."),
     "method-not-allowed": (405, "The route exists, not with this method."),
     "payload-too-large": (413, "The body is larger than OTPGATE_MAX_BODY_BYTES."),
@@ -63,8 +68,11 @@ _STATUS = {"id": OTP_ID, "status": "pending", "to": "+1415•••0123", "purpo
            "send_count": 1, "attempts_left": 5, "expires_at": _TIMES["expires_at"],
            "created_at": "2026-01-02T10:00:00Z", "reference": "order-42"}
 _VERDICTS = {
-    "approved": {"summary": "The right code", "value": {
-        "id": OTP_ID, "valid": True, "status": "approved"}},
+    "approved": {"summary": "The right code: with a verification token", "value": {
+        "id": OTP_ID, "valid": True, "status": "approved",
+        "token": "eyJhbGciOiJFZERTQSIsImtpZCI6IkN1Q3VGdlZfcW9RX1lfbmtmbXVZX1VEZ0NyNGU2bFFiUEl"
+                 "GeGpHYVpfS0UiLCJ0eXAiOiJKV1QifQ.eyJpc3MiOiJvdHBnYXRlIiwiYXVkIjoiZGVmYXVsdCJ9."
+                 "c2lnbmF0dXJl"}},
     "wrong": {"summary": "A wrong code", "value": {
         "id": OTP_ID, "valid": False, "status": "pending", "attempts_left": 4}},
     "dead": {"summary": "A code that can no longer be used", "value": {
@@ -91,6 +99,9 @@ ANSWERS: dict[tuple[str, str], dict[str, Any]] = {
         "id": "cap_8c1d2e", "otp_id": OTP_ID, "to": "+14155550123", "channel": "sms",
         "body": "Your otpgate code is 123456.", "sent_at": "2026-01-02T10:00:01Z"}]},
     ("health", "200"): {"example": {"status": "ok"}},
+    ("jwks", "200"): {"example": {"keys": [{
+        "kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo",
+        "use": "sig", "alg": "EdDSA", "kid": "CuCuFvV_qoQ_Y_nkfmuY_UDgCr4e6lQbPIFxjGaZ_KE"}]}},
     ("ready", "200"): {"example": {"status": "ok"}},
     ("getReceipt", "200"): {"example": {"received": True, "moved": 1}},
     ("postReceipt", "200"): {"example": {"received": True, "moved": 1}},

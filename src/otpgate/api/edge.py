@@ -15,6 +15,13 @@ In:
   by other services' servers, never by a browser — one that shows itself (an ``Origin``
   or a ``Sec-Fetch-Site``) is refused with 403, allowed origins included. Refusals under
   ``/v2`` are Twilio's error JSON, like everything there.
+* **Browser apps** (CORS): the routes a client key may use (``POST /v1/otp``,
+  ``/v1/verify``, ``/v1/otp/{id}/verify``) answer a preflight from any origin, and let a
+  cross-site request through when it carries an ``Authorization`` header — the key guard
+  then accepts it only with a client key bound to that origin (``otpgate keys create
+  --client --origin …``), and the answer echoes the origin in
+  ``Access-Control-Allow-Origin``. No cookie is ever read, so a page cannot borrow a
+  visitor's credentials: it needs a key of its own.
 * ``HEAD`` is answered as ``GET``, without the body.
 
 Out, on every answer that does not set its own: ``Cache-Control: no-store`` (answers carry
@@ -26,32 +33,33 @@ lists ``GET`` lists ``HEAD`` too.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable
 from typing import Any, cast
 from urllib.parse import urlsplit
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from otpgate.api import problems
+from otpgate.api import auth, problems
 from otpgate.compat import twilio
 from otpgate.config import Settings
+from otpgate.urls import origin_of
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _SERVER_ONLY = ("/v2/", "/hooks/")
 _OTHER_SITE = frozenset({b"cross-site", b"same-site"})
+_CLIENT_ROUTES = re.compile(r"/v1/(?:otp|verify|otp/[^/]+/verify)", re.ASCII)
+_PREFLIGHT = (
+    (b"access-control-allow-methods", b"POST, OPTIONS"),
+    (b"access-control-allow-headers", b"authorization, content-type, idempotency-key"),
+    (b"access-control-max-age", b"600"),
+)
+_EXPOSED = (b"access-control-expose-headers", b"retry-after, idempotent-replayed")
 _DEFAULTS = (
     (b"cache-control", b"no-store"),
     (b"x-content-type-options", b"nosniff"),
     (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
 )
-
-
-def origin_of(url: str) -> str | None:
-    """``scheme://host[:port]`` of ``url``, lowercased; ``None`` if it is not one."""
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc or "@" in parts.netloc:
-        return None
-    return f"{parts.scheme}://{parts.netloc}".lower()
 
 
 def _is_ip(name: str) -> bool:
@@ -106,19 +114,34 @@ class Edge:
             await _refuse(send, 403, "cross-origin-refused",
                           "this route is for other services' servers, not for browsers", path)
             return
+        client_route = _CLIENT_ROUTES.fullmatch(path) is not None
+        if client_route and origin is not None and scope["method"] == "OPTIONS" and any(
+                n == b"access-control-request-method" for n, _ in scope["headers"]):
+            await _preflight(send, origin)
+            return
         if (origin is not None or site is not None) and self._cross_site(
                 scope["method"], host, origin, site):
-            await _refuse(send, 403, "cross-origin-refused",
-                          "requests from other sites' pages are refused; allow an origin "
-                          "with OTPGATE_ALLOWED_ORIGINS", path)
-            return
+            seen = origin.decode("latin-1").lower() if origin is not None else None
+            if not (client_route and seen is not None and origin_of(seen) == seen
+                    and any(n == b"authorization" for n, _ in scope["headers"])):
+                await _refuse(send, 403, "cross-origin-refused",
+                              "requests from other sites' pages are refused; allow an "
+                              "origin with OTPGATE_ALLOWED_ORIGINS", path)
+                return
+            scope[auth.CROSS_ORIGIN] = seen  # the key guard decides (``auth.admit``)
         head = scope["method"] == "HEAD"
         if head:
             asgi_scope = cast("Scope", {**scope, "method": "GET"})
 
         async def send_out(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = _with_defaults(message.get("headers", ()))
+                out = _with_defaults(message.get("headers", ()))
+                message["headers"] = out
+                echo = scope.get(auth.CORS_ORIGIN)
+                if echo is not None:
+                    out += [
+                        (b"access-control-allow-origin", echo.encode("latin-1")),
+                        (b"vary", b"Origin"), _EXPOSED]
             elif head and message["type"] == "http.response.body":
                 message = {"type": "http.response.body", "body": b"",
                            "more_body": message.get("more_body", False)}
@@ -160,6 +183,21 @@ def _with_head(allow: bytes) -> bytes:
     if b"GET" in methods and b"HEAD" not in methods:
         methods.append(b"HEAD")
     return b", ".join(sorted(methods))
+
+
+async def _preflight(send: Send, origin: bytes) -> None:
+    """A CORS preflight of a client route: any web origin may ask (the request itself
+    needs a client key bound to it); anything else is refused."""
+    seen = origin.decode("latin-1").lower()
+    if origin_of(seen) != seen:
+        await _refuse(send, 403, "cross-origin-refused", "the Origin is not a web origin",
+                      "")
+        return
+    await send({"type": "http.response.start", "status": 204, "headers": _with_defaults([
+        (b"access-control-allow-origin", seen.encode("latin-1")), (b"vary", b"Origin"),
+        *_PREFLIGHT, (b"allow", b"OPTIONS, POST"), (b"content-length", b"0"),
+    ])})
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 async def _refuse(send: Send, status: int, slug: str, detail: str, path: str) -> None:

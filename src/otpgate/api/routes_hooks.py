@@ -23,6 +23,7 @@ import msgspec
 from litestar import Request, Response, post
 from litestar.handlers import HTTPRouteHandler
 
+from otpgate import apikeys
 from otpgate.api import ApiContext, auth
 from otpgate.api.schemas import read_body
 from otpgate.compat import kratos, supabase
@@ -68,7 +69,7 @@ def handlers(ctx: ApiContext) -> list[HTTPRouteHandler]:
         if not ctx.settings.dev:
             key = await ctx.authenticator().check(request.headers.get("authorization"),
                                                   basic=True)
-            tenant = key.tenant
+            tenant = auth.server_only(key, apikeys.SEND).tenant
         message = kratos.parse(await read_body(request))
         result = await ctx.runtime.service.deliver(DeliverRequest(
             to=message.recipient, code=message.code, body=message.body,

@@ -16,7 +16,9 @@ from litestar import Request, Response, delete, get, post
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, HeaderParameter
+from litestar.types import Guard
 
+from otpgate import apikeys
 from otpgate.api import ApiContext, auth, callers, idempotency
 from otpgate.api.problems import MEDIA_TYPE as PROBLEM
 from otpgate.api.schemas import (
@@ -33,9 +35,12 @@ from otpgate.api.schemas import (
     read_body,
 )
 from otpgate.clock import isoformat
+from otpgate.core import tenants
+from otpgate.core.intake import FallbackRequest
 from otpgate.core.lifecycle import Requested
 from otpgate.core.otp import Delivery, DeliveryStatus, Otp
 from otpgate.service import OtpRequest, VerifyAnswer
+from otpgate.tokens import Tokens
 
 JSON = "application/json"
 REPLAYED = "Idempotent-Replayed"
@@ -56,6 +61,8 @@ def _problem(description: str) -> ResponseSpec:
 _COMMON = {
     400: _problem("The body is not JSON (or the request is otherwise malformed)"),
     401: _problem("Missing, unknown or revoked API key (outside dev mode)"),
+    403: _problem("The key lacks the route's scope (a client key may only request and "
+                  "verify), or is used from a browser origin it is not bound to"),
     503: _problem("The store or the bus cannot be reached"),
 }
 _BODY = {413: _problem("The body is larger than the configured limit"),
@@ -77,14 +84,21 @@ def accepted_body(result: Requested) -> bytes:
         send_count=otp.send_count, attempts_left=result.attempts_left))
 
 
-def verify_body(answer: VerifyAnswer) -> bytes:
+def verify_body(answer: VerifyAnswer, tokens: Tokens | None = None,
+                tenant: str = tenants.DEFAULT) -> bytes:
+    """The answer's JSON; with ``tokens``, an approval carries its token."""
+    token = None
+    if tokens is not None and answer.approved is not None:
+        otp = answer.approved
+        token = tokens.issue(otp_id=otp.id, purpose=otp.purpose, recipient=otp.recipient,
+                             tenant=tenant)
     return _ENCODER.encode(VerifyOut(id=answer.id, valid=answer.valid, status=answer.status,
-                                     attempts_left=answer.attempts_left))
+                                     attempts_left=answer.attempts_left, token=token))
 
 
 def status_body(otp: Otp, deliveries: list[Delivery]) -> bytes:
-    """One entry per channel of the OTP; a channel not yet in the ledger is ``queued`` on
-    the first driver of the chain chosen for it."""
+    """One entry per channel of the OTP, then one per fallback step; a channel (or step)
+    not yet in the ledger is ``queued`` on the first driver of the chain chosen for it."""
     by_channel = {d.channel: d for d in deliveries}
     channels = []
     for channel in otp.channels:
@@ -95,6 +109,13 @@ def status_body(otp: Otp, deliveries: list[Delivery]) -> bytes:
         else:
             channels.append(ChannelOut(channel, d.driver, _PUBLIC_STATE[d.status], d.attempts,
                                        isoformat(d.updated_at)))
+    for number, step in enumerate(otp.steps, 1):
+        d = by_channel.get(step.channel)
+        channels.append(ChannelOut(
+            step.channel, step.driver if d is None else d.driver,
+            "queued" if d is None else _PUBLIC_STATE[d.status], 0 if d is None else d.attempts,
+            isoformat(otp.updated_at if d is None else d.updated_at), step=number, to=step.to,
+            due_at=isoformat(step.due_at)))
     return _ENCODER.encode(OtpStatusOut(
         id=otp.id, status=otp.status, to=otp.to_masked, purpose=otp.purpose,
         channels=channels, send_count=otp.send_count, attempts_left=otp.attempts_left,
@@ -107,13 +128,20 @@ def _otp_request(data: OtpIn) -> OtpRequest:
                       purpose=data.purpose, locale=data.locale, code_length=data.code_length,
                       ttl_seconds=data.ttl_seconds, reference=data.reference,
                       country=data.country, app_hash=data.app_hash,
-                      webotp_domain=data.webotp_domain)
+                      webotp_domain=data.webotp_domain,
+                      fallback=None if data.fallback is None else [
+                          FallbackRequest(step.channel, step.after, step.to)
+                          for step in data.fallback])
 
 
 def handlers(ctx: ApiContext) -> list[HTTPRouteHandler]:
     """The route handlers, bound to ``ctx`` (mounted under ``/v1``)."""
 
+    def needs(scope: str) -> Guard:
+        return auth.scoped(scope, ctx.settings.dev)
+
     @post("/otp", status_code=202, operation_id="requestOtp", summary="Request a code",
+          guards=[needs(apikeys.SEND)],
           responses={202: ResponseSpec(OtpAccepted, description="Accepted: created, "
                                        "coalesced with the pending code, or resent",
                                        generate_examples=False),
@@ -148,6 +176,7 @@ def handlers(ctx: ApiContext) -> list[HTTPRouteHandler]:
                         headers={REPLAYED: "true"})
 
     @post("/otp/{otp_id:str}/verify", status_code=200, operation_id="verifyOtp",
+          guards=[needs(apikeys.VERIFY)],
           summary="Verify a code by OTP id",
           responses={200: ResponseSpec(VerifyOut, description="The verdict",
                                        generate_examples=False),
@@ -157,10 +186,12 @@ def handlers(ctx: ApiContext) -> list[HTTPRouteHandler]:
         who = auth.caller(request, ctx.settings.dev)
         asker = callers.requester(request, who, ctx.settings.abuse.trusted_proxies,
                                   data.client_ip)
-        return _json(verify_body(await ctx.runtime.service.verify(
-            otp_id, data.code, tenant=who.tenant, who=asker)))
+        answer = await ctx.runtime.service.verify(otp_id, data.code, tenant=who.tenant,
+                                                  who=asker)
+        return _json(verify_body(answer, ctx.runtime.tokens, who.tenant))
 
     @post("/verify", status_code=200, operation_id="verifyRecipient",
+          guards=[needs(apikeys.VERIFY)],
           summary="Verify a code by recipient and purpose",
           responses={200: ResponseSpec(VerifyOut, description="The verdict; with no code "
                                        "pending it looks like a wrong code's, and only an "
@@ -174,9 +205,10 @@ def handlers(ctx: ApiContext) -> list[HTTPRouteHandler]:
             data.to, data.purpose, data.code, data.country, tenant=who.tenant,
             who=callers.requester(request, who, ctx.settings.abuse.trusted_proxies,
                                   data.client_ip))
-        return _json(verify_body(answer))
+        return _json(verify_body(answer, ctx.runtime.tokens, who.tenant))
 
     @get("/otp/{otp_id:str}", operation_id="getOtp", summary="Status of a code",
+         guards=[needs(apikeys.READ)],
          responses={200: ResponseSpec(OtpStatusOut, description="The OTP and its channels",
                                       generate_examples=False), **_COMMON, **_BY_ID})
     async def otp_status(request: Request[Any, Any, Any],
@@ -186,6 +218,7 @@ def handlers(ctx: ApiContext) -> list[HTTPRouteHandler]:
         return _json(status_body(otp, deliveries))
 
     @delete("/otp/{otp_id:str}", status_code=200, operation_id="cancelOtp",
+            guards=[needs(apikeys.CANCEL)],
             summary="Cancel a code",
             responses={200: ResponseSpec(OtpStatusOut, description="Canceled; a code that "
                                          "was no longer pending is answered unchanged",

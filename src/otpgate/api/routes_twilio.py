@@ -28,7 +28,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath
 from litestar.types import ExceptionHandlersMap
 
-from otpgate import services
+from otpgate import apikeys, services
 from otpgate.api import ApiContext, auth
 from otpgate.api.auth import Caller
 from otpgate.api.schemas import read_body
@@ -99,12 +99,12 @@ def handlers(ctx: ApiContext) -> list[HTTPRouteHandler]:
             made.append(Sids(ctx.runtime.keyring.digest_key))
         return made[0]
 
-    async def who(request: Request[Any, Any, Any]) -> Caller:
+    async def who(request: Request[Any, Any, Any], scope: str) -> Caller:
         if ctx.settings.dev:
             return auth.DEV_CALLER
         key = await ctx.authenticator().check(request.headers.get("authorization"),
                                               basic=True)
-        return Caller(key.tenant, key.id, key.admin)
+        return auth.server_only(key, scope)
 
     def service_of(sid: str) -> services.Service:
         if not services.is_sid(sid):
@@ -151,7 +151,7 @@ def handlers(ctx: ApiContext) -> list[HTTPRouteHandler]:
     @post(f"{_BASE}/Verifications", status_code=201, include_in_schema=False)
     async def create_verification(request: Request[Any, Any, Any],
                                   service_sid: FromPath[str]) -> Response[bytes]:
-        caller = await who(request)
+        caller = await who(request, apikeys.SEND)
         service = service_of(service_sid)
         form = Form(await read_body(request))
         to, channel = form.require("To"), twilio.channel_of(form.require("Channel"))
@@ -180,7 +180,7 @@ def handlers(ctx: ApiContext) -> list[HTTPRouteHandler]:
     @post(f"{_BASE}/VerificationCheck", status_code=200, include_in_schema=False)
     async def check_verification(request: Request[Any, Any, Any],
                                  service_sid: FromPath[str]) -> Response[bytes]:
-        caller = await who(request)
+        caller = await who(request, apikeys.VERIFY)
         service = service_of(service_sid)
         form = Form(await read_body(request))
         code, psd2 = form.require("Code"), _psd2(form)
@@ -211,7 +211,7 @@ def handlers(ctx: ApiContext) -> list[HTTPRouteHandler]:
     @get(f"{_BASE}/Verifications/{{sid:str}}", include_in_schema=False)
     async def fetch_verification(request: Request[Any, Any, Any], service_sid: FromPath[str],
                                  sid: FromPath[str]) -> Response[bytes]:
-        caller = await who(request)
+        caller = await who(request, apikeys.READ)
         service = service_of(service_sid)
         otp, to = await resolve(sid, service, caller)
         return _json(twilio.verification(otp, shown(request, service, caller, otp, to),
@@ -221,7 +221,7 @@ def handlers(ctx: ApiContext) -> list[HTTPRouteHandler]:
     async def update_verification(request: Request[Any, Any, Any],
                                   service_sid: FromPath[str],
                                   sid: FromPath[str]) -> Response[bytes]:
-        caller = await who(request)
+        caller = await who(request, apikeys.CANCEL)
         service = service_of(service_sid)
         form = Form(await read_body(request))
         wanted = form.require("Status")

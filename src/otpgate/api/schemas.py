@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 from litestar import Request
@@ -24,6 +24,16 @@ from otpgate.core.otp import Status
 from otpgate.errors import InvalidRequest
 
 T = TypeVar("T")
+
+
+class FallbackIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """A fallback step: send on ``channel`` (to ``to``, default the request's) ``after``
+    seconds from the request, only if the code is still pending then."""
+
+    channel: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+    after: Annotated[int, msgspec.Meta(ge=1)]
+    """Seconds from the request; less than the code's TTL."""
+    to: Annotated[str, msgspec.Meta(min_length=1, max_length=recipients.MAX_LENGTH)] | None = None
 
 
 class OtpIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -42,6 +52,8 @@ class OtpIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     """Android SMS Retriever: the app's 11-character hash, on the SMS's last lines."""
     webotp_domain: str | None = None
     """WebOTP: the domain of the SMS's last line, ``@domain #code``."""
+    fallback: list[FallbackIn] | None = None
+    """Steps that send on other channels later, while the code is still pending."""
     client_ip: str | None = None
     """A server key's end user's address, for the per-address limits."""
     rate_keys: dict[str, str] | None = None
@@ -80,12 +92,31 @@ class OtpAccepted(msgspec.Struct):
 
 class VerifyOut(msgspec.Struct, omit_defaults=True, kw_only=True):
     """Answer to a verification; ``attempts_left`` only while the code can still be tried.
-    By recipient, only an ``approved`` answer carries the ``id``."""
+    By recipient, only an ``approved`` answer carries the ``id``. An answer that approves
+    carries ``token``: a JWT (EdDSA) the keys at ``/.well-known/jwks.json`` verify."""
 
     id: str | None = None
     valid: bool
     status: Status
     attempts_left: int | None = None
+    token: str | None = None
+
+
+class Jwk(msgspec.Struct, kw_only=True):
+    """An Ed25519 public key (RFC 8037)."""
+
+    kty: Literal["OKP"]
+    crv: Literal["Ed25519"]
+    x: str
+    use: Literal["sig"]
+    alg: Literal["EdDSA"]
+    kid: str
+
+
+class Jwks(msgspec.Struct, kw_only=True):
+    """The keys verification tokens are signed with (RFC 7517), current first."""
+
+    keys: list[Jwk]
 
 
 class UnlockIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -107,14 +138,19 @@ class UnlockOut(msgspec.Struct):
 DeliveryState = Literal["queued", "sent", "delivered", "failed", "expired"]
 
 
-class ChannelOut(msgspec.Struct):
-    """How one channel of an OTP's latest send is doing."""
+class ChannelOut(msgspec.Struct, omit_defaults=True):
+    """How one channel of an OTP's latest send is doing — or one fallback step
+    (``step``, from 1, with ``to`` and ``due_at``; ``queued`` until it fires)."""
 
     channel: str
     driver: str
     status: DeliveryState
     attempts: int
     updated_at: str
+    step: int | None = None
+    to: str | None = None
+    """A step's masked address."""
+    due_at: str | None = None
 
 
 class OtpStatusOut(msgspec.Struct, omit_defaults=True):
@@ -167,11 +203,24 @@ class SubscriptionBacklog(msgspec.Struct):
     """Seconds the oldest due delivery has waited (0 when none is due)."""
 
 
+class DriverBreaker(msgspec.Struct, omit_defaults=True):
+    """A driver's circuit breaker in this process."""
+
+    driver: str
+    state: Literal["closed", "open", "half_open"]
+    calls: int = 0
+    """Calls in the breaker's window."""
+    failures: int = 0
+    open_until: float | None = None
+    """While open: when a probe is let through (Unix seconds)."""
+
+
 class Ready(msgspec.Struct):
     """``GET /readyz`` 200: the store and the bus can be used, no send is late."""
 
     status: str
     subscriptions: list[SubscriptionBacklog]
+    breakers: list[DriverBreaker] = msgspec.field(default_factory=list)
 
 
 class NotReady(msgspec.Struct, omit_defaults=True):
@@ -183,6 +232,7 @@ class NotReady(msgspec.Struct, omit_defaults=True):
     detail: str
     retry_after: int | None = None
     subscriptions: list[SubscriptionBacklog] = msgspec.field(default_factory=list)
+    breakers: list[DriverBreaker] = msgspec.field(default_factory=list)
 
 
 class Problem(msgspec.Struct, omit_defaults=True):
@@ -278,6 +328,8 @@ def document_rules(settings: Settings) -> dict[str, dict[str, Any]]:
         "channel": {"enum": channels},
         "channels": {"minItems": 1, "maxItems": intake.MAX_CHANNELS, "uniqueItems": True,
                      "items": {"type": "string", "enum": channels}},
+        "fallback": {"minItems": 0, "maxItems": intake.MAX_STEPS},
+        "after": {"minimum": 1, "maximum": policy.max_ttl - 1},
         "purpose": _pattern(intake.PURPOSE_PATTERN, 1, 64),
         "locale": _pattern(intake.LOCALE_PATTERN, 2, 6),
         "reference": _pattern(intake.REFERENCE_PATTERN, 1, 128),

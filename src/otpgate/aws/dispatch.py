@@ -17,10 +17,7 @@ from otpgate.aws.batch import Batch
 from otpgate.aws.host import RuntimeHost
 from otpgate.bus.sns_sqs import SnsSqsBus
 from otpgate.clock import Clock
-from otpgate.core.messages import Templates
 from otpgate.dispatch import Dispatcher
-from otpgate.drivers import open_driver
-from otpgate.drivers.base import DriverContext
 from otpgate.errors import ConfigurationError
 
 
@@ -49,13 +46,7 @@ class DispatchHost(RuntimeHost):
             raise ConfigurationError(
                 f"OTPGATE_DRIVER must name one of the configured drivers "
                 f"({', '.join(sorted(runtime.driver_urls))}), not {name!r}")
-        ctx = DriverContext(self.clock, runtime.backend.capture, settings.captures)
-        driver = open_driver(runtime.driver_urls[name], ctx)
-        runtime.drivers[name] = driver  # closed with the runtime
-        self.dispatcher = Dispatcher(
-            store=runtime.backend.store, driver=driver, keyring=runtime.keyring,
-            clock=self.clock, templates=Templates.default(), brand=settings.brand,
-            max_deliveries=settings.bus.max_deliveries, lease=settings.bus.lease)
+        [self.dispatcher] = runtime.dispatchers([name])  # its driver closes with the runtime
         bus = runtime.backend.bus
         if not isinstance(bus, SnsSqsBus):
             raise ConfigurationError("the dispatch function needs a dynamodb:// store")

@@ -81,6 +81,10 @@ def _parameters() -> Node:
                           "Description": "Receives of a dispatch before its dead-letter queue"},
         "AlarmTopicArn": {"Type": "String", "Default": "",
                           "Description": "SNS topic the alarms notify (empty: none)"},
+        "PublicUrl": {"Type": "String", "Default": "", "AllowedPattern": "^(https://[^/]+)?$",
+                      "Description": "The origin the API is reached at (https://otp.example."
+                      "com, or the ApiUrl output after a first deploy): the base of the "
+                      "receipt callbacks given to providers (empty: no callbacks)"},
         "LogLevel": {"Type": "String", "Default": "info",
                      "AllowedValues": ["debug", "info", "warning", "error"]},
     }
@@ -102,6 +106,8 @@ def _globals() -> Node:
             "OTPGATE_BUS_LEASE": "20",
             "OTPGATE_ALLOW_CAPTURE": _ref("AllowCapture"),
             "OTPGATE_LOG_LEVEL": _ref("LogLevel"),
+            "OTPGATE_PUBLIC_URL": {"Fn::If": ["HasPublicUrl", _ref("PublicUrl"),
+                                              _ref("AWS::NoValue")]},
         }},
     }}
 
@@ -266,7 +272,8 @@ def build(drivers: dict[str, int]) -> Node:
                        + ", ".join(drivers) + " (made by otpgate aws template)",
         "Parameters": _parameters(),
         "Conditions": {"HasAlarmTopic": {"Fn::Not": [{"Fn::Equals": [
-            _ref("AlarmTopicArn"), ""]}]}},
+            _ref("AlarmTopicArn"), ""]}]},
+            "HasPublicUrl": {"Fn::Not": [{"Fn::Equals": [_ref("PublicUrl"), ""]}]}},
         "Globals": _globals(),
         "Resources": resources,
         "Outputs": {

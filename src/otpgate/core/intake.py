@@ -21,12 +21,33 @@ _REFERENCE = re.compile(REFERENCE_PATTERN, re.ASCII)
 PHONE_CHANNELS = frozenset({"sms", "voice", "whatsapp"})
 EMAIL_CHANNELS = frozenset({"email"})
 MAX_CHANNELS = 4
+MAX_STEPS = 3
+"""Fallback steps one request may name."""
 MAX_BRAND = 30
 """The longest brand a request may name (Twilio's limit for a friendly name)."""
 BODY_CHANNELS = frozenset({"sms", "email"})
 """Channels a whole message handed over by another service may go out on."""
 MAX_BODY = {"sms": 1600, "email": 10_000}
 MAX_SUBJECT = 200
+
+
+@dataclass(frozen=True, slots=True)
+class FallbackRequest:
+    """One ``fallback`` step as received: send on ``channel`` (to ``to``, default the
+    request's recipient) ``after`` seconds from the request, if the code is still pending."""
+
+    channel: str
+    after: int
+    to: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """A fallback step, validated."""
+
+    channel: str
+    after: int
+    recipient: Recipient
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +70,7 @@ class OtpRequest:
     custom_code: str | None = None
     """A code the caller chose (Twilio Verify's ``CustomCode``, where its service allows
     it); otpgate makes one otherwise."""
+    fallback: Sequence[FallbackRequest] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +122,7 @@ class ParsedRequest:
     webotp_domain: str | None = None
     brand: str | None = None
     custom_code: str | None = None
+    fallback: tuple[Step, ...] = ()
 
 
 def parse_request(req: OtpRequest, policy: Policy,
@@ -110,15 +133,17 @@ def parse_request(req: OtpRequest, policy: Policy,
     channels = parse_channels(rcpt, req.channel, req.channels, available)
     purpose = parse_purpose(req.purpose)
     custom = parse_custom_code(req.custom_code, req.code_length)
+    ttl = policy.ttl(req.ttl_seconds)
+    steps = parse_fallback(req.fallback, rcpt, channels, ttl, req.country, available)
     return ParsedRequest(recipient=rcpt, channels=channels, purpose=purpose,
                          code_length=policy.code_length(
                              len(custom) if custom is not None else req.code_length),
-                         ttl=policy.ttl(req.ttl_seconds),
-                         locale=parse_locale(req.locale, rcpt),
+                         ttl=ttl, locale=parse_locale(req.locale, rcpt),
                          reference=parse_reference(req.reference),
                          app_hash=autofill.parse_app_hash(req.app_hash),
                          webotp_domain=autofill.parse_webotp_domain(req.webotp_domain),
-                         brand=parse_brand(req.brand), custom_code=custom)
+                         brand=parse_brand(req.brand), custom_code=custom,
+                         fallback=steps)
 
 
 def parse_delivery(req: DeliverRequest, policy: Policy,
@@ -195,6 +220,44 @@ def parse_channels(rcpt: Recipient, channel: str | None, channels: Sequence[str]
         if one not in available:
             raise InvalidRequest(f"no driver is configured for channel {one!r}", "channel")
     return tuple(wanted)
+
+
+def parse_fallback(raw: Sequence[FallbackRequest] | None, rcpt: Recipient,
+                   channels: tuple[str, ...], ttl: int, country: str | None,
+                   available: frozenset[str]) -> tuple[Step, ...]:
+    """The fallback steps: each on a channel some driver serves and that reaches its
+    recipient (its own ``to``, else the request's), none on a channel the request or
+    another step already uses, each due while the code lives (1 s to the TTL, exclusive)."""
+    if raw is None:
+        return ()
+    if isinstance(raw, str | bytes) or len(raw) > MAX_STEPS:
+        raise InvalidRequest(f"fallback must list at most {MAX_STEPS} steps", "fallback")
+    steps: list[Step] = []
+    used = set(channels)
+    for step in raw:
+        after = step.after
+        if isinstance(after, bool) or not isinstance(after, int) or not 1 <= after < ttl:
+            raise InvalidRequest(f"a fallback step's after must be 1 to {ttl - 1} seconds "
+                                 "(within the code's life)", "fallback.after")
+        try:
+            target = rcpt if step.to is None else recipients.parse(step.to, country)
+        except InvalidRequest as exc:
+            raise InvalidRequest(exc.detail, "fallback.to") from None
+        if not isinstance(step.channel, str):
+            raise InvalidRequest("a fallback step names its channel", "fallback.channel")
+        try:
+            (channel,) = parse_channels(target, step.channel, None, available)
+        except InvalidRequest as exc:
+            raise InvalidRequest(exc.detail, "fallback.channel") from None
+        if channel in used:
+            raise InvalidRequest(f"channel {channel!r} is already used by this request",
+                                 "fallback.channel")
+        used.add(channel)
+        steps.append(Step(channel, after, target))
+    if [s.after for s in steps] != sorted(s.after for s in steps):
+        raise InvalidRequest("fallback steps must come in the order of their after",
+                             "fallback.after")
+    return tuple(steps)
 
 
 def parse_purpose(value: str | None) -> str:

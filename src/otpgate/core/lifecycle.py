@@ -16,7 +16,7 @@ from typing import Generic, TypeVar
 
 from otpgate import events
 from otpgate.core import limits, tenants
-from otpgate.core.otp import Approved, Otp, RecipientState, Status
+from otpgate.core.otp import Approved, Otp, RecipientState, Status, Step
 from otpgate.core.policy import Policy
 from otpgate.events import CloudEvent, EventType
 from otpgate.ratelimit.algorithms import SlidingLog
@@ -36,10 +36,22 @@ class Change(Generic[T]):
 
 @dataclass(frozen=True, slots=True)
 class Minted:
-    """A fresh code, as the store may see it: its digest, and its seal for dispatchers."""
+    """A fresh code, as the store may see it: its digest, and its seal for dispatchers
+    (and one per fallback step, each with the step's address)."""
 
     digest: bytes
     sealed: str
+    steps: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedStep:
+    """A fallback step of a request: its channel, when, its masked address, its chain."""
+
+    channel: str
+    after: int
+    to_masked: str
+    drivers: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +84,8 @@ class NewCode:
     """A test number's: its fixed code is never sent, and no send limit applies."""
     prefix_key: str = ""
     """The keyed name of the number's prefix, which approvals are counted under."""
+    steps: tuple[PlannedStep, ...] = ()
+    """Fallback steps (``mint`` seals one payload for each)."""
 
 
 Finder = Callable[[RecipientState], Otp | None]
@@ -174,20 +188,24 @@ def otp_event(type_: EventType, otp: Otp, now: float, **extra: object) -> CloudE
 
 
 def dispatch_event(otp: Otp, channel: str, driver: str, fallbacks: list[str],
-                   now: float) -> CloudEvent:
+                   now: float, *, step: tuple[str, str, float] | None = None) -> CloudEvent:
     """The ``dispatch.v1`` event handing the OTP's latest send on ``channel`` to
-    ``driver``, with the drivers to fail over to after it."""
-    data = {
+    ``driver``, with the drivers to fail over to after it; for a fallback ``step`` its
+    (masked address, sealed payload, not before)."""
+    to, sealed = (otp.to_masked, otp.sealed) if step is None else step[:2]
+    data: dict[str, object] = {
         "otp_id": otp.id,
         "send_no": otp.send_count,
         "channel": channel,
-        "to": otp.to_masked,
+        "to": to,
         "purpose": otp.purpose,
         "locale": otp.locale,
         "expires_at": otp.expires_at,
-        "sealed": otp.sealed,
+        "sealed": sealed,
         "fallbacks": fallbacks,
     }
+    if step is not None:
+        data["not_before"] = step[2]
     if otp.app_hash is not None:
         data["app_hash"] = otp.app_hash
     if otp.webotp_domain is not None:
@@ -197,10 +215,21 @@ def dispatch_event(otp: Otp, channel: str, driver: str, fallbacks: list[str],
     return events.new(EventType.DISPATCH, otp.id, data, now, channel=channel, driver=driver)
 
 
-def _dispatches(otp: Otp, req: NewCode, now: float) -> list[CloudEvent]:
-    return [dispatch_event(otp, channel, req.drivers[channel][0],
-                           list(req.drivers[channel][1:]), now)
-            for channel in otp.channels]
+def _dispatches(otp: Otp, req: NewCode, minted: Minted, now: float) -> list[CloudEvent]:
+    """A dispatch event per channel, at once, and one per fallback step, which waits in
+    the bus until its time (``not_before``): durable as every event, and sent once."""
+    found = [dispatch_event(otp, channel, req.drivers[channel][0],
+                            list(req.drivers[channel][1:]), now)
+             for channel in otp.channels]
+    for step, sealed in zip(req.steps, minted.steps, strict=True):
+        found.append(dispatch_event(otp, step.channel, step.drivers[0], list(step.drivers[1:]),
+                                    now, step=(step.to_masked, sealed, now + step.after)))
+    return found
+
+
+def _steps(req: NewCode, now: float) -> list[Step]:
+    return [Step(channel=s.channel, after=s.after, to=s.to_masked, due_at=now + s.after,
+                 driver=s.drivers[0]) for s in req.steps]
 
 
 def decide_request(
@@ -247,8 +276,9 @@ def decide_request(
     change.otps.append(otp)
     change.events.append(otp_event(EventType.REQUESTED, otp, now, channels=otp.channels,
                                 expires_at=otp.expires_at))
+    otp.steps = _steps(req, now)
     if not req.test:
-        change.events.extend(_dispatches(otp, req, now))
+        change.events.extend(_dispatches(otp, req, minted, now))
     change.result = Requested(otp, outcome, attempts_left(otp, state, policy))
     return change
 

@@ -35,6 +35,17 @@ class DeliveryStatus(enum.StrEnum):
     EXPIRED = "expired"
 
 
+class Step(msgspec.Struct, kw_only=True):
+    """A fallback step of the latest send: on ``channel``, to ``to`` (masked), at
+    ``due_at`` if the code is still pending then. Its dispatch event waits in the bus."""
+
+    channel: str
+    after: int
+    to: str
+    due_at: float
+    driver: str
+
+
 class Otp(msgspec.Struct, kw_only=True):
     """One OTP. ``digest`` is the HMAC of its current code; the code itself is never kept."""
 
@@ -85,6 +96,8 @@ class Otp(msgspec.Struct, kw_only=True):
     prefix_key: str = ""
     """The keyed name of the number's prefix (``otpgate.abuse.guard``): the pumping guard
     counts the OTP's approval under it."""
+    steps: list[Step] = []
+    """The latest send's fallback steps, in order."""
 
     @property
     def attempts_left(self) -> int:

@@ -9,14 +9,21 @@ the same transaction (``bus.base.acknowledging``). Outcomes (see ``otpgate.dispa
 
 ```
 receipt                       → ledger sent,    otpgate.otp.sent.v1
-temporary or unknown          → ledger queued,  re-raised: the bus retries with backoff
-temporary, last delivery      ┐
-permanent, or broken driver   ┴→ fallbacks left? ledger queued on the next driver and a
-                                 dispatch event for it : ledger failed, delivery_failed.v1
-                                 (a broken driver without a fallback is retried instead)
+temporary, unknown, broken,   ┐ fallbacks left? ledger queued on the next driver and a
+permanent (the breaker open   │ dispatch event for it, at once (failover within one
+  counts as temporary)        ┘ retry: never back to this driver for this send)
+  … without a fallback        → temporary, unknown, broken: ledger queued, re-raised: the
+                                 bus retries with backoff (the open breaker's wait);
+                                 permanent, or the last delivery: ledger failed,
+                                 delivery_failed.v1
 sealed payload won't open     → ledger failed,  delivery_failed.v1 (no retry, no failover)
-code expired / superseded     → ledger expired, nothing sent
+code expired / superseded, or → ledger expired, nothing sent
+  its pace's turn comes after
+  it expires
 ```
+With a ``breaker`` (one per driver, shared by the process's dispatchers) the driver is
+not called while its circuit is open; with a ``pace`` (``mps=``) a send waits its turn,
+for at most a share of the lease (a longer wait fails over, or comes back then).
 A message another service wrote (``OtpService.deliver``) travels sealed with the code and
 goes out as it is; every other message is this locale's template around the code, with the
 request's brand where it named one. Neither events nor logs carry the code, the full
@@ -25,6 +32,7 @@ address or the sealed payload.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import math
@@ -33,6 +41,7 @@ from typing import Annotated, Any
 import msgspec
 
 from otpgate import events, routing
+from otpgate.breaker import BreakerOpen, CircuitBreaker
 from otpgate.bus.base import (
     Limits,
     Subscription,
@@ -45,22 +54,26 @@ from otpgate.core import autofill, intake
 from otpgate.core.messages import Rendered, Templates, segments
 from otpgate.core.otp import Delivery, DeliveryStatus, SendKey, Status
 from otpgate.crypto import Keyring, seal_aad
-from otpgate.dispatch.outcome import Outcome, classify, retried
+from otpgate.dispatch.outcome import Outcome, classify
 from otpgate.drivers.base import Driver, Message, SendReceipt
-from otpgate.drivers.wrappers import Bounded
+from otpgate.drivers.wrappers import Bounded, Guarded, Paced, PaceFull, Sleep
 from otpgate.errors import (
     DeliveryError,
     PermanentDeliveryError,
     SealError,
+    SendExpired,
     TemporaryDeliveryError,
 )
 from otpgate.events import CloudEvent, EventType, Filter
+from otpgate.ratelimit.pace import Pace
 from otpgate.store.base import Claim, ClaimState, Store
 
 log = logging.getLogger(__name__)
 
 _CALL_SHARE_OF_LEASE = 0.8
 """A driver call may take this share of the lease; the rest is for recording it."""
+_PACE_SHARE_OF_LEASE = 0.4
+"""Of which its wait for the driver's pace may take this share."""
 DEFAULT_MAX_DELIVERIES = 8
 DEFAULT_LEASE = 30.0
 DEFAULT_CONCURRENCY = 256
@@ -90,10 +103,18 @@ class DispatchData(msgspec.Struct, frozen=True, kw_only=True):
     webotp_domain: _WebOtpDomain | None = None
     brand: Annotated[str, msgspec.Meta(min_length=1, max_length=intake.MAX_BRAND)] | None = None
     """The name the message gives, where the request named one."""
+    not_before: float | None = None
+    """A fallback step's time: until then the event waits in the bus, unclaimed."""
 
     @property
     def key(self) -> SendKey:
         return SendKey(self.otp_id, self.send_no, self.channel)
+
+
+class NotYet(TemporaryDeliveryError):
+    """A fallback step whose time has not come: the bus delivers it again then."""
+
+    slug = "not-yet"
 
 
 def subscription_for(driver_name: str) -> Subscription:
@@ -117,11 +138,19 @@ class Dispatcher:
     def __init__(self, *, store: Store, driver: Driver, keyring: Keyring, clock: Clock,
                  templates: Templates, brand: str,
                  max_deliveries: int = DEFAULT_MAX_DELIVERIES,
-                 lease: float = DEFAULT_LEASE, webotp_domain: str | None = None) -> None:
+                 lease: float = DEFAULT_LEASE, webotp_domain: str | None = None,
+                 breaker: CircuitBreaker | None = None, pace: Pace | None = None,
+                 sleep: Sleep = asyncio.sleep) -> None:
         self._store = store
+        guarded = driver
+        if pace is not None:
+            guarded = Paced(guarded, pace, clock, max_wait=lease * _PACE_SHARE_OF_LEASE,
+                            sleep=sleep)
+        if breaker is not None:
+            guarded = Guarded(guarded, breaker)
         # Answer within the lease, or another delivery would send the message again while
         # this call is still out: past the bound the outcome is unknown.
-        self._driver: Driver = Bounded(driver, lease * _CALL_SHARE_OF_LEASE, "the lease")
+        self._driver: Driver = Bounded(guarded, lease * _CALL_SHARE_OF_LEASE, "the lease")
         self._name = driver.name
         self._channels = driver.channels
         self._keyring = keyring
@@ -149,6 +178,11 @@ class Dispatcher:
         data = await self._parse(event)
         if data is None:
             return
+        if data.not_before is not None and (wait := data.not_before - self._clock.now()) > 0:
+            # A fallback step not yet due: back to the bus until its time, nothing claimed
+            # (the bus keeps it durably; the ledger claim makes it go out once).
+            raise NotYet(f"fallback step {data.key} is due in {wait:.0f} s",
+                         retry_after=wait)
         claim = await self._store.claim(data.key, self._name, self._clock.now(), self._lease)
         if claim.state is ClaimState.DONE:
             log.debug("send %s on %s already handled", data.key, self._name)
@@ -244,19 +278,24 @@ class Dispatcher:
 
     async def _failed(self, event: CloudEvent, data: DispatchData, claim: Claim,
                       exc: Exception) -> None:
-        outcome = classify(exc)
-        if retried(outcome) or (outcome is Outcome.BROKEN and not data.fallbacks):
-            if outcome is Outcome.BROKEN:
-                log.error("driver %s is refused by its provider (credentials?): %s",
-                          self._name, describe(exc))
-            wrapped = exc if isinstance(exc, TemporaryDeliveryError) else \
-                TemporaryDeliveryError(describe(exc), _code(exc))
-            await self._retry(event, data, claim, wrapped, cause=exc)
+        if isinstance(exc, SendExpired):
+            reason = "the code would expire before its turn in the driver's pace"
+            log.info("send %s to %s not sent: %s", data.key, data.to, reason)
+            await self._settle(data, claim, DeliveryStatus.EXPIRED, claim.attempts - 1,
+                               error=reason)
             return
+        outcome = classify(exc)
         if outcome is Outcome.BROKEN:
-            log.error("driver %s is refused by its provider (credentials?); failing over: "
-                      "%s", self._name, describe(exc))
-        await self._give_up(event, data, claim, describe(exc), permanent=True)
+            log.error("driver %s is refused by its provider (credentials?)%s: %s",
+                      self._name, "; failing over" if data.fallbacks else "", describe(exc))
+        if data.fallbacks or outcome is Outcome.PERMANENT:
+            await self._give_up(event, data, claim, describe(exc),
+                                permanent=outcome is Outcome.PERMANENT,
+                                skipped=isinstance(exc, BreakerOpen | PaceFull))
+            return
+        wrapped = exc if isinstance(exc, TemporaryDeliveryError) else \
+            TemporaryDeliveryError(describe(exc), _code(exc))
+        await self._retry(event, data, claim, wrapped, cause=exc)
 
     async def _sent(self, data: DispatchData, claim: Claim, receipt: SendReceipt) -> None:
         encoding = receipt.encoding or "utf-8"
@@ -285,7 +324,7 @@ class Dispatcher:
         raise exc from cause
 
     async def _give_up(self, event: CloudEvent, data: DispatchData, claim: Claim,
-                       reason: str, *, permanent: bool) -> None:
+                       reason: str, *, permanent: bool, skipped: bool = False) -> None:
         """This driver is done with the send: fail over to the next one, or fail it."""
         handover = routing.next_driver(data.fallbacks)
         if handover is None:
@@ -305,7 +344,10 @@ class Dispatcher:
         if not handed:
             self._superseded(data)
             return
-        log.warning("send %s failed on %s, failing over to %s: %s", data.key, self._name,
+        # Skipping a driver whose circuit is open (or whose pace is full) is the plan
+        # working, once per send during an outage: not worth a warning each.
+        log.log(logging.INFO if skipped else logging.WARNING,
+                "send %s failed on %s, failing over to %s: %s", data.key, self._name,
                     following, reason)
 
     async def _fail(self, data: DispatchData, claim: Claim, reason: str, *,

@@ -3,11 +3,15 @@
 | what the driver did                          | outcome   | the dispatcher                   |
 |----------------------------------------------|-----------|----------------------------------|
 | returned a ``SendReceipt``                   | sent      | ledger sent, ``sent.v1``         |
-| ``TemporaryDeliveryError`` (429, 5xx, ...)   | temporary | retry with backoff, then fail over|
-| ``UnknownOutcomeError``, or a timeout        | unknown   | retry (same key, same code)      |
-| ``PermanentDeliveryError`` (the number)      | permanent | next driver, never this one again|
+| ``TemporaryDeliveryError`` (429, 5xx, ...,   | temporary | next driver at once; with none   |
+|   an open circuit)                           |           |   left, retry with backoff       |
+| ``UnknownOutcomeError``, or a timeout        | unknown   | as temporary (same key and code: |
+|                                              |           |   a duplicate is harmless)       |
+| ``PermanentDeliveryError`` (the number)      | permanent | next driver; failed if none left |
 | ``BrokenDriverError`` (credentials)          | broken    | next driver; retry if none left  |
 | any other exception (a driver bug)           | temporary | as temporary                     |
+
+A send never returns to a driver it left.
 """
 
 from __future__ import annotations
@@ -46,5 +50,6 @@ def classify(error: BaseException | None) -> Outcome:
 
 
 def retried(outcome: Outcome) -> bool:
-    """Whether the same driver tries the send again (until the bus's last delivery)."""
+    """Whether the same driver tries the send again when no driver is left to fail over
+    to (until the bus's last delivery)."""
     return outcome in (Outcome.TEMPORARY, Outcome.UNKNOWN)

@@ -15,6 +15,7 @@ Drivers that take delivery reports also implement ``ReceiptReader``.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -156,6 +157,28 @@ def driver_concurrency(url: Url) -> int | None:
         raise ConfigurationError(f"concurrency= is a whole number from 1 to {MAX_CONCURRENCY} "
                                  f"({url.masked})")
     return int(raw)
+
+
+def driver_pace(url: Url) -> tuple[float, int] | None:
+    """``mps=`` and ``burst=`` of a driver URL: messages a second (a bucket of ``burst``,
+    default 1), ``None`` when unpaced."""
+    raw, burst = url.option("mps"), url.option("burst")
+    if raw is None:
+        if burst is not None:
+            raise ConfigurationError(f"burst= needs mps= ({url.masked})")
+        return None
+    try:
+        rate = float(raw)
+    except ValueError:
+        rate = math.nan
+    if not (math.isfinite(rate) and rate > 0):
+        raise ConfigurationError(f"mps= is a positive number of messages a second "
+                                 f"({url.masked})")
+    if burst is not None and not (burst.isascii() and burst.isdigit()
+                                  and 1 <= int(burst) <= MAX_CONCURRENCY):
+        raise ConfigurationError(f"burst= is a whole number from 1 to {MAX_CONCURRENCY} "
+                                 f"({url.masked})")
+    return rate, int(burst) if burst is not None else 1
 
 
 def check_host_less(url: Url, usage: str, allowed: frozenset[str]) -> dict[str, str]:

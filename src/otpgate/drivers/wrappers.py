@@ -5,7 +5,8 @@ inner driver's name, channels and URL."""
 from __future__ import annotations
 
 import asyncio
-import time
+import math
+from collections.abc import Awaitable, Callable
 
 from otpgate.breaker import BreakerOpen, CircuitBreaker
 from otpgate.clock import Clock
@@ -14,9 +15,10 @@ from otpgate.errors import (
     BrokenDriverError,
     PermanentDeliveryError,
     SendExpired,
+    TemporaryDeliveryError,
     UnknownOutcomeError,
 )
-from otpgate.ratelimit.bucket import TokenBucket
+from otpgate.ratelimit.pace import Pace
 
 
 class Wrapper:
@@ -62,28 +64,52 @@ class Bounded(Wrapper):
                 "unknown") from None
 
 
+Sleep = Callable[[float], Awaitable[None]]
+
+
 class Paced(Wrapper):
     """At most ``rate`` sends a second (``burst`` at once), shared by every sender of this
-    driver in the process: a send waits its turn — unless its turn comes only after its
-    code expires, when it is not sent at all (``SendExpired``)."""
+    driver (``otpgate.ratelimit.pace``): a send waits its turn — unless its turn comes only
+    after its code expires, when it is not sent at all (``SendExpired``), or later than
+    ``max_wait`` (the time its lease leaves for waiting), when it is refused for now with
+    the wait as ``retry_after`` (it fails over, or comes back then). Either way it takes
+    no slot from the sends behind it. Time is the injected clock's; ``sleep`` waits."""
 
-    def __init__(self, inner: Driver, bucket: TokenBucket, clock: Clock) -> None:
+    def __init__(self, inner: Driver, pace: Pace, clock: Clock, *,
+                 max_wait: float = math.inf, sleep: Sleep = asyncio.sleep) -> None:
         super().__init__(inner)
-        self.bucket = bucket
+        self.pace = pace
+        self.max_wait = max_wait
         self._clock = clock
+        self._sleep = sleep
 
     async def send(self, message: Message) -> SendReceipt:
-        if self._clock.now() + self.bucket.wait_for(time.monotonic()) >= message.expires_at:
-            raise SendExpired(f"{self.name}'s pace would send this code after it expires")
-        wait = self.bucket.take(time.monotonic())
-        if wait > 0:
-            await asyncio.sleep(wait)
+        now = self._clock.now()
+        left = message.expires_at - now
+        if left <= 0:
+            raise SendExpired(f"{self.name}: the code expired before its turn")
+        slot = await self.pace.reserve(now, min(left, self.max_wait))
+        if not slot.taken:
+            if slot.wait >= left:
+                raise SendExpired(f"{self.name}'s pace would send this code after it "
+                                  "expires")
+            raise PaceFull(f"{self.name}'s pace has no slot for {slot.wait:.1f} s",
+                           retry_after=slot.wait)
+        if slot.wait > 0:
+            await self._sleep(slot.wait)
         return await self.inner.send(message)
+
+
+class PaceFull(TemporaryDeliveryError):
+    """The driver's pace has no slot soon enough: it was not called."""
+
+    slug = "pace-full"
 
 
 class Guarded(Wrapper):
     """Calls ``inner`` only while its circuit breaker admits calls, and tells the breaker
-    how each call went."""
+    how each call went. A send the driver's pace refused (``SendExpired``, ``PaceFull``)
+    never reached the provider: it tells the breaker nothing."""
 
     def __init__(self, inner: Driver, breaker: CircuitBreaker) -> None:
         super().__init__(inner)
@@ -91,9 +117,13 @@ class Guarded(Wrapper):
 
     async def send(self, message: Message) -> SendReceipt:
         if not self.breaker.admit():
-            raise BreakerOpen(f"{self.name}'s circuit is open: not called")
+            raise BreakerOpen(f"{self.name}'s circuit is open: not called",
+                              retry_after=max(1.0, self.breaker.reopens_in()))
         try:
             receipt = await self.inner.send(message)
+        except (SendExpired, PaceFull):
+            self.breaker.release()
+            raise
         except PermanentDeliveryError:
             self.breaker.record(True)  # the provider works: the number is at fault
             raise

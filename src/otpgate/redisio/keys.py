@@ -122,6 +122,9 @@ class Keys:
     def key_check(self) -> str:
         return f"{self._tags[0]}:kc"
 
+    def meta(self, name: str) -> str:
+        return f"{self._tags[0]}:meta:{name}"
+
     # -- the bus ----------------------------------------------------------------------
 
     def subs(self, shard: int) -> str:

@@ -82,4 +82,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """CREATE INDEX IF NOT EXISTS ledger_sending ON ledger (lease_owner)
             WHERE status = 'sending'""",
     ),
+    (
+        # client keys, scopes, browser origins; a previous secret alive during a rotation
+        "ALTER TABLE api_keys ADD COLUMN kind TEXT NOT NULL DEFAULT 'server'",
+        "ALTER TABLE api_keys ADD COLUMN scopes TEXT",
+        "ALTER TABLE api_keys ADD COLUMN origins TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE api_keys ADD COLUMN old_secret_hash BLOB",
+        "ALTER TABLE api_keys ADD COLUMN old_until REAL",
+    ),
 )

@@ -154,7 +154,13 @@ class SendLedger(Protocol):
 
 class ApiKey(msgspec.Struct, kw_only=True):
     """An API key as stored: only a SHA-256 of its secret part. It acts for its ``tenant``
-    alone; an ``admin`` key may also use the admin routes (unlock) of its tenant."""
+    alone; an ``admin`` key may also use the admin routes (unlock) of its tenant.
+
+    ``kind`` is ``server`` (kept on a server) or ``client`` (shipped in an app: request and
+    verify only, see ``otpgate.apikeys``); ``scopes`` narrows what it may do (``None``: the
+    defaults of its kind); ``origins`` are the browser origins a client key is bound to.
+    While its secret is rotated, ``old_secret_hash`` (the previous secret) keeps working
+    until ``old_until``."""
 
     id: str
     name: str
@@ -163,6 +169,11 @@ class ApiKey(msgspec.Struct, kw_only=True):
     revoked_at: float | None = None
     tenant: str = "default"
     admin: bool = False
+    kind: str = "server"
+    scopes: list[str] | None = None
+    origins: list[str] = msgspec.field(default_factory=list)
+    old_secret_hash: bytes | None = None
+    old_until: float | None = None
 
 
 class ApiKeys(Protocol):
@@ -180,6 +191,15 @@ class KeyCheck(Protocol):
         """Keep ``check`` (a value derived from the master secret that reveals nothing of
         it) unless one is kept already; return the one kept, so that a process started with
         another secret can tell before it writes anything."""
+        ...
+
+    async def read_meta(self, name: str) -> str | None:
+        """A fact about the store itself kept under ``name`` (the wrapped code keys)."""
+        ...
+
+    async def swap_meta(self, name: str, expected: str | None, value: str) -> bool:
+        """Keep ``value`` under ``name`` if what is kept there is ``expected`` (``None``:
+        nothing yet); False, and nothing changed, otherwise."""
         ...
 
 

@@ -429,6 +429,22 @@ class DynamoStore:
             return False
         return True
 
+    async def read_meta(self, name: str) -> str | None:
+        found = await self._table.get("META", f"M#{name}")
+        return t.text(found, "value") if found else None
+
+    async def swap_meta(self, name: str, expected: str | None, value: str) -> bool:
+        item = {**t.key("META", f"M#{name}"), "value": t.s(value)}
+        try:
+            if expected is None:
+                await self._table.put(item, "attribute_not_exists(pk)")
+            else:
+                await self._table.put(item, "#v = :old", {":old": t.s(expected)},
+                                      {"#v": "value"})
+        except Cancelled:
+            return False
+        return True
+
     async def keep_key_check(self, check: str) -> str:
         with contextlib.suppress(Cancelled):  # one is kept already
             await self._table.transact([t.put({**t.key("META", "KEYCHECK"),

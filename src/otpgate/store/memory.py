@@ -41,6 +41,7 @@ class MemoryStore:
         self._sent_as: dict[tuple[str, str], SendKey] = {}
         self._idem: dict[str, tuple[Remembered, float]] = {}
         self._keys: dict[str, ApiKey] = {}
+        self._meta: dict[str, str] = {}
         self._key_check: str | None = None
 
     async def transact(self, key: str, decide: Decide[T]) -> T:
@@ -173,6 +174,15 @@ class MemoryStore:
         if key is None or key.revoked_at is not None:
             return False
         key.revoked_at = now
+        return True
+
+    async def read_meta(self, name: str) -> str | None:
+        return self._meta.get(name)
+
+    async def swap_meta(self, name: str, expected: str | None, value: str) -> bool:
+        if self._meta.get(name) != expected:
+            return False
+        self._meta[name] = value
         return True
 
     async def keep_key_check(self, check: str) -> str:

@@ -316,6 +316,16 @@ class RedisStore:
                 return True
         raise StoreError("too many conflicting writes to one API key")
 
+    async def read_meta(self, name: str) -> str | None:
+        raw = await self._conn.command("GET", self._keys.meta(name))
+        return None if raw is None else bytes(raw).decode()
+
+    async def swap_meta(self, name: str, expected: str | None, value: str) -> bool:
+        where = self._keys.meta(name)
+        if expected is None:
+            return await self._conn.command("SET", where, value, "NX") is not None
+        return bool(await self._conn.script("cas", [where], [expected, value]) == 1)
+
     async def keep_key_check(self, check: str) -> str:
         kept = await self._conn.script("keep_once", [self._keys.key_check()], [check])
         return bytes(kept).decode()

@@ -66,7 +66,8 @@ _TOUCH_GRAIN = 3600.0
 _SETTLE = ("UPDATE ledger SET driver = ?, status = ?, attempts = ?, updated_at = ?, "
            "provider_id = ?, error = ?, lease_until = ?, lease_owner = NULL "
            "WHERE otp_id = ? AND send_no = ? AND channel = ? AND status = ? AND attempts = ?")
-_KEY = "id, name, secret_hash, created_at, revoked_at, tenant, admin"
+_KEY = ("id, name, secret_hash, created_at, revoked_at, tenant, admin, kind, scopes, origins, "
+        "old_secret_hash, old_until")
 
 
 def _delivery(row: Sequence[Any]) -> Delivery:
@@ -77,7 +78,14 @@ def _delivery(row: Sequence[Any]) -> Delivery:
 
 def _api_key(row: Sequence[Any]) -> ApiKey:
     return ApiKey(id=row[0], name=row[1], secret_hash=bytes(row[2]), created_at=row[3],
-                  revoked_at=row[4], tenant=row[5], admin=bool(row[6]))
+                  revoked_at=row[4], tenant=row[5], admin=bool(row[6]), kind=row[7],
+                  scopes=None if row[8] is None else row[8].split(),
+                  origins=row[9].split(), old_secret_hash=_bytes_or_none(row[10]),
+                  old_until=row[11])
+
+
+def _bytes_or_none(value: Any) -> bytes | None:
+    return None if value is None else bytes(value)
 
 
 def _recall(conn: sqlite3.Connection, slot: str, now: float) -> Remembered | None:
@@ -286,13 +294,16 @@ class SqliteStore:
 
     async def put_api_key(self, key: ApiKey) -> None:
         row = (key.id, key.name, key.secret_hash, key.created_at, key.revoked_at, key.tenant,
-               int(key.admin))
+               int(key.admin), key.kind, None if key.scopes is None else " ".join(key.scopes),
+               " ".join(key.origins), key.old_secret_hash, key.old_until)
         await self._db.write(lambda c: c.execute(
-            f"INSERT INTO api_keys ({_KEY}) VALUES (?, ?, ?, ?, ?, ?, ?) "  # noqa: S608
+            f"INSERT INTO api_keys ({_KEY}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "  # noqa: S608
             "ON CONFLICT (id) DO UPDATE SET name = excluded.name, "
             "secret_hash = excluded.secret_hash, created_at = excluded.created_at, "
             "revoked_at = excluded.revoked_at, tenant = excluded.tenant, "
-            "admin = excluded.admin", row))
+            "admin = excluded.admin, kind = excluded.kind, scopes = excluded.scopes, "
+            "origins = excluded.origins, old_secret_hash = excluded.old_secret_hash, "
+            "old_until = excluded.old_until", row))
 
     async def get_api_key(self, key_id: str) -> ApiKey | None:
         row = await self._db.read(lambda c: c.execute(
@@ -309,6 +320,24 @@ class SqliteStore:
             "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
             (now, key_id)).rowcount)
         return changed == 1
+
+    async def read_meta(self, name: str) -> str | None:
+        row = await self._db.read(lambda c: c.execute(
+            "SELECT value FROM meta WHERE name = ?", (f"m:{name}",)).fetchone())
+        return str(row[0]) if row else None
+
+    async def swap_meta(self, name: str, expected: str | None, value: str) -> bool:
+        slot = f"m:{name}"
+
+        def unit(conn: sqlite3.Connection) -> bool:
+            if expected is None:
+                return conn.execute("INSERT OR IGNORE INTO meta (name, value) VALUES (?, ?)",
+                                    (slot, value)).rowcount == 1
+            return conn.execute("UPDATE meta SET value = ? WHERE name = ? AND value = ?",
+                                (value, slot, expected)).rowcount == 1
+
+        done: bool = await self._db.write(unit)
+        return done
 
     async def keep_key_check(self, check: str) -> str:
         def unit(conn: sqlite3.Connection) -> str:
