@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.run import HOST, ROOT, Server, free_port, healthz, loadgen
+from benchmarks.run import HOST, ROOT, RULES_ENV, Server, free_port, healthz, loadgen
 
 GOALS: dict[str, str] = {
     "sends_per_s": "one dispatcher process >= 1,000 sends/s",
@@ -72,7 +72,7 @@ class Setup:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("OTPGATE_")}
         self.env.update({"OTPGATE_DATA_DIR": str(self.workdir / "data"),
                          "OTPGATE_DRIVERS_SMS": driver, "OTPGATE_LOG_LEVEL": "warning",
-                         "PYTHONUNBUFFERED": "1"})
+                         "PYTHONUNBUFFERED": "1", **RULES_ENV})
 
 
 def _cli(*args: str) -> list[str]:

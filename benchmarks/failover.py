@@ -32,6 +32,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from benchmarks.run import RULES_ENV
 from otpgate import config
 from otpgate.breaker import BreakerState
 from otpgate.runtime import Runtime
@@ -113,7 +114,7 @@ async def run(rate: float, outage: float, heal_wait: float) -> dict[str, Any]:
             "OTPGATE_DATA_DIR": data_dir, "OTPGATE_SECRET_KEY": secrets.token_hex(32),
             "OTPGATE_DRIVERS_SMS": f"{_url(servers[0], 'primary')},"
                                    f"{_url(servers[1], 'secondary')}",
-            "OTPGATE_LOG_LEVEL": "error"})
+            "OTPGATE_LOG_LEVEL": "error", **RULES_ENV})
         runtime = await Runtime.open(settings)
         await runtime.start_workers()
         seen: dict[BreakerState, list[float]] = {}

@@ -110,7 +110,8 @@ def running_redis(counts: dict[str, Any], count: int = COUNT) -> Callable[..., A
             env = {k: v for k, v in os.environ.items() if not k.startswith("OTPGATE_")}
             env.update({"OTPGATE_STORE_URL": f"redis://{run.HOST}:{redis_port}/0",
                         "OTPGATE_SECRET_KEY": secrets.token_hex(32), "OTPGATE_DEV": "true",
-                        "OTPGATE_LOG_LEVEL": "warning", "PYTHONUNBUFFERED": "1"})
+                        "OTPGATE_LOG_LEVEL": "warning", "PYTHONUNBUFFERED": "1",
+                        **run.RULES_ENV})
             cmd = run.server_command(API_CMD, port=port, data_dir=workdir, workers=2)
             run._log(f"redis deployment: redis-server :{redis_port}, {' '.join(cmd[1:])}, "
                      "otpgate worker --dev")

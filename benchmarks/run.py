@@ -36,6 +36,15 @@ from pathlib import Path
 from typing import Any
 
 HOST = "127.0.0.1"
+_HIGH = 10**9
+RULES_ENV = {
+    "OTPGATE_RATE_LIMITS": ",".join(f"{rule}={_HIGH}/3600" for rule in (
+        "key", "prefix", "new-country", "new-prefix")),
+    "OTPGATE_PUMPING_MIN_SENDS": str(_HIGH),
+}
+"""The load sends codes to sequential numbers from one caller and never verifies them —
+what the abuse rules exist to stop. They stay on, so that their cost is measured, with
+thresholds no run reaches."""
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "latest.json"
 DEFAULT_SERVER_CMD = ("{python} -m otpgate serve --dev --host {host} --port {port} "
@@ -145,7 +154,7 @@ def running_server(template: str, workers: int, workdir: Path,
     # The same settings for the `uvicorn otpgate.api.app:from_env --factory` form.
     env.update({"OTPGATE_DEV": "true", "OTPGATE_HOST": HOST, "OTPGATE_PORT": str(port),
                 "OTPGATE_DATA_DIR": str(data_dir), "OTPGATE_WORKERS": str(workers),
-                "OTPGATE_LOG_LEVEL": "warning", "PYTHONUNBUFFERED": "1"})
+                "OTPGATE_LOG_LEVEL": "warning", "PYTHONUNBUFFERED": "1", **RULES_ENV})
     log = workdir / "server.log"
     _log(f"server: {shlex.join(cmd)}")
     with log.open("wb") as out:

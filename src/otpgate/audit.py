@@ -14,7 +14,10 @@ Counters (labels in brackets):
   the right code of a code approved already (``approved``);
 - ``otpgate_recipient_locks_total{tenant}``: recipients locked by consecutive failures;
 - ``otpgate_recipient_unlocks_total{tenant}``: operators' unlocks;
-- ``otpgate_rate_limited_total{rule}``: requests for a code refused, by rule;
+- ``otpgate_rule_blocks_total{rule}``: requests refused by a limit or an abuse rule, by
+  rule (the Prometheus family is ``observe.metrics.RULE_BLOCKS``);
+- ``otpgate_rule_would_block_total{rule}``: requests a rule in monitor mode let through
+  that it would have refused (``observe.metrics.RULE_WOULD_BLOCK``);
 - ``otpgate_api_key_uses_total{key_id}``: requests an API key authenticated;
 - ``otpgate_api_key_failures_total{reason}``: requests refused for their key (``missing``,
   ``malformed``, ``refused`` — unknown, wrong secret or revoked).
@@ -35,11 +38,12 @@ VERIFY_FAILURES = "otpgate_verify_failures_total"
 VERIFY_UNCOUNTED = "otpgate_verify_uncounted_total"
 LOCKS = "otpgate_recipient_locks_total"
 UNLOCKS = "otpgate_recipient_unlocks_total"
-RATE_LIMITED = "otpgate_rate_limited_total"
+RULE_BLOCKS = "otpgate_rule_blocks_total"
+WOULD_BLOCK = "otpgate_rule_would_block_total"
 KEY_USES = "otpgate_api_key_uses_total"
 KEY_FAILURES = "otpgate_api_key_failures_total"
-COUNTERS = (VERIFY_FAILURES, VERIFY_UNCOUNTED, LOCKS, UNLOCKS, RATE_LIMITED, KEY_USES,
-            KEY_FAILURES)
+COUNTERS = (VERIFY_FAILURES, VERIFY_UNCOUNTED, LOCKS, UNLOCKS, RULE_BLOCKS, WOULD_BLOCK,
+            KEY_USES, KEY_FAILURES)
 
 log = logging.getLogger("otpgate.audit")
 
@@ -95,9 +99,19 @@ class Audit:
                     "it was locked" if was_locked else "it was not locked", failures)
 
     def refused(self, rule: str | None, tenant: str, to_masked: str) -> None:
-        self.count(RATE_LIMITED, rule=rule or "other")
+        """A request refused by ``rule``; ``to_masked`` is what the rule counted, masked
+        (a recipient, an address's network, a key id, a prefix's label)."""
+        self.count(RULE_BLOCKS, rule=rule or "other")
         metrics.RULE_BLOCKS.labels(rule or "other").inc()
-        log.info("a code for %s (tenant %s) refused: %s", to_masked, tenant, rule or "limit")
+        log.info("a request for %s (tenant %s) refused: %s", to_masked, tenant,
+                 rule or "limit")
+
+    def would_block(self, rule: str, tenant: str, subject: str) -> None:
+        """A rule in monitor mode let a request through that it would have refused."""
+        self.count(WOULD_BLOCK, rule=rule)
+        metrics.RULE_WOULD_BLOCK.labels(rule).inc()
+        log.warning("rule %s (monitor mode) would have refused a request for %s (tenant %s)",
+                    rule, subject, tenant)
 
     def key_used(self, key_id: str, tenant: str, *, fresh: bool) -> None:
         """A request authenticated by ``key_id``; ``fresh`` when the store was asked (not

@@ -8,7 +8,7 @@ names it. Adding a backend is one opener here and one line in the registry.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from otpgate import registry
@@ -16,6 +16,7 @@ from otpgate.bus.base import Bus
 from otpgate.capture.base import CaptureSink
 from otpgate.clock import Clock
 from otpgate.errors import ConfigurationError
+from otpgate.ratelimit.cells import Limiter, MemoryLimiter
 from otpgate.ratelimit.pace import Pace
 from otpgate.store.base import Store
 
@@ -33,6 +34,8 @@ class Backend:
     close: Callable[[], Awaitable[None]]
     embedded: bool = False
     """Everything in this machine's memory or files (no server shared with others)."""
+    limiter: Limiter = field(default_factory=MemoryLimiter)
+    """Where the abuse rules keep their counts (``otpgate.ratelimit``), next to the store."""
     pace: PaceMaker | None = None
     """Where the backend is shared by processes (Redis), the paces they share; ``None``:
     each process paces its own sends."""
@@ -71,6 +74,7 @@ async def open_sqlite(url: str, clock: Clock, **options: Any) -> Backend:
     """
     from otpgate.bus.sqlite_outbox import SqliteOutboxBus
     from otpgate.capture.sqlite import SqliteCaptureSink
+    from otpgate.ratelimit.backends import SqliteLimiter
     from otpgate.sqlite.db import Database
     from otpgate.store.sqlite import SqliteStore, database_path
 
@@ -86,7 +90,7 @@ async def open_sqlite(url: str, clock: Clock, **options: Any) -> Backend:
         await db.close()
 
     return Backend(store=store, bus=bus, capture=SqliteCaptureSink(db), close=close,
-                   embedded=True)
+                   embedded=True, limiter=SqliteLimiter(db))
 
 
 async def open_dynamodb(url: str, clock: Clock, **options: Any) -> Backend:
@@ -134,7 +138,10 @@ async def open_dynamodb(url: str, clock: Clock, **options: Any) -> Backend:
         await bus.stop()
         await clients.close()
 
-    return Backend(store=store, bus=bus, capture=DynamoCaptureSink(table), close=close)
+    from otpgate.ratelimit.backends import DynamoLimiter
+
+    return Backend(store=store, bus=bus, capture=DynamoCaptureSink(table), close=close,
+                   limiter=DynamoLimiter(table))
 
 
 async def open_redis(url: str, clock: Clock, **options: Any) -> Backend:
@@ -168,6 +175,9 @@ async def open_redis(url: str, clock: Clock, **options: Any) -> Backend:
         await bus.stop()
         await conn.close()
 
+    from otpgate.ratelimit.backends import RedisLimiter
+
     return Backend(store=RedisStore(conn, routes, clock), bus=bus,
                    capture=RedisCaptureSink(conn), close=close, embedded=False,
+                   limiter=RedisLimiter(conn),
                    pace=lambda driver, rate, burst: RedisPace(conn, driver, rate, burst))

@@ -21,6 +21,8 @@ from typing import Any, Literal
 import msgspec
 
 from otpgate import routing
+from otpgate.abuse import testnumbers
+from otpgate.abuse.settings import AbuseSettings
 from otpgate.core.policy import Policy
 from otpgate.errors import ConfigurationError
 from otpgate.urls import mask
@@ -196,6 +198,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     other), for least-cost routes."""
     services: dict[str, ServiceSettings] = {}
     """Twilio Verify service sids (``VA…``) and their settings (``[services.VA…]``)."""
+    abuse: AbuseSettings = msgspec.field(default_factory=AbuseSettings)
+    """Rate limits, pumping guard, budgets, geo, number types, test numbers
+    (``otpgate.abuse.settings``)."""
     supabase_hook_secret: Secret | None = None
     """Supabase Auth's Send-SMS hook secret(s): ``v1,whsec_…``, several comma-separated
     while rotating."""
@@ -257,10 +262,16 @@ FLAT: dict[str, tuple[str | None, str]] = {
     "breaker_failure_rate": ("breaker", "failure_rate"),
     "breaker_open_for": ("breaker", "open_for"),
     "breaker_consecutive": ("breaker", "consecutive"),
+    **{name: ("abuse", name) for name in (
+        "rules_mode", "rate_limits", "established", "pumping_mode", "pumping_min_sends",
+        "pumping_min_verified", "pumping_window", "pumping_block_for", "geo_allow",
+        "geo_block", "geo_mode", "number_types_allow", "number_types_block",
+        "number_types_mode", "test_numbers", "trusted_proxies")},
 }
 """Flat setting names (``OTPGATE_<NAME>``, or top-level keys in TOML) → (section, field)."""
 _SECTIONS = {"server": ServerSettings, "store": StoreSettings, "bus": BusSettings,
-             "aws": AwsSettings, "webhook": WebhookSettings, "breaker": BreakerSettings}
+             "aws": AwsSettings, "webhook": WebhookSettings, "breaker": BreakerSettings,
+             "abuse": AbuseSettings}
 
 
 def from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -360,6 +371,9 @@ def _from_vars(env: Mapping[str, str]) -> dict[str, Any]:
             kind = _kind(name)
             if typing.get_origin(kind) is tuple:  # a comma-separated list
                 values[name] = [s for part in raw.split(",") if (s := part.strip())]
+                continue
+            if typing.get_origin(kind) is dict:  # comma-separated name=value pairs
+                values[name] = testnumbers.parse_pairs(raw)
                 continue
             values[name] = _scalar(name, bool if kind is bool else int if kind is int
                                    else float if kind is float else str, raw)

@@ -4,12 +4,16 @@
 OtpgateError
  ├── ConfigurationError            bad settings, unknown URL scheme, missing extra
  ├── InvalidRequest                a field the caller sent is wrong (422)
- │    └── InvalidRecipient         not an E.164 number nor an e-mail address
+ │    ├── InvalidRecipient         not an E.164 number nor an e-mail address
+ │    ├── GeoBlocked               the recipient's country is not allowed (422)
+ │    └── NumberTypeRefused        premium-rate, pager, fixed-line for SMS, ... (422)
  ├── NotFound                      no OTP with that id (404)
  ├── Unauthorized                  missing or unknown API key (401)
  ├── Forbidden                     a key or a signature that may not do this (403)
  ├── Conflict                      an Idempotency-Key reused with another body (422)
  ├── RateLimited(retry_after, rule) a send limit, a delay after failures, or a lock (429)
+ │    ├── PumpingBlocked           the number's prefix is blocked for SMS pumping (429)
+ │    └── BudgetExceeded           a daily spend budget is used up (429)
  ├── StoreError                    the store could not be reached or is corrupt
  ├── BusError                      the bus could not be reached
  ├── SealError                     a sealed payload was tampered with or the key is wrong
@@ -58,6 +62,26 @@ class InvalidRecipient(InvalidRequest):
         super().__init__(detail, field)
 
 
+class GeoBlocked(InvalidRequest):
+    """The recipient's country may not be sent to (on this channel); ``rule`` is ``geo``."""
+
+    slug = "geo-blocked"
+
+    def __init__(self, detail: str, field: str = "to") -> None:
+        super().__init__(detail, field)
+        self.rule = "geo"
+
+
+class NumberTypeRefused(InvalidRequest):
+    """A number of a type codes are not sent to; ``rule`` is ``number-type``."""
+
+    slug = "number-type"
+
+    def __init__(self, detail: str, field: str = "to") -> None:
+        super().__init__(detail, field)
+        self.rule = "number-type"
+
+
 class NotFound(OtpgateError):
     slug = "not-found"
 
@@ -90,6 +114,14 @@ class RateLimited(OtpgateError):
         super().__init__(detail)
         self.retry_after = max(1, int(retry_after))
         self.rule = rule
+
+
+class PumpingBlocked(RateLimited):
+    slug = "pumping"
+
+
+class BudgetExceeded(RateLimited):
+    slug = "budget"
 
 
 class StoreError(OtpgateError):

@@ -33,6 +33,8 @@ class EventType(enum.StrEnum):
     EXPIRED = "otpgate.otp.expired.v1"
     CANCELED = "otpgate.otp.canceled.v1"
     LOCKED = "otpgate.otp.locked.v1"
+    RULE_WOULD_BLOCK = "otpgate.rule.would_block.v1"
+    RULE_BLOCKED = "otpgate.rule.blocked.v1"
 
 
 class CloudEvent(msgspec.Struct, frozen=True, kw_only=True):

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from otpgate import backends, codekeys, templates, urls
+from otpgate.abuse.guard import Guard
 from otpgate.audit import Audit
 from otpgate.backends import Backend
 from otpgate.breaker import BreakerPolicy, Breakers
@@ -23,6 +24,7 @@ from otpgate.capture.memory import MemoryCaptureSink
 from otpgate.clock import Clock, SystemClock
 from otpgate.config import Settings
 from otpgate.core import autofill, codes
+from otpgate.core.lifecycle import Change
 from otpgate.core.messages import Templates
 from otpgate.crypto import Keyring, create_secret, parse_secret, read_secret
 from otpgate.dispatch import DEFAULT_CONCURRENCY, Dispatcher, subscription_for
@@ -38,12 +40,14 @@ from otpgate.drivers.base import (
 from otpgate.drivers.capture import CaptureDriver
 from otpgate.drivers.wrappers import Sleep, innermost
 from otpgate.errors import ConfigurationError, InvalidRequest
+from otpgate.events import CloudEvent
 from otpgate.housekeeping import FailureWatcher, Housekeeping
 from otpgate.observe.instrument import metered, observed, traced
 from otpgate.ratelimit.pace import LocalPace, Pace
 from otpgate.receipts import ReceiptDesk
 from otpgate.routing import Route, RouteTable, table_of
 from otpgate.service import OtpService
+from otpgate.store.base import Store
 from otpgate.tokens import Tokens
 from otpgate.webhooks import SUBSCRIPTION as WEBHOOKS
 from otpgate.webhooks import WebhookSender, check_url, signer
@@ -187,6 +191,21 @@ def warn_long_sms(settings: Settings, found: Templates) -> None:
                       f"{one.segments.encoding.value} segments" for one in longest))
 
 
+def abuse_guard(settings: Settings, backend: Backend, keyring: Keyring, store: Store,
+                audit: Audit) -> Guard:
+    """The abuse rules over the backend's limiter; events of refused requests (a
+    would-block, a prefix blocked for pumping) go out through the store's outbox."""
+
+    async def publish(batch: list[CloudEvent]) -> None:
+        await store.transact(ABUSE_EVENTS, lambda _: Change(result=None, events=batch))
+
+    return Guard(settings.abuse, backend.limiter, keyring.digest_key, audit, publish)
+
+
+ABUSE_EVENTS = "abuse.events"
+"""The recipient key the abuse rules' own events are published under (no state)."""
+
+
 @dataclass(slots=True)
 class Runtime:
     settings: Settings
@@ -239,7 +258,8 @@ class Runtime:
             audit = Audit()
             store = observed(backend.store)  # writes carry trace context, outcomes count
             service = OtpService(store, clock, keyring, settings.policy, router,
-                                 audit=audit)
+                                 audit=audit, guard=abuse_guard(settings, backend, keyring,
+                                                                store, audit))
             breakers = Breakers(breaker_policy(settings), clock)
             router.health = breakers  # least-cost routes skip what is failing here
             runtime = cls(settings, clock, keyring, backend, service,

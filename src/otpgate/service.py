@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from otpgate import housekeeping
+from otpgate.abuse.guard import Guard, Requester
 from otpgate.audit import Audit
 from otpgate.clock import Clock
 from otpgate.core import codes, endings, ids, lifecycle, recipients, tenants
@@ -29,11 +30,20 @@ from otpgate.core.endings import Unlocked
 from otpgate.core.intake import (
     DeliverRequest,
     OtpRequest,
+    ParsedRequest,
     parse_delivery,
     parse_purpose,
     parse_request,
 )
-from otpgate.core.lifecycle import Change, Minted, NewCode, PlannedStep, Requested, Verdict
+from otpgate.core.lifecycle import (
+    Change,
+    Minted,
+    NewCode,
+    Outcome,
+    PlannedStep,
+    Requested,
+    Verdict,
+)
 from otpgate.core.otp import Delivery, Otp, RecipientState, Status
 from otpgate.core.policy import Policy
 from otpgate.crypto import Keyring, Sealed, seal_aad
@@ -41,7 +51,8 @@ from otpgate.errors import InvalidRequest, NotFound, RateLimited, SealError
 from otpgate.routing import Router
 from otpgate.store.base import Decide, Keep, Kept, Store
 
-__all__ = ["DeliverRequest", "OtpRequest", "OtpService", "Standing", "VerifyAnswer"]
+__all__ = ["DeliverRequest", "OtpRequest", "OtpService", "Requester", "Standing",
+           "VerifyAnswer"]
 
 DEFAULT = tenants.DEFAULT
 
@@ -82,24 +93,44 @@ class OtpService:
     router: Router
     codegen: CodeGenerator = field(default=codes.generate_code)
     audit: Audit = field(default_factory=Audit)
+    guard: Guard | None = None
+    """The abuse rules (``otpgate.abuse``); none without one."""
 
     async def request(self, req: OtpRequest, *, tenant: str = DEFAULT,
-                      keep_address: bool = False) -> Requested:
+                      keep_address: bool = False, who: Requester | None = None) -> Requested:
         """Create, coalesce or resend the code for (``req.to``, ``req.purpose``); with
-        ``keep_address`` the OTP keeps the address sealed (``address``)."""
-        new, decide = self._request(req, tenant, keep_address)
-        return await self._transact(new, decide, tenant)
+        ``keep_address`` the OTP keeps the address sealed (``address``). ``who`` is the
+        caller as the abuse rules count it."""
+        new, decide = await self._admitted(req, tenant, keep_address, who)
+        try:
+            done = await self._transact(new, decide, tenant)
+        except RateLimited:
+            await self._unsent(new)
+            raise
+        if done.outcome is Outcome.COALESCED:
+            await self._unsent(new)
+        return done
 
     async def request_kept(self, req: OtpRequest, keep: Keep[Requested], *,
-                           tenant: str = DEFAULT) -> Kept[Requested]:
+                           tenant: str = DEFAULT,
+                           who: Requester | None = None) -> Kept[Requested]:
         """``request`` under an idempotency slot: the answer is kept with the decision, or
         the answer kept earlier comes back and nothing is decided."""
-        new, decide = self._request(req, tenant, False)
+        new, decide = await self._admitted(req, tenant, False, who)
         try:
-            return await self.store.transact_kept(new.recipient_key, decide, keep)
+            kept = await self.store.transact_kept(new.recipient_key, decide, keep)
         except RateLimited as exc:
             self.audit.refused(exc.rule, tenant, new.to_masked)
+            await self._unsent(new)
             raise
+        if kept.result is None or kept.result.outcome is Outcome.COALESCED:
+            await self._unsent(new)
+        return kept
+
+    async def _unsent(self, new: NewCode) -> None:
+        """The request sent nothing after all: the pumping guard takes its send back."""
+        if self.guard is not None and new.prefix_key:
+            await self.guard.unsent(new.prefix_key, self.clock.now())
 
     async def deliver(self, req: DeliverRequest, *, tenant: str = DEFAULT) -> Requested:
         """Send a code (or a whole message) another service made, under the send limits of
@@ -134,12 +165,37 @@ class OtpService:
             self.audit.refused(exc.rule, tenant, new.to_masked)
             raise
 
-    def _request(self, req: OtpRequest, tenant: str,
-                 keep_address: bool) -> tuple[NewCode, Decide[Requested]]:
+    async def _admitted(self, req: OtpRequest, tenant: str, keep_address: bool,
+                        who: Requester | None) -> tuple[NewCode, Decide[Requested]]:
+        """The request, parsed and past the abuse rules (a test number passes them all);
+        the would-blocks of rules in monitor mode ride with the decision's events."""
         parsed = parse_request(req, self.policy, self.router.channels())
+        guard = self.guard
+        if guard is None:
+            return self._request(parsed, tenant, keep_address)
+        test_code = guard.test_numbers.code_for(parsed.recipient.address)
+        if test_code is not None:
+            return self._request(parsed, tenant, keep_address, test_code=test_code)
+        watched = await guard.admit(parsed.recipient, parsed.channels, parsed.purpose,
+                                    tenant, who or Requester(), self.clock.now())
+        new, decide = self._request(parsed, tenant, keep_address,
+                                    prefix_key=guard.prefix_key(tenant, parsed.recipient))
+        if not watched:
+            return new, decide
+
+        def decide_watched(state: RecipientState | None) -> Change[Requested]:
+            change = decide(state)
+            change.events.extend(watched)
+            return change
+
+        return new, decide_watched
+
+    def _request(self, parsed: ParsedRequest, tenant: str, keep_address: bool, *,
+                 test_code: str | None = None,
+                 prefix_key: str = "") -> tuple[NewCode, Decide[Requested]]:
         rcpt = parsed.recipient
         drivers = {c: self.router.route(rcpt, c) for c in parsed.channels}
-        code = parsed.custom_code or self.codegen(parsed.code_length)
+        code = test_code or parsed.custom_code or self.codegen(parsed.code_length)
         keyring = self.keyring
 
         def seal_address(otp_id: str) -> str:
@@ -159,11 +215,13 @@ class OtpService:
         new = NewCode(
             recipient_key=rcpt.key(keyring.digest_key, tenant), to_masked=rcpt.masked,
             purpose=parsed.purpose, channels=parsed.channels, drivers=drivers,
-            code_length=parsed.code_length, locale=parsed.locale, ttl=parsed.ttl,
+            locale=parsed.locale, ttl=parsed.ttl,
             reference=parsed.reference, fresh_id=ids.new_otp_id(), mint=mint, tenant=tenant,
             app_hash=parsed.app_hash, webotp_domain=parsed.webotp_domain,
             brand=parsed.brand, seal_address=seal_address if keep_address else None,
-            steps=steps)
+            steps=steps, test=test_code is not None, prefix_key=prefix_key,
+            code_length=len(code) if test_code is not None else parsed.code_length,
+        )
         now, policy = self.clock.now(), self.policy
         return new, lambda s: lifecycle.decide_request(s, new, policy, now)
 
@@ -177,10 +235,13 @@ class OtpService:
         except SealError:
             return None
 
-    async def verify(self, otp_id: str, code: str, *, tenant: str = DEFAULT) -> VerifyAnswer:
+    async def verify(self, otp_id: str, code: str, *, tenant: str = DEFAULT,
+                     who: Requester | None = None) -> VerifyAnswer:
         """Check ``code`` against the OTP ``otp_id``; ``NotFound`` for an unknown id (or
         another tenant's)."""
         code = codes.check_submitted(code)
+        if self.guard is not None and who is not None:
+            await self.guard.admit_verify(tenant, who, self.clock.now())
         otp = await self._get(otp_id, tenant)
         if otp.external:
             raise InvalidRequest("this OTP carries a code another service made: that "
@@ -199,7 +260,7 @@ class OtpService:
 
     async def verify_recipient(
         self, to: str, purpose: str | None, code: str, country: str | None = None, *,
-        tenant: str = DEFAULT,
+        tenant: str = DEFAULT, who: Requester | None = None,
     ) -> VerifyAnswer:
         """Check ``code`` against the pending code of (``to``, ``purpose``). With none
         pending the answer looks exactly like a wrong code's, so recipients cannot be
@@ -207,6 +268,10 @@ class OtpService:
         rcpt = recipients.parse(to, country)
         purpose = parse_purpose(purpose)
         code = codes.check_submitted(code)
+        guard = self.guard
+        if guard is not None and who is not None \
+                and guard.test_numbers.code_for(rcpt.address) is None:
+            await guard.admit_verify(tenant, who, self.clock.now())
         key = rcpt.key(self.keyring.digest_key, tenant)
         verdict = await self._verify(key, lambda s: s.pending.get(purpose), code, purpose,
                                      tenant)
@@ -226,6 +291,8 @@ class OtpService:
         verdict = await self.store.transact(key, lambda s: lifecycle.decide_verify(
             s, key, find, check, policy, now, missing=missing))
         self._report(verdict, tenant, now)
+        if verdict.valid and verdict.otp is not None and self.guard is not None:
+            await self.guard.verified(tenant, verdict.otp.prefix_key, now)
         return verdict
 
     def _report(self, verdict: Verdict, tenant: str, now: float) -> None:
@@ -282,6 +349,8 @@ class OtpService:
             done = await self.store.transact(
                 otp.recipient, lambda s: lifecycle.decide_approve(s, otp_id, now, policy))
             if done is not None:
+                if self.guard is not None and done.status is Status.APPROVED:
+                    await self.guard.verified(tenant, done.prefix_key, now)
                 return done
             otp = await self._get(otp_id, tenant)
         return otp

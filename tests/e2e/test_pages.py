@@ -88,14 +88,14 @@ def test_a_request_over_http_shows_in_the_open_inbox_and_verifies_in_one_click(
 def test_the_dashboard_charts_render_with_data(live: srv.Server, page: Page) -> None:
     with og.Client(live.url) as otp:
         for n in range(4):
-            sent = otp.request_otp(f"+4420718387{n:02d}", purpose="dash")
+            sent = otp.request_otp(f"+4474001234{n:02d}", purpose="dash")
             if n % 2 == 0:
                 otp.verify(sent.id, code_for(live, sent.id))
     page.goto(live.url + "/dashboard")
     expect(page.locator("body[data-ready=true]")).to_be_attached()
     with og.Client(live.url) as otp:  # traffic over three of the page's reads
         for n in range(24):
-            otp.request_otp(f"+3314875{n:04d}", purpose="dash")
+            otp.request_otp(f"+336123{n:05d}", purpose="dash")
             page.wait_for_timeout(250)
     page.wait_for_function(
         "document.querySelector('#rps path.line')?.dataset.points >= 3", timeout=10_000)

@@ -56,7 +56,7 @@ async def test_security_events_are_counted_and_logged_without_secrets(
     assert counted(keyed, audit.VERIFY_UNCOUNTED, tenant="acme", reason="no-code") == 1
     assert counted(keyed, audit.LOCKS, tenant="acme") == 1
     assert counted(keyed, audit.UNLOCKS, tenant="acme") == 1
-    assert counted(keyed, audit.RATE_LIMITED, rule="recipient-lock") == 1
+    assert counted(keyed, audit.RULE_BLOCKS, rule="recipient-lock") == 1
     assert counted(keyed, audit.KEY_USES, key_id=key.id) == 6
     assert counted(keyed, audit.KEY_USES, key_id=admin_key.id) == 1
     assert counted(keyed, audit.KEY_FAILURES, reason="malformed") == 1

@@ -20,6 +20,7 @@ from otpgate.events import EventType
 from otpgate.housekeeping import FailureWatcher
 from otpgate.runtime import Runtime
 from otpgate.service import OtpRequest
+from tests.e2e.server import UNGUARDED
 from tests.providers.stand_in import Call, Reply, StandIn
 
 SECRET = "whsec_" + base64.b64encode(bytes(range(32))).decode()
@@ -79,7 +80,7 @@ async def open_gateway(tmp_path: Path, primary: StandIn, secondary: StandIn,
         "OTPGATE_SECRET_KEY": KEY,
         "OTPGATE_DRIVERS_SMS": f"{url(primary, 'primary')},{url(secondary, 'secondary')}",
         "OTPGATE_BREAKER_MIN_CALLS": "5", "OTPGATE_BREAKER_WINDOW": "30",
-        "OTPGATE_BREAKER_OPEN_FOR": "10", **env})
+        "OTPGATE_BREAKER_OPEN_FOR": "10", **UNGUARDED, **env})
     runtime = await Runtime.open(settings, clock)
     for dispatcher in runtime.dispatchers():
         runtime.backend.bus.consume(dispatcher.subscription().name, dispatcher.handle,

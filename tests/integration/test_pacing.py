@@ -24,6 +24,7 @@ from otpgate.redisio.pace import RedisPace
 from otpgate.runtime import Runtime
 from otpgate.service import OtpRequest
 from tests import redis_servers
+from tests.e2e.server import UNGUARDED
 from tests.providers.stand_in import Call, Reply, StandIn
 
 SECRET = "whsec_" + base64.b64encode(bytes(range(32))).decode()
@@ -55,7 +56,7 @@ async def paced_gateway(tmp_path: Path, server: StandIn, clock: Clock, mps: str,
         "OTPGATE_STORE_URL": "memory://", "OTPGATE_DATA_DIR": str(tmp_path),
         "OTPGATE_SECRET_KEY": KEY,
         "OTPGATE_DRIVERS_SMS": f"webhook+http://{origin}/otp?secret={SECRET}&mps={mps}",
-        **env})
+        **UNGUARDED, **env})
     runtime = await Runtime.open(settings, clock)
     if sleep is not None:
         runtime.sleep = sleep

@@ -100,10 +100,10 @@ def test_an_event_from_another_producer_decodes() -> None:
     assert (event.id, event.source, event.data) == ("e1", "urn:x", {"k": 1})
 
 
-def test_every_event_type_is_versioned_under_the_otp_namespace() -> None:
-    assert len(EventType) == 10
+def test_every_event_type_is_versioned_under_the_otp_or_rule_namespace() -> None:
+    assert len(EventType) == 12
     for kind in EventType:
-        assert re.fullmatch(r"otpgate\.otp\.[a-z_]+\.v1", kind.value)
+        assert re.fullmatch(r"otpgate\.(otp|rule)\.[a-z_]+\.v1", kind.value)
 
 
 def test_an_empty_filter_matches_everything() -> None:

@@ -31,8 +31,14 @@ PROBLEM_TYPES: dict[str, tuple[int, str]] = {
                              "`field` names it."),
     "invalid-recipient": (422, "`to` is not an E.164 number or an e-mail address."),
     "idempotency-key-reused": (422, "The Idempotency-Key answered another request."),
-    "rate-limited": (429, "A send limit or a lockout; `Retry-After` says when to try "
-                          "again."),
+    "rate-limited": (429, "A send limit, a lockout or a rate rule; `Retry-After` says when "
+                          "to try again, `rule` which refused."),
+    "pumping": (429, "The number's prefix is blocked for SMS pumping (`rule: pumping`)."),
+    "budget": (429, "A daily spend budget (per country or per key) is used up."),
+    "geo-blocked": (422, "Codes are not sent to the number's country on this channel "
+                         "(`rule: geo`)."),
+    "number-type": (422, "Codes are not sent to numbers of this type (premium-rate, pager, "
+                         "fixed-line for SMS, ...; `rule: number-type`)."),
     "internal": (500, "Something unexpected; it is logged, and nothing is revealed."),
     "store-unavailable": (503, "The store cannot be reached; try again shortly."),
     "bus-unavailable": (503, "The event bus cannot be reached; try again shortly."),

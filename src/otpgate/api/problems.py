@@ -54,6 +54,10 @@ _TITLES: dict[str, str] = {
     "forbidden": "Forbidden",
     "idempotency-key-reused": "Idempotency-Key reused with another request",
     "rate-limited": "Too many requests",
+    "pumping": "Number range blocked for SMS pumping",
+    "budget": "Spend budget reached",
+    "geo-blocked": "Country not allowed",
+    "number-type": "Number type not allowed",
     "store-unavailable": "Store unavailable",
     "bus-unavailable": "Event bus unavailable",
     "sends-late": "Sends are late",
@@ -141,7 +145,8 @@ def from_error(error: OtpgateError) -> Response[bytes]:
         return problem(status, error.slug, _UNAVAILABLE.get(error.slug, "try again shortly"),
                        retry_after=retry, headers={"Retry-After": str(retry)})
     field = error.field if isinstance(error, InvalidRequest) else None
-    return problem(status, error.slug, error.detail, field=field)
+    return problem(status, error.slug, error.detail, field=field,
+                   rule=getattr(error, "rule", None))
 
 
 def from_http(error: HTTPException) -> Response[bytes]:

@@ -19,7 +19,7 @@ from litestar.params import FromPath, HeaderParameter
 from litestar.types import Guard
 
 from otpgate import apikeys
-from otpgate.api import ApiContext, auth, idempotency
+from otpgate.api import ApiContext, auth, callers, idempotency
 from otpgate.api.problems import MEDIA_TYPE as PROBLEM
 from otpgate.api.schemas import (
     ChannelOut,
@@ -68,6 +68,8 @@ _COMMON = {
 _BODY = {413: _problem("The body is larger than the configured limit"),
          422: _problem("A field is missing, of the wrong type, unknown or invalid")}
 _BY_ID = {404: _problem("No OTP with this id")}
+_VERIFY_LIMIT = {429: _problem("Too many answers from the caller's address; see "
+                               "Retry-After")}
 
 
 def _json(body: bytes, status: int = 200) -> Response[bytes]:
@@ -144,7 +146,9 @@ def handlers(ctx: ApiContext) -> list[HTTPRouteHandler]:
                                        "coalesced with the pending code, or resent",
                                        generate_examples=False),
                      **_COMMON, **_BODY,
-                     429: _problem("Send limit or lockout; see Retry-After")})
+                     429: _problem("A send limit, lockout, rate rule, pumping block or "
+                                   "spend budget (type and rule say which); see "
+                                   "Retry-After")})
     async def request_otp(
         request: Request[Any, Any, Any],
         idempotency_key: Annotated[str | None, HeaderParameter(
@@ -155,13 +159,16 @@ def handlers(ctx: ApiContext) -> list[HTTPRouteHandler]:
         key = idempotency.parse_key(idempotency_key)
         data = decode(await read_body(request), OtpIn)
         service, who = ctx.runtime.service, auth.caller(request, ctx.settings.dev)
+        asker = callers.requester(request, who, ctx.settings.abuse.trusted_proxies,
+                                  data.client_ip, data.rate_keys)
         if key is None:
-            return _json(accepted_body(await service.request(_otp_request(data),
-                                                             tenant=who.tenant)), 202)
+            return _json(accepted_body(await service.request(
+                _otp_request(data), tenant=who.tenant, who=asker)), 202)
         print_ = idempotency.fingerprint(_ENCODER.encode(data))
         keep = idempotency.keeper(idempotency.slot(who.tenant, who.key_id, key), print_,
                                   ctx.clock.now(), accepted_body)
-        kept = await service.request_kept(_otp_request(data), keep, tenant=who.tenant)
+        kept = await service.request_kept(_otp_request(data), keep, tenant=who.tenant,
+                                          who=asker)
         if not kept.replayed:
             return _json(kept.answer.body, 202)
         answer = idempotency.same_request(kept.answer, print_)
@@ -173,12 +180,15 @@ def handlers(ctx: ApiContext) -> list[HTTPRouteHandler]:
           summary="Verify a code by OTP id",
           responses={200: ResponseSpec(VerifyOut, description="The verdict",
                                        generate_examples=False),
-                     **_COMMON, **_BODY, **_BY_ID})
+                     **_COMMON, **_BODY, **_BY_ID, **_VERIFY_LIMIT})
     async def verify_otp(request: Request[Any, Any, Any], otp_id: FromPath[str]) -> Response[bytes]:
         data = decode(await read_body(request), CodeIn)
-        tenant = auth.caller(request, ctx.settings.dev).tenant
-        answer = await ctx.runtime.service.verify(otp_id, data.code, tenant=tenant)
-        return _json(verify_body(answer, ctx.runtime.tokens, tenant))
+        who = auth.caller(request, ctx.settings.dev)
+        asker = callers.requester(request, who, ctx.settings.abuse.trusted_proxies,
+                                  data.client_ip)
+        answer = await ctx.runtime.service.verify(otp_id, data.code, tenant=who.tenant,
+                                                  who=asker)
+        return _json(verify_body(answer, ctx.runtime.tokens, who.tenant))
 
     @post("/verify", status_code=200, operation_id="verifyRecipient",
           guards=[needs(apikeys.VERIFY)],
@@ -187,13 +197,15 @@ def handlers(ctx: ApiContext) -> list[HTTPRouteHandler]:
                                        "pending it looks like a wrong code's, and only an "
                                        "approved answer carries the id",
                                        generate_examples=False),
-                     **_COMMON, **_BODY})
+                     **_COMMON, **_BODY, **_VERIFY_LIMIT})
     async def verify_recipient(request: Request[Any, Any, Any]) -> Response[bytes]:
         data = decode(await read_body(request), VerifyIn)
-        tenant = auth.caller(request, ctx.settings.dev).tenant
+        who = auth.caller(request, ctx.settings.dev)
         answer = await ctx.runtime.service.verify_recipient(
-            data.to, data.purpose, data.code, data.country, tenant=tenant)
-        return _json(verify_body(answer, ctx.runtime.tokens, tenant))
+            data.to, data.purpose, data.code, data.country, tenant=who.tenant,
+            who=callers.requester(request, who, ctx.settings.abuse.trusted_proxies,
+                                  data.client_ip))
+        return _json(verify_body(answer, ctx.runtime.tokens, who.tenant))
 
     @get("/otp/{otp_id:str}", operation_id="getOtp", summary="Status of a code",
          guards=[needs(apikeys.READ)],

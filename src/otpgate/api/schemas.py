@@ -54,12 +54,17 @@ class OtpIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     """WebOTP: the domain of the SMS's last line, ``@domain #code``."""
     fallback: list[FallbackIn] | None = None
     """Steps that send on other channels later, while the code is still pending."""
+    client_ip: str | None = None
+    """A server key's end user's address, for the per-address limits."""
+    rate_keys: dict[str, str] | None = None
+    """A server key's own keys to limit by (``{"user_id": "…"}``), configured by name."""
 
 
 class CodeIn(msgspec.Struct, forbid_unknown_fields=True):
     """``POST /v1/otp/{id}/verify``: the code the user typed."""
 
     code: str
+    client_ip: str | None = None
 
 
 class VerifyIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -69,6 +74,7 @@ class VerifyIn(msgspec.Struct, forbid_unknown_fields=True):
     code: str
     purpose: str | None = None
     country: str | None = None
+    client_ip: str | None = None
 
 
 class OtpAccepted(msgspec.Struct):
@@ -333,6 +339,8 @@ def document_rules(settings: Settings) -> dict[str, dict[str, Any]]:
         "code_length": {"minimum": codes.MIN_LENGTH, "maximum": codes.MAX_LENGTH},
         "ttl_seconds": {"minimum": policy.min_ttl, "maximum": policy.max_ttl},
         "otp_id": _pattern(ids.OTP_ID_PATTERN, len(ids.new_otp_id()), len(ids.new_otp_id())),
+        "client_ip": {"minLength": 2, "maxLength": 45,
+                      "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]},
         idempotency.HEADER: _pattern(idempotency.KEY_PATTERN, 1, 255),
     }
 

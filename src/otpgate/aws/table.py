@@ -163,6 +163,19 @@ class Table:
                                                 ConsistentRead=True)
         return answer.get("Item")
 
+    async def batch_get(self, keys: Sequence[tuple[str, str]]) -> list[Item]:
+        """The items of ``keys`` (up to 100) that exist, read consistently."""
+        wanted: list[Item] = [key(pk, sk) for pk, sk in keys]
+        found: list[Item] = []
+        while wanted:
+            async with self._calling("BatchGetItem"):
+                answer: dict[str, Any] = dict(await self.client.batch_get_item(RequestItems={
+                    self.name: {"Keys": wanted, "ConsistentRead": True}}))
+            found.extend(answer.get("Responses", {}).get(self.name, []))
+            left: dict[str, Any] = answer.get("UnprocessedKeys") or {}
+            wanted = list(left.get(self.name, {}).get("Keys", []))
+        return found
+
     async def partition(self, pk: str, prefix: str | None = None) -> list[Item]:
         """Every item of partition ``pk`` (whose ``sk`` starts with ``prefix``), read
         consistently, in ``sk`` order."""

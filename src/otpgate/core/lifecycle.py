@@ -80,6 +80,10 @@ class NewCode:
     seal_address: Callable[[str], str] | None = None
     """Seals the recipient's address for an OTP id, where the OTP must keep it (see
     ``Otp.address``)."""
+    test: bool = False
+    """A test number's: its fixed code is never sent, and no send limit applies."""
+    prefix_key: str = ""
+    """The keyed name of the number's prefix, which approvals are counted under."""
     steps: tuple[PlannedStep, ...] = ()
     """Fallback steps (``mint`` seals one payload for each)."""
 
@@ -179,6 +183,8 @@ def otp_event(type_: EventType, otp: Otp, now: float, **extra: object) -> CloudE
     }
     if otp.reference is not None:
         data["reference"] = otp.reference
+    if otp.test:
+        data["test"] = True
     data.update(extra)
     return events.new(type_, otp.id, data, now)
 
@@ -243,7 +249,7 @@ def decide_request(
         if not change.otps:
             change.state = None
         return change
-    if (refused := limits.refusal(state, req.purpose, policy, now)) is not None:
+    if not req.test and (refused := limits.refusal(state, req.purpose, policy, now)) is not None:
         raise refused
     if current is None:
         otp = _new_otp(req, policy, now)
@@ -273,8 +279,9 @@ def decide_request(
     change.otps.append(otp)
     change.events.append(otp_event(EventType.REQUESTED, otp, now, channels=otp.channels,
                                 expires_at=otp.expires_at))
-    otp.steps = _steps(req, minted, now)
-    change.events.extend(_dispatches(otp, req, minted, now))
+    if not req.test:  # a test number is never sent to, by a step neither
+        otp.steps = _steps(req, minted, now)
+        change.events.extend(_dispatches(otp, req, minted, now))
     change.result = Requested(otp, outcome, attempts_left(otp, state, policy))
     return change
 
@@ -302,7 +309,7 @@ def _new_otp(req: NewCode, policy: Policy, now: float) -> Otp:
         expires_at=now + req.ttl, resend_after=now, updated_at=now, reference=req.reference,
         routes={c: list(req.drivers[c]) for c in req.channels}, tenant=req.tenant,
         app_hash=req.app_hash, webotp_domain=req.webotp_domain, external=req.external,
-        brand=req.brand, sent_at=[],
+        brand=req.brand, sent_at=[], test=req.test, prefix_key=req.prefix_key,
     )
 
 

@@ -95,6 +95,11 @@ class Otp(msgspec.Struct, kw_only=True):
     surfaces that must show it whole (Twilio Verify's ``to``); empty for every other OTP."""
     sent_at: list[float] = []
     """When each of its sends was made."""
+    test: bool = False
+    """Made for a test number: never sent, marked ``test`` in its events."""
+    prefix_key: str = ""
+    """The keyed name of the number's prefix (``otpgate.abuse.guard``): the pumping guard
+    counts the OTP's approval under it."""
     steps: list[Step] = []
     """The latest send's fallback steps, in order."""
 

@@ -7,6 +7,7 @@ make a recipient invalid. Numbers are masked (``+1415•••0123``) wherever t
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import hmac
 import re
@@ -86,7 +87,10 @@ def parse(raw: object, country: str | None = None) -> Recipient:
     return _parse_phone(raw, country)
 
 
+@functools.lru_cache(maxsize=4096)
 def _parse_phone(raw: str, country: str | None) -> Recipient:
+    """Cached: libphonenumber's parse and validation are most of a verify's time, and a
+    number under attack (or just in use) is the same few strings over and over."""
     if not _PHONE_CHARS.fullmatch(raw):
         raise InvalidRecipient(
             "to must be an E.164 phone number written with ASCII digits, e.g. +14155550123"

@@ -87,7 +87,6 @@ _AUDIT_HELP = {
                                  ("tenant", "reason")),
     "otpgate_recipient_locks": ("Recipients locked by consecutive failures.", ("tenant",)),
     "otpgate_recipient_unlocks": ("Operators' unlocks.", ("tenant",)),
-    "otpgate_rate_limited": ("Requests for a code refused, by rule.", ("rule",)),
     "otpgate_api_key_uses": ("Requests an API key authenticated, by key id.", ("key_id",)),
     "otpgate_api_key_failures": ("Requests refused for their key, by reason.", ("reason",)),
 }
