@@ -9,8 +9,9 @@ exponential backoff and jitter, and after ``max_deliveries`` the event is moved 
 dead-letter queue with the error. A delivery is leased: if its consumer dies, the event is
 delivered again once the lease runs out (sooner where a backend can prove the consumer
 dead). A handler that raises ``otpgate.errors.Deferred`` (its event is not due yet) is
-not failing: the bus puts the delivery back for the wait it names without counting it (so
-waiting can never dead-letter an event), and logs it at debug level only.
+not failing: the bus puts the delivery back for the wait it names (at most
+``Limits.backoff_cap``, when the handler is asked again) without counting it, so waiting
+can never dead-letter an event, and logs it at debug level only.
 
 Where a store and its bus share one database (the SQLite outbox), the write that records a
 handler's final outcome may acknowledge the delivery in the same transaction: the handler

@@ -118,9 +118,10 @@ class MemoryBus:
 
     def _nack(self, consumer: Consumer, entry: _Entry, exc: Exception) -> None:
         now, name = self._clock.now(), consumer.name
-        if (wait := deferral(exc)) is not None:  # not due yet: back, this one uncounted
+        if deferral(exc) is not None:  # not due yet: back, this delivery uncounted
             entry.deliveries -= 1
             entry.lease_until = 0.0
+            wait = backoff(consumer.limits, entry.deliveries, exc)
             entry.available_at = now + wait
             log.debug("deferred %s on %s for %.0f s", entry.event.id, name, wait)
             return

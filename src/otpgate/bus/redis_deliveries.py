@@ -146,7 +146,8 @@ class Deliveries:
         for taken, error in outcomes:
             if error is None:
                 items.append(["a", taken.entry.decode(), taken.times])
-            elif (wait := deferral(error)) is not None:  # not due yet: back, uncounted
+            elif deferral(error) is not None:  # not due yet: back, this one uncounted
+                wait = backoff(limits, taken.number, error)
                 log.debug("deferred %s on %s for %.0f s", taken.event.id, name, wait)
                 items.append(self._retry(taken, now + wait, taken.number - 1))
             elif taken.number >= limits.max_deliveries:

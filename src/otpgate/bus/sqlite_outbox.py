@@ -303,7 +303,8 @@ class SqliteOutboxBus:
         if error is None:
             return None
         name = consumer.name
-        if (wait := deferral(error)) is not None:  # not due yet: not a failure
+        if deferral(error) is not None:  # not due yet: not a failure
+            wait = backoff(consumer.limits, item.deliveries, error)
             log.debug("deferred %s on %s for %.0f s", item.event.id, name, wait)
             return now + wait
         if item.deliveries >= consumer.limits.max_deliveries:
