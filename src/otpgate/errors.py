@@ -139,8 +139,9 @@ class SealError(OtpgateError):
 
 class Deferred(OtpgateError):
     """Raised by a bus handler for an event that is not due yet (a fallback step waiting
-    for its time): the bus puts the delivery back for ``wait`` seconds without counting it
-    as a delivery, and logs it at debug level only — it is no failure."""
+    for its time): the bus puts the delivery back for ``wait`` seconds (at most its backoff
+    cap, or 15 minutes on SQS, at a time) without counting it as a delivery, and logs it at
+    debug level only — it is no failure."""
 
     slug = "deferred"
 
