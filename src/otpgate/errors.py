@@ -17,6 +17,7 @@ OtpgateError
  ├── StoreError                    the store could not be reached or is corrupt
  ├── BusError                      the bus could not be reached
  ├── SealError                     a sealed payload was tampered with or the key is wrong
+ ├── Deferred(wait)                a handler's event is not due yet: delivered again then
  └── DeliveryError                 a driver could not deliver
       ├── TemporaryDeliveryError   try again later (with backoff), maybe on another driver
       │    └── UnknownOutcomeError  no answer: the provider may have accepted the message
@@ -134,6 +135,19 @@ class BusError(OtpgateError):
 
 class SealError(OtpgateError):
     slug = "seal"
+
+
+class Deferred(OtpgateError):
+    """Raised by a bus handler for an event that is not due yet (a fallback step waiting
+    for its time): the bus puts the delivery back for ``wait`` seconds (at most its backoff
+    cap, or 15 minutes on SQS, at a time) without counting it as a delivery, and logs it at
+    debug level only — it is no failure."""
+
+    slug = "deferred"
+
+    def __init__(self, detail: str, wait: float) -> None:
+        super().__init__(detail)
+        self.wait = max(0.0, wait)
 
 
 class DeliveryError(OtpgateError):

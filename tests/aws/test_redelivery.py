@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from otpgate import registry
+from otpgate.clock import FrozenClock
 from otpgate.dispatch import subscription_for
 from otpgate.events import EventType, Filter
 from tests.aws.conftest import Deployment, answer, http_event, sqs_event
@@ -83,3 +84,30 @@ def test_a_record_that_fails_for_now_is_visible_again_after_its_backoff_not_the_
     # Received for 600 s, but the driver asked for a retry at once: visible again now.
     assert [m["MessageId"] for m in deployment.receive("dispatch.flaky")] == [
         waiting[0]["MessageId"]]
+
+
+def test_a_fallback_step_not_yet_due_goes_back_delayed_and_is_not_reported_failed(
+    deployment: Deployment,
+) -> None:
+    clock = FrozenClock()
+    voice = {"OTPGATE_DRIVERS_VOICE": "capture://"}
+    api = deployment.api(clock, **voice)
+    step = {"channel": "voice", "after": 120}
+    api.invoke(http_event("POST", "/v1/otp", {"to": NUMBERS[0], "fallback": [step]},
+                          key=api_key(api)), None)
+    waiting = deployment.receive("dispatch.capture", visibility=600)
+    channels = sorted(e["data"]["channel"] for e in cloud_events(waiting))
+    assert channels == ["sms", "voice"]
+    dispatch = deployment.dispatcher("capture", clock, **voice)
+    url = deployment.queue_url("dispatch.capture")
+
+    report = dispatch.invoke(sqs_event(waiting, deployment.queue_arn("dispatch.capture")),
+                             None)
+
+    # Not a failure (which would spend one of the queue's few receives): SQS deletes the
+    # record received, and a copy waits in the queue for the step's time.
+    assert report == {"batchItemFailures": []}
+    counts = deployment.sqs.get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesDelayed"])["Attributes"]
+    assert counts["ApproximateNumberOfMessagesDelayed"] == "1"
+    assert deployment.receive("dispatch.capture") == []

@@ -8,18 +8,20 @@ message attributes, retries through visibility, dead letters through the redrive
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import msgspec
 import pytest
 
 from otpgate.backends import Backend
-from otpgate.bus.base import Limits, Subscription
+from otpgate.bus.base import Limits, Subscription, delivery_number
 from otpgate.bus.sns_sqs import REPUBLISH_AFTER, SnsSqsBus
 from otpgate.clock import FrozenClock
 from otpgate.core.lifecycle import Change
 from otpgate.dispatch import subscription_for
-from otpgate.errors import BusError, TemporaryDeliveryError
+from otpgate.errors import BusError, Deferred, TemporaryDeliveryError
 from otpgate.events import CloudEvent, EventType, Filter
 from tests.aws.backend import open_provisioned
 from tests.contract.conftest import Recorder, emitting, event, subscribe
@@ -107,6 +109,77 @@ async def test_a_failing_handler_is_retried_then_dead_lettered_without_its_seal(
     assert (dead.subscription, dead.event.id, dead.deliveries) == (sub.name, sealed.id, 3)
     assert "sealed" not in dead.event.data
     assert await backend.bus.dead_letters("other") == []
+
+
+class Sent:
+    """An SQS client that notes the messages sent through it (then sends them)."""
+
+    def __init__(self, sqs: Any) -> None:
+        self._sqs = sqs
+        self.sent: list[dict[str, Any]] = []
+
+    async def send_message(self, **call: Any) -> Any:
+        self.sent.append(call)
+        return await self._sqs.send_message(**call)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sqs, name)
+
+
+async def test_a_deferred_event_is_sent_again_delayed_and_spends_no_receive(
+    backend: Backend, clock: FrozenClock, caplog: pytest.LogCaptureFixture,
+) -> None:
+    bus = bus_of(backend)
+    sent = Sent(bus._sqs)
+    bus._sqs = sent
+    waits = [0.0] * 5 + [0.4]  # more deferrals than the queue's 3 receives
+    receives: list[int] = []
+
+    async def waiting(evt: CloudEvent) -> None:
+        receives.append(delivery_number.get())
+        if waits:
+            raise Deferred("not due yet", waits.pop(0))
+
+    await subscribe(bus, "waits", Filter(), waiting)
+    step = event(EventType.DISPATCH, OTP, clock.now(), driver="twilio", channel="sms")
+    await bus.publish([step])
+    caplog.set_level(logging.DEBUG, logger="otpgate")
+
+    for _ in range(6):
+        assert await bus.pump() == 1
+    assert await bus.pump() == 0, "delivered before its delay"
+    async with asyncio.timeout(10):  # SQS times DelaySeconds by its own clock
+        while not await bus.pump():
+            await asyncio.sleep(0.1)
+
+    assert receives == [1] * 7
+    assert [call["DelaySeconds"] for call in sent.sent] == [0] * 5 + [1]
+    url = await bus.queue_url("waits")
+    assert {call["QueueUrl"] for call in sent.sent} == {url}
+    assert await bus.dead_letters() == []
+    [backlog] = await bus.backlog()
+    assert backlog.depth == 0
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+async def test_a_deferral_longer_than_sqs_delays_is_sent_for_15_minutes(
+    backend: Backend, clock: FrozenClock,
+) -> None:
+    bus = bus_of(backend)
+    sent = Sent(bus._sqs)
+    bus._sqs = sent
+
+    async def waiting(evt: CloudEvent) -> None:
+        raise Deferred("not due yet", 3600)
+
+    await subscribe(bus, "later", Filter(), waiting)
+    await bus.publish([event(EventType.DISPATCH, OTP, clock.now(), driver="twilio")])
+
+    assert await bus.pump() == 1
+    assert await bus.pump() == 0
+    assert [call["DelaySeconds"] for call in sent.sent] == [900]
+    [backlog] = await bus.backlog()
+    assert (backlog.depth, backlog.due) == (1, 0)
 
 
 async def test_an_acknowledged_event_is_deleted_from_its_queue(

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from otpgate.backends import Backend
-from otpgate.bus.base import Limits, Subscription
+from otpgate.bus.base import Limits, Subscription, delivery_number
 from otpgate.clock import FrozenClock
-from otpgate.errors import BusError, TemporaryDeliveryError
+from otpgate.errors import BusError, Deferred, TemporaryDeliveryError
 from otpgate.events import CloudEvent, EventType, Filter
 from tests.contract.conftest import (
     BUS_BACKEND_NAMES,
@@ -121,6 +122,46 @@ async def test_a_failing_handler_is_retried_after_backoff_then_dead_lettered(
     assert await bus.dead_letters("other") == []
     clock.advance(3600)
     assert await bus.pump() == 0
+
+
+async def test_a_deferred_event_comes_back_at_its_time_uncounted_and_quietly(
+    backend: Backend, clock: FrozenClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    due_at = clock.now() + 50
+    deliveries: list[tuple[float, int]] = []
+
+    async def waits(evt: CloudEvent) -> None:
+        deliveries.append((clock.now(), delivery_number.get()))
+        if clock.now() < due_at:
+            raise Deferred("not due yet", due_at - clock.now())
+
+    bus = backend.bus
+    await subscribe(bus, "waits", Filter(), waits, max_deliveries=2, backoff_cap=10)
+    step = event(EventType.DISPATCH, OTP, clock.now(), driver="twilio")
+    await backend.store.transact("r", lambda s: emitting([step]))
+    caplog.set_level(logging.DEBUG, logger="otpgate")
+
+    assert await bus.pump() == 1
+    for _ in range(4):  # asked again every backoff_cap seconds, never before
+        clock.advance(9.9)
+        assert await bus.pump() == 0, "redelivered before its wait ran out"
+        clock.advance(0.1)
+        assert await bus.pump() == 1
+        assert await bus.dead_letters() == []
+    clock.advance(9.9)
+    assert await bus.pump() == 0
+    clock.advance(0.1)
+    assert await bus.pump() == 1  # at its time: handled, acknowledged
+
+    start = due_at - 50
+    assert deliveries == [(start + t, 1) for t in (0, 10, 20, 30, 40, 50)]
+    clock.advance(3600)
+    assert await bus.pump() == 0
+    assert await bus.dead_letters() == []
+    [backlog] = await bus.backlog()
+    assert backlog.depth == 0
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("deferred" in r.getMessage() for r in caplog.records)
 
 
 async def test_an_acknowledged_event_is_not_delivered_again(

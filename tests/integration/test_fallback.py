@@ -4,6 +4,7 @@ meanwhile; a restart between the request and the step fires the step once."""
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
@@ -11,10 +12,12 @@ import pytest
 
 from otpgate import config
 from otpgate.api.routes_otp import status_body
+from otpgate.bus.base import Handler, delivery_number
 from otpgate.clock import FrozenClock
 from otpgate.core.intake import FallbackRequest
 from otpgate.core.otp import DeliveryStatus, Status
 from otpgate.errors import InvalidRequest
+from otpgate.events import CloudEvent
 from otpgate.housekeeping import FailureWatcher
 from otpgate.runtime import Runtime
 from otpgate.service import OtpRequest
@@ -23,13 +26,26 @@ TO = "+14155550123"
 VOICE_AFTER_30 = [FallbackRequest("voice", 30)]
 
 
-async def open_runtime(tmp_path: Path, clock: FrozenClock, **env: str) -> Runtime:
+async def open_runtime(tmp_path: Path, clock: FrozenClock,
+                       seen: list[tuple[str, float, int]] | None = None,
+                       **env: str) -> Runtime:
+    """The runtime, its dispatchers consumed by hand; ``seen`` (if given) gets the channel,
+    time and delivery number of every dispatch event delivered."""
     settings = config.from_env({"OTPGATE_DATA_DIR": str(tmp_path), "OTPGATE_DEV": "true",
                                 **env})
     runtime = await Runtime.open(settings, clock)
     bus = runtime.backend.bus
+
+    def noting(handle: Handler) -> Handler:
+        async def noted(event: CloudEvent) -> None:
+            if seen is not None:
+                seen.append((event.data["channel"], clock.now(), delivery_number.get()))
+            await handle(event)
+        return noted
+
     for dispatcher in runtime.dispatchers():
-        bus.consume(dispatcher.subscription().name, dispatcher.handle, dispatcher.limits())
+        bus.consume(dispatcher.subscription().name, noting(dispatcher.handle),
+                    dispatcher.limits())
     watcher = FailureWatcher(runtime.housekeeping)
     bus.consume(watcher.subscription.name, watcher.handle, runtime.limits)
     return runtime
@@ -70,6 +86,42 @@ async def test_sms_at_once_then_voice_after_30_s_while_the_code_is_pending(
         rows = {d.channel: d for d in await runtime.service.store.deliveries(otp.id)}
         assert (rows["sms"].status, rows["voice"].status) == (DeliveryStatus.SENT,
                                                               DeliveryStatus.SENT)
+    finally:
+        await runtime.close()
+
+
+async def test_a_step_waiting_longer_than_its_deliveries_allow_goes_out_at_its_time(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Two deliveries allowed, as on the AWS template; the bus asks a waiting step again
+    # every backoff cap (300 s), so a step 599 s on is delivered three times: twice early.
+    clock = FrozenClock()
+    seen: list[tuple[str, float, int]] = []
+    runtime = await open_runtime(tmp_path, clock, seen, OTPGATE_BUS_MAX_DELIVERIES="2")
+    caplog.set_level(logging.DEBUG, logger="otpgate")
+    caplog.clear()  # opening a fresh data directory warns of its new secret key
+    try:
+        start = clock.now()
+        otp = (await runtime.service.request(OtpRequest(
+            to=TO, ttl_seconds=600, fallback=[FallbackRequest("voice", 599)]))).otp
+        for _ in range(59):
+            await drain(runtime)
+            assert [c for c, _ in await captured(runtime)] == ["sms"]
+            clock.advance(10)
+        clock.advance(8)
+        await drain(runtime)
+        assert [c for c, _ in await captured(runtime)] == ["sms"]
+        clock.advance(1)
+        await drain(runtime)
+
+        assert [c for c, _ in await captured(runtime)] == ["sms", "voice"]
+        voice = [(at - start, number) for channel, at, number in seen if channel == "voice"]
+        assert voice == [(0, 1), (300, 1), (599, 1)]
+        assert await runtime.backend.bus.dead_letters() == []
+        rows = {d.channel: d for d in await runtime.service.store.deliveries(otp.id)}
+        assert rows["voice"].status is DeliveryStatus.SENT
+        warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert warned == []
     finally:
         await runtime.close()
 

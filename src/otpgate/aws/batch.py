@@ -8,6 +8,11 @@ driver's ``Retry-After``) rather than after the queue's whole visibility timeout
 ``maxReceiveCount`` receives SQS moves it to the dead-letter queue. The handler learns
 which receive it runs (``delivery_number``), so that the dispatcher can tell its last
 chance and give up — or fail over — rather than let a readable event die in the DLQ.
+
+A deferred record (``otpgate.errors.Deferred``: not due yet) is not reported failed: it is
+sent to its queue again, delayed until its time (``bus.sns_sqs.defer``), and SQS deletes
+the record received — so that waiting spends no receive. Where the send fails, the record
+fails as any other would, visible again at its time.
 """
 
 from __future__ import annotations
@@ -18,8 +23,8 @@ import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from otpgate.bus.base import Limits, backoff, delivery_number, describe
-from otpgate.bus.sns_sqs import event_of_body
+from otpgate.bus.base import Limits, backoff, deferral, delivery_number, describe
+from otpgate.bus.sns_sqs import defer, event_of_body
 from otpgate.events import CloudEvent
 
 log = logging.getLogger(__name__)
@@ -71,10 +76,23 @@ class Batch:
         try:
             await self._handle(event)
         except Exception as exc:  # retried by SQS, after the backoff
+            if (wait := deferral(exc)) is not None and await self._defer(record, wait):
+                return False
             log.warning("event %s failed on receive %d: %s", event.id, count, describe(exc))
             await self._delay(record, math.ceil(backoff(self._limits, count, exc)))
             return True
         return False
+
+    async def _defer(self, record: dict[str, Any], wait: float) -> bool:
+        """Send a deferred record to its queue again (True), for SQS to delete this one."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            url = await self._url(str(record["eventSourceARN"]))
+        except (BotoCoreError, ClientError, KeyError, ValueError) as exc:
+            log.warning("could not defer record %s: %s", record.get("messageId"), exc)
+            return False
+        return await defer(self._sqs, url, str(record["body"]), wait, url.rsplit("/", 1)[-1])
 
     async def _delay(self, record: dict[str, Any], seconds: int) -> None:
         """Make a failed record visible again in ``seconds`` (best effort: without it the

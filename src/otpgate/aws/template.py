@@ -194,7 +194,9 @@ def _statements(function: str, writes: bool, publishes: tuple[str, ...],
     if polls is not None:
         statements.append({"Effect": "Allow", "Action": [
             "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
-            "sqs:GetQueueUrl", "sqs:ChangeMessageVisibility"], "Resource": _arn(polls)})
+            "sqs:GetQueueUrl", "sqs:ChangeMessageVisibility",
+            "sqs:SendMessage"],  # a deferred message goes back to its queue, delayed
+            "Resource": _arn(polls)})
     return statements
 
 

@@ -8,7 +8,10 @@ its ``Limits``). A handler that returns acknowledges; one that raises is retried
 exponential backoff and jitter, and after ``max_deliveries`` the event is moved to the
 dead-letter queue with the error. A delivery is leased: if its consumer dies, the event is
 delivered again once the lease runs out (sooner where a backend can prove the consumer
-dead).
+dead). A handler that raises ``otpgate.errors.Deferred`` (its event is not due yet) is
+not failing: the bus puts the delivery back for the wait it names (at most
+``Limits.backoff_cap``, when the handler is asked again) without counting it, so waiting
+can never dead-letter an event, and logs it at debug level only.
 
 Where a store and its bus share one database (the SQLite outbox), the write that records a
 handler's final outcome may acknowledge the delivery in the same transaction: the handler
@@ -28,7 +31,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from otpgate.errors import BusError, TemporaryDeliveryError
+from otpgate.errors import BusError, Deferred, TemporaryDeliveryError
 from otpgate.events import CloudEvent, Filter
 from otpgate.observe import metrics
 from otpgate.redact import scrub
@@ -173,8 +176,16 @@ class DeadLetter(msgspec.Struct, frozen=True):
     failed_at: float
 
 
+def deferral(error: BaseException | None) -> float | None:
+    """Seconds until a deferred event is due (see ``Deferred``); ``None`` for a failure."""
+    return error.wait if isinstance(error, Deferred) else None
+
+
 def backoff(limits: Limits, deliveries: int, error: BaseException | None = None) -> float:
-    """Seconds before the next delivery: full-jitter exponential, or the error's own hint."""
+    """Seconds before the next delivery: full-jitter exponential, or the error's own hint
+    (a deferred event's wait, where a bus cannot leave it uncounted)."""
+    if (wait := deferral(error)) is not None:
+        return min(limits.backoff_cap, wait)
     if isinstance(error, TemporaryDeliveryError) and error.retry_after is not None:
         return min(limits.backoff_cap, max(0.0, error.retry_after))
     ceiling = min(limits.backoff_cap, limits.backoff_base * 2 ** max(0, deliveries - 1))

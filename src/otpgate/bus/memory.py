@@ -19,6 +19,7 @@ from otpgate.bus.base import (
     backoff,
     consumer_of,
     dead_letter_event,
+    deferral,
     deliver,
     describe,
     finish,
@@ -117,6 +118,13 @@ class MemoryBus:
 
     def _nack(self, consumer: Consumer, entry: _Entry, exc: Exception) -> None:
         now, name = self._clock.now(), consumer.name
+        if deferral(exc) is not None:  # not due yet: back, this delivery uncounted
+            entry.deliveries -= 1
+            entry.lease_until = 0.0
+            wait = backoff(consumer.limits, entry.deliveries, exc)
+            entry.available_at = now + wait
+            log.debug("deferred %s on %s for %.0f s", entry.event.id, name, wait)
+            return
         if entry.deliveries >= consumer.limits.max_deliveries:
             with contextlib.suppress(ValueError):
                 self._queues[name].remove(entry)

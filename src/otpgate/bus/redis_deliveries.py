@@ -15,7 +15,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from otpgate import events
-from otpgate.bus.base import Consumer, backoff, dead_letter_event, deliver, describe
+from otpgate.bus.base import (
+    Consumer,
+    backoff,
+    dead_letter_event,
+    deferral,
+    deliver,
+    describe,
+)
 from otpgate.clock import Clock
 from otpgate.errors import BusError
 from otpgate.events import CloudEvent
@@ -139,6 +146,10 @@ class Deliveries:
         for taken, error in outcomes:
             if error is None:
                 items.append(["a", taken.entry.decode(), taken.times])
+            elif deferral(error) is not None:  # not due yet: back, this one uncounted
+                wait = backoff(limits, taken.number, error)
+                log.debug("deferred %s on %s for %.0f s", taken.event.id, name, wait)
+                items.append(self._retry(taken, now + wait, taken.number - 1))
             elif taken.number >= limits.max_deliveries:
                 log.error("dead-lettered %s on %s after %d deliveries: %s", taken.event.id,
                           name, taken.number, describe(error))
@@ -147,12 +158,15 @@ class Deliveries:
                               describe(error), taken.number])
             else:
                 log.warning("retrying %s on %s: %s", taken.event.id, name, describe(error))
-                due = now + backoff(limits, taken.number, error)
-                member = (f"{taken.number}:{taken.entry.decode()}:".encode()
-                          + events.encode(taken.event))
-                items.append(["r", taken.entry.decode(), taken.times, number(due),
-                              lua(member)])
+                items.append(self._retry(taken, now + backoff(limits, taken.number, error),
+                                         taken.number))
         return self._call(name, shard, items)
+
+    @staticmethod
+    def _retry(taken: Taken, due: float, counted: int) -> list[Any]:
+        """Deliver ``taken`` again at ``due``, as the delivery after ``counted`` ones."""
+        member = f"{counted}:{taken.entry.decode()}:".encode() + events.encode(taken.event)
+        return ["r", taken.entry.decode(), taken.times, number(due), lua(member)]
 
     async def bury(self, consumer: Consumer, shard: int, spent: Sequence[Taken]) -> None:
         """Dead-letter deliveries whose last lease ran out without an answer."""

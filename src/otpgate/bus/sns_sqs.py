@@ -17,6 +17,12 @@ Locally, ``consume``/``pump``/``start`` receive from the queues: a handler that 
 deletes its message; one that raises makes it visible again after the backoff, and SQS
 moves it to the dead-letter queue once it has been received ``max_deliveries`` times. On
 Lambda, the event source mapping receives instead (``otpgate.aws.dispatch``).
+
+A deferred event (``otpgate.errors.Deferred``: not due yet) must not spend receives — SQS
+counts every one toward the redrive policy — so it is sent to its own queue again as a
+new message, delayed until its time (``DelaySeconds``, at most 15 minutes; a longer wait
+takes several rounds), and only then is the message received deleted. A crash between the
+two leaves a duplicate, which the send ledger's claim makes harmless (``defer``).
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ from otpgate.bus.base import (
     backoff,
     consumer_of,
     dead_letter_event,
+    deferral,
     deliver,
     describe,
     finish,
@@ -71,6 +78,28 @@ def event_of_body(body: str) -> CloudEvent:
     if isinstance(envelope, dict) and envelope.get("Type") == "Notification":
         return events.decode(str(envelope["Message"]))
     return events.decode(body)
+
+
+MAX_DELAY = 900
+"""The longest ``DelaySeconds`` SQS takes."""
+
+
+async def defer(sqs: Any, url: str, body: str, wait: float, subscription: str) -> bool:
+    """Send a deferred message's ``body`` to its queue ``url`` again, delayed for ``wait``
+    seconds (at most ``MAX_DELAY``): the caller then deletes the message it received, so
+    that waiting spends no receive. False when SQS refused the send (the caller lets the
+    message come back as a failure instead)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    delay = max(0, min(MAX_DELAY, math.ceil(wait)))
+    try:
+        await sqs.send_message(QueueUrl=url, MessageBody=body, DelaySeconds=delay)
+    except (BotoCoreError, ClientError) as exc:
+        log.warning("could not defer a message on %s (%s); it comes back as a retry",
+                    subscription, exc)
+        return False
+    log.debug("deferred a message on %s for %d s", subscription, delay)
+    return True
 
 
 def message_attributes(event: CloudEvent) -> dict[str, dict[str, str]]:
@@ -209,6 +238,10 @@ class SnsSqsBus:
         try:
             await deliver(consumer, event_of_body(message["Body"]), count)
         except Exception as exc:  # any failure is retried, then dead-lettered by SQS
+            if (wait := deferral(exc)) is not None and await defer(
+                    self._sqs, url, message["Body"], wait, consumer.name):
+                await self._delete(url, message)
+                return
             last = count >= self._max_deliveries
             if last:  # SQS moves it at the next receive: counted here
                 dead_letter_event(consumer.sub, event_of_body(message["Body"]))
@@ -221,6 +254,9 @@ class SnsSqsBus:
                         QueueUrl=url, ReceiptHandle=message["ReceiptHandle"],
                         VisibilityTimeout=min(delay, 43200))
             return
+        await self._delete(url, message)
+
+    async def _delete(self, url: str, message: dict[str, Any]) -> None:
         async with _calling("SQS DeleteMessage"):
             await self._sqs.delete_message(QueueUrl=url,
                                            ReceiptHandle=message["ReceiptHandle"])

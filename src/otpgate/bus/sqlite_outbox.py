@@ -40,6 +40,7 @@ from otpgate.bus.base import (
     backoff,
     consumer_of,
     dead_letter_event,
+    deferral,
     deliver,
     describe,
     finish,
@@ -77,6 +78,9 @@ _ENQUEUE = "INSERT INTO deliveries (subscription, seq, available_at) VALUES (?, 
 _ACK = ("DELETE FROM deliveries "
         "WHERE subscription = ?1 AND seq = ?2 AND lease_owner = ?3 AND deliveries = ?4")
 _RETRY = ("UPDATE deliveries SET available_at = ?5, lease_until = 0, lease_owner = NULL "
+          "WHERE subscription = ?1 AND seq = ?2 AND lease_owner = ?3 AND deliveries = ?4")
+_DEFER = ("UPDATE deliveries SET available_at = ?5, lease_until = 0, lease_owner = NULL, "
+          "deliveries = deliveries - 1 "
           "WHERE subscription = ?1 AND seq = ?2 AND lease_owner = ?3 AND deliveries = ?4")
 _DEAD = ("INSERT INTO dead_letters (subscription, seq, event, error, deliveries, failed_at) "
          "SELECT ?1, ?2, ?5, ?6, ?4, ?7 FROM deliveries "
@@ -278,6 +282,9 @@ class SqliteOutboxBus:
         def settle(conn: sqlite3.Connection) -> None:
             for item, error, retry_at in plan:
                 mine = (consumer.name, item.seq, self._owner, item.deliveries)
+                if retry_at is not None and deferral(error) is not None:  # uncounted
+                    conn.execute(_DEFER, (*mine, retry_at))
+                    continue
                 if retry_at is not None:
                     conn.execute(_RETRY, (*mine, retry_at))
                     continue
@@ -296,6 +303,10 @@ class SqliteOutboxBus:
         if error is None:
             return None
         name = consumer.name
+        if deferral(error) is not None:  # not due yet: not a failure
+            wait = backoff(consumer.limits, item.deliveries, error)
+            log.debug("deferred %s on %s for %.0f s", item.event.id, name, wait)
+            return now + wait
         if item.deliveries >= consumer.limits.max_deliveries:
             log.error("dead-lettered %s on %s after %d deliveries: %s",
                       item.event.id, name, item.deliveries, describe(error))

@@ -58,6 +58,7 @@ from otpgate.dispatch.outcome import Outcome, classify
 from otpgate.drivers.base import Driver, Message, SendReceipt
 from otpgate.drivers.wrappers import Bounded, Guarded, Paced, PaceFull, Sleep
 from otpgate.errors import (
+    Deferred,
     DeliveryError,
     PermanentDeliveryError,
     SealError,
@@ -111,8 +112,9 @@ class DispatchData(msgspec.Struct, frozen=True, kw_only=True):
         return SendKey(self.otp_id, self.send_no, self.channel)
 
 
-class NotYet(TemporaryDeliveryError):
-    """A fallback step whose time has not come: the bus delivers it again then."""
+class NotYet(Deferred):
+    """A fallback step whose time has not come: the bus delivers it again then, without
+    counting this delivery (``otpgate.errors.Deferred``)."""
 
     slug = "not-yet"
 
@@ -181,8 +183,7 @@ class Dispatcher:
         if data.not_before is not None and (wait := data.not_before - self._clock.now()) > 0:
             # A fallback step not yet due: back to the bus until its time, nothing claimed
             # (the bus keeps it durably; the ledger claim makes it go out once).
-            raise NotYet(f"fallback step {data.key} is due in {wait:.0f} s",
-                         retry_after=wait)
+            raise NotYet(f"fallback step {data.key} is due in {wait:.0f} s", wait)
         claim = await self._store.claim(data.key, self._name, self._clock.now(), self._lease)
         if claim.state is ClaimState.DONE:
             log.debug("send %s on %s already handled", data.key, self._name)
