@@ -28,7 +28,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from otpgate.errors import ConfigurationError
+from otpgate.errors import ConfigurationError, Deferred
 from otpgate.redact import scrub
 
 log = logging.getLogger(__name__)
@@ -135,7 +135,8 @@ def span(name: str, kind: SpanKind, parent: otel_context.Context | None = None,
          attributes: Mapping[str, str | int | float | bool] | None = None) -> Iterator[Span]:
     """A span made current for the block; an exception marks it failed — with its type and
     its masked text (``redact.scrub``: a provider's error may quote a number or a code),
-    never the raw text or traceback — and is re-raised. Without a tracer provider it costs
+    never the raw text or traceback — and is re-raised; a ``Deferred`` (an event not due
+    yet) is no failure and leaves the span's status alone. Without a tracer provider it costs
     nothing (a span that records nothing)."""
     if not enabled():
         yield trace.INVALID_SPAN
@@ -145,6 +146,9 @@ def span(name: str, kind: SpanKind, parent: otel_context.Context | None = None,
                                         set_status_on_exception=False) as current:
         try:
             yield current
+        except Deferred as exc:  # not due yet: no failure, the span says when it comes back
+            current.add_event("deferred", {"otpgate.deferred_for": exc.wait})
+            raise
         except BaseException as exc:
             current.set_status(Status(StatusCode.ERROR, scrub(type(exc).__name__)))
             current.add_event("exception", {"exception.type": type(exc).__name__,
