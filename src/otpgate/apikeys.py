@@ -174,32 +174,44 @@ async def rotate(store: Store, key_id: str, now: float,
     ``Conflict`` while a rotation is under way (finish it first: two secrets at most)."""
     if grace < 0:
         raise InvalidRequest("the grace period cannot be negative", "expire")
-    key = await _active(store, key_id, now)
-    if rotating(key, now):
-        raise Conflict(f"key {key_id} is being rotated already; end that with "
-                       f"'otpgate keys rotate {key_id} --finish' first")
     secret = _new_secret()
-    changed = msgspec.structs.replace(key, secret_hash=hash_secret(secret),
-                                      old_secret_hash=key.secret_hash, old_until=now + grace)
-    await store.put_api_key(changed)
+
+    def change(key: ApiKey) -> ApiKey:
+        _check_active(key, key_id, now)
+        if rotating(key, now):
+            raise Conflict(f"key {key_id} is being rotated already; end that with "
+                           f"'otpgate keys rotate {key_id} --finish' first")
+        return msgspec.structs.replace(key, secret_hash=hash_secret(secret),
+                                       old_secret_hash=key.secret_hash,
+                                       old_until=now + grace)
+
+    changed = await store.change_api_key(key_id, change)
+    if changed is None:
+        raise NotFound(f"no active key {key_id}")
     return changed, f"{PREFIX}{key_id}_{secret}"
 
 
 async def finish_rotation(store: Store, key_id: str, now: float) -> bool:
     """Stop accepting ``key_id``'s previous secret now; False if none was alive."""
-    key = await _active(store, key_id, now)
-    if key.old_secret_hash is None:
-        return False
-    alive = rotating(key, now)
-    await store.put_api_key(msgspec.structs.replace(key, old_secret_hash=None, old_until=None))
-    return alive
+    alive: list[bool] = []
 
+    def change(key: ApiKey) -> ApiKey | None:
+        _check_active(key, key_id, now)
+        alive[:] = [rotating(key, now)]
+        if key.old_secret_hash is None:
+            return None
+        return msgspec.structs.replace(key, old_secret_hash=None, old_until=None)
 
-async def _active(store: Store, key_id: str, now: float) -> ApiKey:
-    key = await store.get_api_key(key_id)
-    if key is None or (key.revoked_at is not None and key.revoked_at <= now):
+    if await store.change_api_key(key_id, change) is None and not alive:
         raise NotFound(f"no active key {key_id}")
-    return key
+    return bool(alive and alive[0])
+
+
+def _check_active(key: ApiKey, key_id: str, now: float) -> None:
+    """Refuse a revoked key (``change_api_key`` runs its change over it again if a
+    revocation got in first, so that none is ever undone)."""
+    if key.revoked_at is not None and key.revoked_at <= now:
+        raise NotFound(f"no active key {key_id}")
 
 
 async def list_keys(store: Store) -> list[ApiKey]:

@@ -47,6 +47,8 @@ def test_the_client_requests_verifies_reads_and_cancels(live: srv.Server) -> Non
         assert (wrong.valid, wrong.status, wrong.attempts_left) == (False, "pending", 4)
         right = otp.verify(sent.id, code_for(live, sent.id))
         assert (right.valid, right.status) == (True, "approved")
+        assert right.token is not None and right.token.count(".") == 2
+        assert wrong.token is None
         status = otp.get(sent.id)
         assert (status.status, status.reference, status.channels[0].channel) == (
             "approved", "order-1", "sms")

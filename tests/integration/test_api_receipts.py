@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from otpgate.clock import FrozenClock
 from otpgate.events import EventType
 from tests.integration.conftest import (
     PHONE,
@@ -145,3 +146,43 @@ async def test_captured_messages_outside_dev_mode_are_for_admin_keys_only(
         assert_problem(plain, 403, "forbidden")
         admin = await client.get("/v1/dev/messages", headers={"authorization": f"Bearer {ops}"})
         assert admin.status_code == 200
+
+
+async def test_a_failed_receipt_on_a_fallback_step_fails_over_to_its_address(
+    make_client: Any, clock: FrozenClock,
+) -> None:
+    drivers = {"sms": ("capture://?name=first",),
+               "email": ("capture://?name=first", "capture://?name=second")}
+    jane = "jane@example.com"
+    async with make_client(drivers=drivers) as client:
+        otp = await request_code(client, fallback=[{"channel": "email", "after": 30,
+                                                    "to": jane}])
+        await wait_for_messages(client, PHONE)
+        clock.advance(30)
+        [message] = await wait_for_messages(client, jane)
+
+        async def step() -> dict[str, Any]:
+            body = (await client.get(f"/v1/otp/{otp['id']}")).json()
+            [found] = [c for c in body["channels"] if c.get("step") == 1]
+            return dict(found)
+
+        for _ in range(300):
+            if (await step())["status"] == "sent":
+                break
+            await asyncio.sleep(0.01)
+        response = await client.post("/v1/receipts/first", json={
+            "id": message["id"], "status": "failed"})
+        assert response.json() == {"received": True, "moved": 1}
+        bus_log = runtime_of(client).backend.bus.log  # type: ignore[attr-defined]
+        [first, handed] = [e for e in bus_log if e.type == EventType.DISPATCH.value
+                           and e.data["channel"] == "email"]
+        assert (first.driver, handed.driver) == ("first", "second")
+        # The step's own address and seal travel on, not the request's.
+        assert handed.data["to"] == first.data["to"] == "j•••@example.com"
+        assert handed.data["sealed"] == first.data["sealed"]
+        for _ in range(300):
+            if (found := await step())["driver"] == "second" and found["status"] == "sent":
+                break
+            await asyncio.sleep(0.01)
+        assert (found["driver"], found["status"], found["to"]) == ("second", "sent",
+                                                                   "j•••@example.com")

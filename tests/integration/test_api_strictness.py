@@ -152,3 +152,15 @@ async def test_a_client_that_leaves_mid_body_is_not_a_server_error(
         await client.app(scope, receive, send)  # type: ignore[arg-type]
     assert [m["status"] for m in sent if m["type"] == "http.response.start"] != [500]
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+async def test_a_fallback_step_may_name_its_own_to_but_no_key_twice(client: Client) -> None:
+    step = '{"channel": "email", "after": 30, "to": "jane@example.com"}'
+    ok = await client.post("/v1/otp", content=f'{{"to": "+14155550188", "fallback": [{step}]}}',
+                           headers={"content-type": "application/json"})
+    assert ok.status_code == 202, ok.text
+    twice = '{"channel": "email", "after": 30, "after": 40, "to": "jane@example.com"}'
+    refused = await client.post(
+        "/v1/otp", content=f'{{"to": "+14155550189", "fallback": [{twice}]}}',
+        headers={"content-type": "application/json"})
+    assert_problem(refused, 422, "invalid-request", "after")

@@ -209,3 +209,32 @@ def test_a_rotation_prints_a_new_key_and_is_listed_until_finished(env: dict[str,
     assert json.loads(run(env, "keys", "list")[1])[0]["previous_secret_until"] is None
     code, out = run(env, "keys", "rotate", "ffffffff")
     assert code == 1 and "no active key" in out
+
+
+def test_routes_marks_a_least_cost_route_and_orders_a_numbers_chain_by_price(
+    env: dict[str, str], tmp_path: Path,
+) -> None:
+    path = tmp_path / "otpgate.toml"
+    path.write_text("""
+[drivers]
+sms = ["console://", "console://?name=backup"]
+
+[[routes]]
+channel = "sms"
+drivers = ["console", "backup"]
+strategy = "cost"
+
+[prices.console]
+"*" = 0.05
+[prices.backup]
+GB = 0.03
+"*" = 0.06
+""")
+    env = {k: v for k, v in env.items() if not k.startswith("OTPGATE_DRIVERS_")}
+    env = {**env, "OTPGATE_CONFIG": str(path)}
+    code, out = run(env, "routes")
+    assert (code, out.strip()) == (0, "sms       default    console -> backup  (least cost)")
+    code, out = run(env, "routes", "--to", "+447912345678")
+    assert (code, out.strip()) == (0, "sms       backup -> console")
+    code, out = run(env, "routes", "--to", "+14155550123")
+    assert (code, out.strip()) == (0, "sms       console -> backup")

@@ -293,8 +293,9 @@ def decode(body: bytes, type_: type[T]) -> T:
         raise ClientException("request body must be a JSON object (UTF-8)") from None
     # msgspec keeps the last of repeated keys. Without a backslash no string can hold a
     # quote, so every `"…" :` is a key (and, decoded, a known field): a scan finds them.
-    # A body with escapes is parsed again, exactly.
-    if b"\\" in body:
+    # A body with escapes, or with nested objects (whose keys may repeat their parent's:
+    # a fallback step's "to"), is parsed again, exactly, object by object.
+    if b"\\" in body or body.count(b"{") > 1:
         _refuse_repeated_keys(body)
     else:
         keys = _JSON_KEY.findall(body)

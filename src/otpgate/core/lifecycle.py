@@ -131,6 +131,8 @@ def finish(otp: Otp, status: Status, now: float) -> Otp:
     otp.status = status
     otp.updated_at = now
     otp.sealed = ""
+    for step in otp.steps:
+        step.sealed = ""
     return otp
 
 
@@ -227,9 +229,10 @@ def _dispatches(otp: Otp, req: NewCode, minted: Minted, now: float) -> list[Clou
     return found
 
 
-def _steps(req: NewCode, now: float) -> list[Step]:
+def _steps(req: NewCode, minted: Minted, now: float) -> list[Step]:
     return [Step(channel=s.channel, after=s.after, to=s.to_masked, due_at=now + s.after,
-                 driver=s.drivers[0]) for s in req.steps]
+                 driver=s.drivers[0], drivers=list(s.drivers), sealed=sealed)
+            for s, sealed in zip(req.steps, minted.steps, strict=True)]
 
 
 def decide_request(
@@ -276,8 +279,8 @@ def decide_request(
     change.otps.append(otp)
     change.events.append(otp_event(EventType.REQUESTED, otp, now, channels=otp.channels,
                                 expires_at=otp.expires_at))
-    otp.steps = _steps(req, now)
-    if not req.test:
+    if not req.test:  # a test number is never sent to, by a step neither
+        otp.steps = _steps(req, minted, now)
         change.events.extend(_dispatches(otp, req, minted, now))
     change.result = Requested(otp, outcome, attempts_left(otp, state, policy))
     return change

@@ -44,6 +44,10 @@ class Step(msgspec.Struct, kw_only=True):
     to: str
     due_at: float
     driver: str
+    drivers: list[str] = []
+    """The step's chain (``driver`` first), for a failover after a delivery receipt."""
+    sealed: str = ""
+    """While pending: the step's code and address, sealed for dispatchers alone."""
 
 
 class Otp(msgspec.Struct, kw_only=True):

@@ -3,8 +3,9 @@
 
 - ``delivered``: the entry moves to ``delivered``; ``otpgate.otp.delivered.v1``.
 - ``failed``: if the code is still pending, this is its latest send, and the channel's
-  chain has a driver after this one, the send fails over: the entry is queued on that
-  driver with a ``dispatch.v1`` for it (and never comes back to this driver). Otherwise
+  (or fallback step's) chain has a driver after this one, the send fails over: the entry
+  is queued on that driver with a ``dispatch.v1`` for it (a step's with the step's
+  address; and it never comes back to this driver). Otherwise
   the entry moves to ``failed``; ``otpgate.otp.delivery_failed.v1`` either way.
 - ``sent``, an entry already delivered, failed or expired, or a receipt from a driver
   the entry has moved away from: nothing changes (receipts are idempotent and never move
@@ -20,7 +21,7 @@ import msgspec
 
 from otpgate import events
 from otpgate.core.lifecycle import dispatch_event
-from otpgate.core.otp import Delivery, DeliveryStatus, Otp, Status
+from otpgate.core.otp import Delivery, DeliveryStatus, Otp, Status, Step
 from otpgate.events import CloudEvent, EventType
 
 _FINAL = frozenset({DeliveryStatus.DELIVERED, DeliveryStatus.FAILED, DeliveryStatus.EXPIRED})
@@ -61,16 +62,25 @@ def decide_receipt(row: Delivery, otp: Otp | None,
     handed = Delivery(otp_id=row.otp_id, send_no=row.send_no, channel=row.channel,
                       driver=driver, status=DeliveryStatus.QUEUED, attempts=0,
                       updated_at=news.at, error=f"{row.driver}: {_error(news)}"[:500])
-    return handed, [failed, dispatch_event(otp, row.channel, driver, rest, news.at)]
+    step = _step(otp, row.channel)
+    return handed, [failed, dispatch_event(
+        otp, row.channel, driver, rest, news.at,
+        step=None if step is None else (step.to, step.sealed, step.due_at))]
+
+
+def _step(otp: Otp, channel: str) -> Step | None:
+    return next((step for step in otp.steps if step.channel == channel), None)
 
 
 def _next_driver(row: Delivery, otp: Otp | None) -> tuple[str, list[str]] | None:
-    """The driver after ``row.driver`` in the channel's chain, while the code is pending
-    and this is its latest send."""
-    if otp is None or otp.status is not Status.PENDING or otp.send_count != row.send_no \
-            or not otp.sealed:
+    """The driver after ``row.driver`` in the channel's (or fallback step's) chain, while
+    the code is pending and this is its latest send."""
+    if otp is None or otp.status is not Status.PENDING or otp.send_count != row.send_no:
         return None
-    chain = otp.routes.get(row.channel, [])
+    step = _step(otp, row.channel)
+    if not (otp.sealed if step is None else step.sealed):
+        return None
+    chain = otp.routes.get(row.channel, []) if step is None else step.drivers
     if row.driver not in chain:
         return None
     after = chain[chain.index(row.driver) + 1:]

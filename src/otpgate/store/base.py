@@ -185,6 +185,14 @@ class ApiKeys(Protocol):
 
     async def revoke_api_key(self, key_id: str, now: float) -> bool: ...
 
+    async def change_api_key(self, key_id: str,
+                             change: Callable[[ApiKey], ApiKey | None]) -> ApiKey | None:
+        """Replace the key ``key_id`` with what ``change`` makes of it, atomically (a
+        revocation in between is never undone: ``change`` then runs again, over the
+        revoked key). ``None`` — and nothing written — for no such key, or when ``change``
+        returns ``None``; ``change`` may run more than once."""
+        ...
+
 
 class KeyCheck(Protocol):
     async def keep_key_check(self, check: str) -> str:

@@ -22,7 +22,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +54,7 @@ _encode = msgspec.msgpack.Encoder().encode
 _state_of = msgspec.msgpack.Decoder(RecipientState).decode
 _otp_of = msgspec.msgpack.Decoder(Otp).decode
 _row_of = msgspec.msgpack.Decoder(Delivery).decode
+_KEY_CONFLICTS = 16
 _key_of = msgspec.msgpack.Decoder(ApiKey).decode
 _answer_of = msgspec.msgpack.Decoder(Remembered).decode
 
@@ -415,6 +416,24 @@ class DynamoStore:
     async def list_api_keys(self) -> list[ApiKey]:
         keys = [_key_of(t.blob(i, "key")) for i in await self._table.partition("KEYS", "K#")]
         return sorted(keys, key=lambda k: (k.created_at, k.id))
+
+    async def change_api_key(self, key_id: str,
+                             change: Callable[[ApiKey], ApiKey | None]) -> ApiKey | None:
+        for _ in range(_KEY_CONFLICTS):
+            found = await self._table.get("KEYS", f"K#{key_id}")
+            if not found:
+                return None
+            raw = t.blob(found, "key")
+            changed = change(_key_of(raw))
+            if changed is None:
+                return None
+            try:
+                await self._table.put(self._key_item(changed), "#k = :old",
+                                      {":old": t.b(raw)}, {"#k": "key"})
+            except Cancelled:
+                continue
+            return changed
+        raise StoreError("too many conflicting writes to one API key")
 
     async def revoke_api_key(self, key_id: str, now: float) -> bool:
         key = await self.get_api_key(key_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import msgspec
 
@@ -168,6 +168,15 @@ class MemoryStore:
 
     async def list_api_keys(self) -> list[ApiKey]:
         return [copy.deepcopy(k) for k in sorted(self._keys.values(), key=lambda k: k.created_at)]
+
+    async def change_api_key(self, key_id: str,
+                             change: Callable[[ApiKey], ApiKey | None]) -> ApiKey | None:
+        key = self._keys.get(key_id)
+        changed = change(copy.deepcopy(key)) if key is not None else None
+        if changed is None:
+            return None
+        self._keys[key_id] = copy.deepcopy(changed)
+        return changed
 
     async def revoke_api_key(self, key_id: str, now: float) -> bool:
         key = self._keys.get(key_id)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, cast
 
 import msgspec
@@ -301,6 +301,18 @@ class RedisStore:
         raws = await self._conn.command("MGET", *(self._keys.api_key(bytes(i).decode())
                                                   for i in ids))
         return [api_key_of(raw) for raw in raws if raw is not None]
+
+    async def change_api_key(self, key_id: str,
+                             change: Callable[[ApiKey], ApiKey | None]) -> ApiKey | None:
+        where = self._keys.api_key(key_id)
+        for _ in range(MAX_CONFLICTS):
+            raw = await self._conn.command("GET", where)
+            changed = change(api_key_of(raw)) if raw is not None else None
+            if changed is None:
+                return None
+            if await self._conn.script("cas", [where], [raw, encode(changed)]) == 1:
+                return changed
+        raise StoreError("too many conflicting writes to one API key")
 
     async def revoke_api_key(self, key_id: str, now: float) -> bool:
         where = self._keys.api_key(key_id)

@@ -11,7 +11,7 @@ Rows mirror ``MemoryStore`` exactly (the contract suite runs on both).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +82,20 @@ def _api_key(row: Sequence[Any]) -> ApiKey:
                   scopes=None if row[8] is None else row[8].split(),
                   origins=row[9].split(), old_secret_hash=_bytes_or_none(row[10]),
                   old_until=row[11])
+
+
+def _put_key(conn: sqlite3.Connection, key: ApiKey) -> None:
+    row = (key.id, key.name, key.secret_hash, key.created_at, key.revoked_at, key.tenant,
+           int(key.admin), key.kind, None if key.scopes is None else " ".join(key.scopes),
+           " ".join(key.origins), key.old_secret_hash, key.old_until)
+    conn.execute(
+        f"INSERT INTO api_keys ({_KEY}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "  # noqa: S608
+        "ON CONFLICT (id) DO UPDATE SET name = excluded.name, "
+        "secret_hash = excluded.secret_hash, created_at = excluded.created_at, "
+        "revoked_at = excluded.revoked_at, tenant = excluded.tenant, "
+        "admin = excluded.admin, kind = excluded.kind, scopes = excluded.scopes, "
+        "origins = excluded.origins, old_secret_hash = excluded.old_secret_hash, "
+        "old_until = excluded.old_until", row)
 
 
 def _bytes_or_none(value: Any) -> bytes | None:
@@ -293,17 +307,20 @@ class SqliteStore:
         return await self._db.read(lambda c: _recall(c, slot, now))
 
     async def put_api_key(self, key: ApiKey) -> None:
-        row = (key.id, key.name, key.secret_hash, key.created_at, key.revoked_at, key.tenant,
-               int(key.admin), key.kind, None if key.scopes is None else " ".join(key.scopes),
-               " ".join(key.origins), key.old_secret_hash, key.old_until)
-        await self._db.write(lambda c: c.execute(
-            f"INSERT INTO api_keys ({_KEY}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "  # noqa: S608
-            "ON CONFLICT (id) DO UPDATE SET name = excluded.name, "
-            "secret_hash = excluded.secret_hash, created_at = excluded.created_at, "
-            "revoked_at = excluded.revoked_at, tenant = excluded.tenant, "
-            "admin = excluded.admin, kind = excluded.kind, scopes = excluded.scopes, "
-            "origins = excluded.origins, old_secret_hash = excluded.old_secret_hash, "
-            "old_until = excluded.old_until", row))
+        await self._db.write(lambda c: _put_key(c, key))
+
+    async def change_api_key(self, key_id: str,
+                             change: Callable[[ApiKey], ApiKey | None]) -> ApiKey | None:
+        def unit(conn: sqlite3.Connection) -> ApiKey | None:
+            row = conn.execute(f"SELECT {_KEY} FROM api_keys WHERE id = ?",  # noqa: S608
+                               (key_id,)).fetchone()
+            changed = change(_api_key(row)) if row else None
+            if changed is not None:
+                _put_key(conn, changed)
+            return changed
+
+        done: ApiKey | None = await self._db.write(unit)
+        return done
 
     async def get_api_key(self, key_id: str) -> ApiKey | None:
         row = await self._db.read(lambda c: c.execute(
