@@ -136,9 +136,13 @@ class OtpService:
         """Send a code (or a whole message) another service made, under the send limits of
         (``req.to``, ``req.purpose``): the very message handed over again while it is
         pending is coalesced, any other goes out at once as a resend of the pending OTP
-        (see the module docstring for the record this makes)."""
+        (see the module docstring for the record this makes). The abuse rules apply but
+        the pumping guard — otpgate never sees these codes verified."""
         parsed = parse_delivery(req, self.policy, self.router.channels())
         rcpt, keyring = parsed.recipient, self.keyring
+        watched = [] if self.guard is None else await self.guard.admit(
+            rcpt, (parsed.channel,), parsed.purpose, tenant, Requester(), self.clock.now(),
+            pumping=False)
         drivers = {parsed.channel: self.router.route(rcpt, parsed.channel)}
         sealed = Sealed(to=rcpt.address, code=parsed.code, body=parsed.body,
                         subject=parsed.subject)
@@ -154,8 +158,13 @@ class OtpService:
             reference=None, fresh_id=ids.new_otp_id(), mint=mint, tenant=tenant,
             external=True)
         now, policy = self.clock.now(), self.policy
-        return await self._transact(
-            new, lambda s: lifecycle.decide_request(s, new, policy, now), tenant)
+
+        def decide(state: RecipientState | None) -> Change[Requested]:
+            change = lifecycle.decide_request(state, new, policy, now)
+            change.events.extend(watched)
+            return change
+
+        return await self._transact(new, decide, tenant)
 
     async def _transact(self, new: NewCode, decide: Decide[Requested],
                         tenant: str) -> Requested:

@@ -157,3 +157,21 @@ def test_test_numbers_are_read_from_the_environment() -> None:
     assert settings.abuse.test_numbers == {"+15005550006": "123456", "+1500555*": "000000"}
     assert settings.abuse.pumping_mode == "monitor"
     assert settings.abuse.trusted_proxies == ("10.0.0.0/8",)
+
+
+def test_the_abuse_tables_are_read_from_toml(tmp_path: Any) -> None:
+    from otpgate import config
+    path = tmp_path / "otpgate.toml"
+    path.write_text('pumping_mode = "monitor"\n'
+                    '[abuse.rules.prefix]\nlimit = 60\nwindow = 3600\nmode = "monitor"\n'
+                    '[abuse.rate_keys.user_id]\nlimit = 5\nwindow = 3600\n'
+                    '[abuse.prices]\nUS = 0.0079\n"*" = 0.05\n'
+                    '[abuse.budgets]\ncountries = {"*" = 50.0}\n'
+                    '[abuse.geo.sms]\nblock = ["XK"]\n'
+                    '[abuse.test_numbers]\n"+1500555*" = "000000"\n')
+    abuse = config.from_env({"OTPGATE_CONFIG": str(path), "OTPGATE_GEO_BLOCK": "RU"}).abuse
+    assert abuse.pumping_mode == "monitor" and abuse.geo_block == ("RU",)
+    assert (abuse.limits()["prefix"].limit, abuse.limits()["prefix"].mode) == (60, "monitor")
+    assert abuse.rate_keys["user_id"].limit == 5 and abuse.prices["*"] == 0.05
+    assert abuse.budgets.countries == {"*": 50.0} and abuse.geo["sms"].block == ("XK",)
+    assert abuse.test_numbers == {"+1500555*": "000000"}

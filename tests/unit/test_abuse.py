@@ -291,3 +291,21 @@ async def test_a_request_that_sends_nothing_counts_no_send_for_pumping(
     with pytest.raises(RateLimited) as refused:  # the third, none verified
         await service.request(OtpRequest(to=number(101)))
     assert refused.value.rule == "pumping"
+
+
+async def test_codes_made_elsewhere_meet_every_rule_but_the_pumping_guard(
+    backend: Backend, clock: FrozenClock
+) -> None:
+    from otpgate.service import DeliverRequest
+
+    service = gateway(backend, clock, pumping_min_sends=3, geo_block=("GB",),
+                      rate_limits="recipient=2/60")
+    for i in range(10):  # never verified here: their maker checks them
+        await service.deliver(DeliverRequest(to=number(i), code="123456"))
+    with pytest.raises(GeoBlocked):
+        await service.deliver(DeliverRequest(to="+447400123456", code="123456"))
+    await service.deliver(DeliverRequest(to=US, code="111111", purpose="a"))
+    await service.deliver(DeliverRequest(to=US, code="222222", purpose="b"))
+    with pytest.raises(RateLimited) as refused:
+        await service.deliver(DeliverRequest(to=US, code="333333", purpose="c"))
+    assert refused.value.rule == "recipient"

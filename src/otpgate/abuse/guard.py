@@ -170,10 +170,12 @@ class Guard:
                                   limit.window, enforce), rule, shown, enforce))
 
     async def admit(self, rcpt: Recipient, channels: Sequence[str], purpose: str,
-                    tenant: str, who: Requester, now: float) -> list[CloudEvent]:
+                    tenant: str, who: Requester, now: float, *,
+                    pumping: bool = True) -> list[CloudEvent]:
         """Check every rule for a request for a code; raise the refusal (``RateLimited``,
         ``PumpingBlocked``, ``BudgetExceeded``, ``GeoBlocked``, ``NumberTypeRefused``), or
-        return the would-block events of the rules in monitor mode."""
+        return the would-block events of the rules in monitor mode. Without ``pumping``
+        the pumping guard stays out (codes whose verification otpgate never sees)."""
         watched = self.destination(rcpt, channels, tenant)
         checks: list[_Check] = []
         phone = rcpt.kind is Kind.PHONE
@@ -206,7 +208,7 @@ class Guard:
                 checks.append(_Check(Rate(self._cell(rule, tenant, subject), limit.limit,
                                           limit.window, False), rule, shown, False))
                 seen.append((rule, shown, limit))
-        pumping = phone and self.settings.pumping_mode != "off" and any(
+        pumping = pumping and phone and self.settings.pumping_mode != "off" and any(
             c in PHONE_CHANNELS for c in channels)
         first_pumping = len(checks)
         if pumping:
