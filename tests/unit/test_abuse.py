@@ -309,3 +309,19 @@ async def test_codes_made_elsewhere_meet_every_rule_but_the_pumping_guard(
     with pytest.raises(RateLimited) as refused:
         await service.deliver(DeliverRequest(to=US, code="333333", purpose="c"))
     assert refused.value.rule == "recipient"
+
+
+async def test_a_test_numbers_wrong_answers_end_its_code_but_never_lock_it(
+    backend: Backend, clock: FrozenClock
+) -> None:
+    """An app-store reviewer who mistypes a hundred times still gets in: a test number's code
+    is fixed and known, so its misses build no delay or lock; each code still takes 5."""
+    service = gateway(backend, clock, test_numbers={"+15005550006": "424242"})
+    for round_ in range(25):  # 125 wrong answers, past the lock at 100
+        otp = (await service.request(OtpRequest(to="+15005550006"))).otp
+        answers = [await service.verify(otp.id, "000000") for _ in range(5)]
+        assert answers[-1].status is Status.MAX_ATTEMPTS_REACHED, round_
+        clock.advance(31)
+    assert not events_of(backend, EventType.LOCKED)
+    otp = (await service.request(OtpRequest(to="+15005550006"))).otp
+    assert (await service.verify(otp.id, "424242")).valid

@@ -408,8 +408,9 @@ def _wrong(state: RecipientState, otp: Otp, policy: Policy, now: float,
            change: Change[Verdict]) -> Verdict:
     otp.failed_attempts += 1
     otp.updated_at = now
-    state.streak += 1
-    state.last_failure_at = now
+    if not otp.test:  # a test number's code is fixed, no secret: its misses build no lock
+        state.streak += 1
+        state.last_failure_at = now
     left = attempts_left(otp, state, policy)
     change.otps.append(otp)
     change.events.append(otp_event(EventType.VERIFICATION_FAILED, otp, now, attempts_left=left))
@@ -419,7 +420,7 @@ def _wrong(state: RecipientState, otp: Otp, policy: Policy, now: float,
         state.phantoms[otp.purpose] = [now] * policy.max_attempts
         finish(otp, Status.MAX_ATTEMPTS_REACHED, now)
     locked_until = None
-    if state.streak >= policy.lock_after:
+    if state.streak >= policy.lock_after and not otp.test:
         locked_until = _lock(state, otp, policy, now, change)
     return Verdict(otp, False, otp.status, left if otp.status is Status.PENDING else 0,
                    otp_id=otp.id, counted=True, locked_until=locked_until)
