@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import phonenumbers
 from phonenumbers import PhoneNumberType
 
 from otpgate.abuse.settings import AbuseSettings
@@ -38,7 +37,8 @@ TEXT_CHANNELS = frozenset({"sms", "whatsapp"})
 
 
 def number_type(rcpt: Recipient) -> str:
-    return TYPES.get(phonenumbers.number_type(phonenumbers.parse(rcpt.address)), "unknown")
+    found = rcpt.number_type
+    return "unknown" if found is None else TYPES.get(found, "unknown")
 
 
 def geo_refusal(rcpt: Recipient, channels: Sequence[str],

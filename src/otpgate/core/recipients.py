@@ -54,10 +54,12 @@ class Recipient:
     def country(self) -> str | None:
         """ISO 3166-1 alpha-2 code of a phone number's country (``None`` for e-mail, and
         for numbers of no single country, such as +800 freephone)."""
-        if self.kind is not Kind.PHONE:
-            return None
-        region = phonenumbers.region_code_for_number(phonenumbers.parse(self.address))
-        return region if region and region != "001" else None
+        return _facts(self.address)[0] if self.kind is Kind.PHONE else None
+
+    @property
+    def number_type(self) -> int | None:
+        """libphonenumber's ``PhoneNumberType`` of a phone number (``None`` for e-mail)."""
+        return _facts(self.address)[1] if self.kind is Kind.PHONE else None
 
     def default_channel(self) -> str:
         return "sms" if self.kind is Kind.PHONE else "email"
@@ -113,7 +115,28 @@ def _parse_phone(raw: str, country: str | None) -> Recipient:
     if not phonenumbers.is_possible_number(number) or not phonenumbers.is_valid_number(number):
         raise InvalidRecipient("to is not a valid phone number for its country")
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    _remember(e164, number)
     return Recipient(Kind.PHONE, e164)
+
+
+_NUMBERS: dict[str, phonenumbers.PhoneNumber] = {}
+"""Parsed numbers by E.164, from ``_parse_phone``'s own parse, for their facts."""
+_CACHED = 4096
+
+
+def _remember(e164: str, number: phonenumbers.PhoneNumber) -> None:
+    if len(_NUMBERS) >= _CACHED:
+        _NUMBERS.clear()
+    _NUMBERS[e164] = number
+
+
+@functools.lru_cache(maxsize=_CACHED)
+def _facts(e164: str) -> tuple[str | None, int]:
+    """A number's country and type, from one parse: a request asks for them several times
+    (routing, locale, geo and number-type rules, prices)."""
+    number = _NUMBERS.get(e164) or phonenumbers.parse(e164)
+    region = phonenumbers.region_code_for_number(number)
+    return (region if region and region != "001" else None), phonenumbers.number_type(number)
 
 
 def _parse_email(raw: str) -> Recipient:
