@@ -188,6 +188,8 @@ def _run_server(settings: Settings) -> None:
                       log_config=logs.uvicorn_config(server.log_format, server.log_level),
                       access_log=False, lifespan="on", server_header=False,
                       date_header=False,
+                      # forwarded headers are read by otpgate itself, from trusted proxies only
+                      proxy_headers=False,
                       timeout_graceful_shutdown=math.ceil(server.shutdown_grace))
     if server.workers > 1:
         with _metrics_dir():

@@ -47,7 +47,7 @@ from otpgate.core.lifecycle import (
 from otpgate.core.otp import Delivery, Otp, RecipientState, Status
 from otpgate.core.policy import Policy
 from otpgate.crypto import Keyring, Sealed, seal_aad
-from otpgate.errors import InvalidRequest, NotFound, RateLimited, SealError
+from otpgate.errors import Forbidden, InvalidRequest, NotFound, RateLimited, SealError
 from otpgate.routing import Router
 from otpgate.store.base import Decide, Keep, Kept, Store
 
@@ -185,8 +185,18 @@ class OtpService:
         test_code = guard.test_numbers.code_for(parsed.recipient.address)
         if test_code is not None:
             return self._request(parsed, tenant, keep_address, test_code=test_code)
+        who = who or Requester()
+        now = self.clock.now()
+        elsewhere = [step for step in parsed.fallback
+                     if step.recipient.address != parsed.recipient.address]
+        if elsewhere and who.client:
+            raise Forbidden("a client key may not send a fallback step to another "
+                            "address (fallback[].to); use a server key")
         watched = await guard.admit(parsed.recipient, parsed.channels, parsed.purpose,
-                                    tenant, who or Requester(), self.clock.now())
+                                    tenant, who, now)
+        for step in elsewhere:  # another address meets every rule its own request would
+            watched += await guard.admit(step.recipient, [step.channel], parsed.purpose,
+                                         tenant, who, now)
         new, decide = self._request(parsed, tenant, keep_address,
                                     prefix_key=guard.prefix_key(tenant, parsed.recipient))
         if not watched:

@@ -8,7 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from litestar.datastructures import Headers
 
+from otpgate.abuse.guard import limited_address
 from otpgate.api import callers
 from otpgate.audit import WOULD_BLOCK
 from tests.integration.conftest import PHONE, Client, assert_problem, runtime_of
@@ -107,9 +109,10 @@ async def test_a_client_key_is_limited_by_its_callers_address_not_its_client_ip(
 
 
 class _Connection:
-    def __init__(self, peer: str, forwarded: str | None = None) -> None:
+    def __init__(self, peer: str, *forwarded: str | None) -> None:
         self.scope = {"client": (peer, 50000)}
-        self.headers = {"x-forwarded-for": forwarded} if forwarded is not None else {}
+        self.headers = Headers([(b"x-forwarded-for", line.encode())
+                                for line in forwarded if line is not None])
 
 
 @pytest.mark.parametrize(("peer", "forwarded", "expected"), [
@@ -124,6 +127,24 @@ def test_the_callers_address_behind_trusted_proxies(peer: str, forwarded: str | 
                                                     expected: str) -> None:
     connection: Any = _Connection(peer, forwarded)
     assert callers.peer_address(connection, ("10.0.0.0/8",)) == expected
+
+
+def test_a_forged_line_before_the_proxys_own_is_not_the_callers_address() -> None:
+    """A proxy that adds a header line of its own (HAProxy's ``option forwardfor``) leaves
+    the line the client forged first: every line counts, the last untrusted hop wins."""
+    connection: Any = _Connection("10.0.0.5", "198.51.100.77", "203.0.113.9")
+    assert callers.peer_address(connection, ("10.0.0.0/8",)) == "203.0.113.9"
+
+
+@pytest.mark.parametrize(("given", "counted"), [
+    ("203.0.113.9", "203.0.113.9"),
+    ("::ffff:203.0.113.9", "203.0.113.9"),
+    ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+    ("2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64"),
+    ("fe80::1%eth0", "fe80::/64"),
+])
+def test_an_address_rule_counts_an_ipv4_address_or_an_ipv6_64(given: str, counted: str) -> None:
+    assert limited_address(given) == counted
 
 
 async def test_monitor_mode_answers_202_and_counts_a_would_block(
@@ -175,3 +196,18 @@ def test_the_abuse_tables_are_read_from_toml(tmp_path: Any) -> None:
     assert abuse.rate_keys["user_id"].limit == 5 and abuse.prices["*"] == 0.05
     assert abuse.budgets.countries == {"*": 50.0} and abuse.geo["sms"].block == ("XK",)
     assert abuse.test_numbers == {"+1500555*": "000000"}
+
+
+async def test_a_fallback_step_to_another_address_meets_the_rules_of_that_address(
+    make_client: Callable[..., Any],
+) -> None:
+    """A step's own ``to`` is a send to that number: the geo rule of a request straight to
+    it refuses it as a step too, and its sends count in that number's prefix."""
+    async with make_client(geo_block=("GB",)) as client:
+        straight = await client.post("/v1/otp", json={"to": "+447400123456"})
+        as_step = await client.post("/v1/otp", json={
+            "to": "g1@b.example",
+            "fallback": [{"channel": "sms", "after": 1, "to": "+447400123456"}]})
+    assert_problem(straight, 422, "geo-blocked")
+    assert_problem(as_step, 422, "geo-blocked")
+    assert as_step.json()["rule"] == "geo"

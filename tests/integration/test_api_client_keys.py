@@ -206,3 +206,43 @@ async def test_the_previous_secret_dies_with_its_grace_period(
     clock.advance(60)
     assert_problem(await keyed.post("/v1/otp", json={"to": PHONE}, headers=bearer(old)),
                    401, "unauthorized")
+
+
+async def test_an_empty_authorization_header_is_no_way_around_a_key_in_dev_mode(
+    client: Client,
+) -> None:
+    """A cross-site page may send ``Authorization:`` with nothing in it; the edge lets a
+    request with the header through to the key check, which must not take it for none."""
+    response = await client.post("/v1/otp", json={"to": PHONE},
+                                 headers={"authorization": "", "origin": "https://evil.example"})
+    assert_problem(response, 401, "unauthorized")
+
+
+async def test_a_client_key_may_not_send_a_fallback_step_to_another_address(
+    keyed: Client,
+) -> None:
+    key = await make_key(keyed, kind="client")
+    response = await keyed.post("/v1/otp", headers=bearer(key), json={
+        "to": "jane@example.com",
+        "fallback": [{"channel": "sms", "after": 30, "to": "+14155550199"}]})
+    assert_problem(response, 403, "forbidden")
+    server = await make_key(keyed)
+    allowed = await keyed.post("/v1/otp", headers=bearer(server), json={
+        "to": "jane@example.com",
+        "fallback": [{"channel": "sms", "after": 30, "to": "+14155550199"}]})
+    assert allowed.status_code == 202, allowed.text
+
+
+async def test_twilio_approval_without_a_code_needs_the_verify_scope(keyed: Client) -> None:
+    cancel_only = await make_key(keyed, scopes=[apikeys.CANCEL, apikeys.SEND])
+    key_id, secret = cancel_only.split("_", 2)[1:]
+    sid = "VA" + "0" * 31 + "1"
+    base = f"/v2/Services/{sid}/Verifications"
+    made = await keyed.post(base, data={"To": PHONE, "Channel": "sms"}, auth=(key_id, secret))
+    assert made.status_code == 201, made.text
+    approve = await keyed.post(f"{base}/{made.json()['sid']}", data={"Status": "approved"},
+                               auth=(key_id, secret))
+    assert approve.status_code == 403, approve.text
+    cancel = await keyed.post(f"{base}/{made.json()['sid']}", data={"Status": "canceled"},
+                              auth=(key_id, secret))
+    assert (cancel.status_code, cancel.json()["status"]) == (200, "canceled")

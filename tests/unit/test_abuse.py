@@ -12,6 +12,7 @@ import pytest
 
 from otpgate.abuse.guard import Guard, Requester
 from otpgate.abuse.settings import AbuseSettings, parse_compact
+from otpgate.abuse.testnumbers import TestNumbers
 from otpgate.audit import RULE_BLOCKS, WOULD_BLOCK, Audit
 from otpgate.backends import Backend, open_memory
 from otpgate.bus.memory import MemoryBus
@@ -325,3 +326,13 @@ async def test_a_test_numbers_wrong_answers_end_its_code_but_never_lock_it(
     assert not events_of(backend, EventType.LOCKED)
     otp = (await service.request(OtpRequest(to="+15005550006"))).otp
     assert (await service.verify(otp.id, "424242")).valid
+
+
+@pytest.mark.parametrize("pattern", ["*", "+1*", "+44*", "*@example.com", "+141555?*",
+                                     "[0-9]*"])
+def test_a_test_number_pattern_must_stay_a_small_block_of_numbers(pattern: str) -> None:
+    """A test number answers a known code and meets no rule: a pattern as wide as a
+    country, or as everyone, would be a way in for all of them."""
+    with pytest.raises(ConfigurationError, match="pattern"):
+        TestNumbers({pattern: "123456"})
+    assert TestNumbers({"+1500555*": "123456"}).code_for("+15005550042") == "123456"

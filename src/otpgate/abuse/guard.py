@@ -106,6 +106,21 @@ def mask_ip(ip: str) -> str:
     return str(ipaddress.ip_network(f"{ip}/48", strict=False).network_address) + "/48"
 
 
+def limited_address(ip: str) -> str:
+    """What a per-address rule counts: an IPv4 address (also written IPv4-mapped, as
+    ``::ffff:a.b.c.d``), or an IPv6 address's /64 — one subscriber's usual allocation, which
+    would otherwise give a caller 2**64 buckets; a zone id (``%eth0``) is dropped."""
+    try:
+        address = ipaddress.ip_address(ip.split("%", 1)[0])
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if address.version == 4:
+        return str(address)
+    return str(ipaddress.ip_network(f"{address}/64", strict=False))
+
+
 class Guard:
     """The rules of one runtime over its limiter; ``secret`` keys the cells' names."""
 
@@ -182,7 +197,7 @@ class Guard:
         country = (rcpt.country or "ZZ") if phone else "email"
         self._rate(checks, "recipient", tenant, rcpt.address, rcpt.masked)
         if who.ip is not None:
-            self._rate(checks, "ip", tenant, who.ip, mask_ip(who.ip))
+            self._rate(checks, "ip", tenant, limited_address(who.ip), mask_ip(who.ip))
         self._rate(checks, "key", tenant, who.key_id, who.key_id)
         self._rate(checks, "country", tenant, country, country)
         self._rate(checks, "global", tenant, "", "global")
@@ -329,7 +344,7 @@ class Guard:
         if who.ip is None:
             return
         checks: list[_Check] = []
-        self._rate(checks, "ip-verify", tenant, who.ip, mask_ip(who.ip))
+        self._rate(checks, "ip-verify", tenant, limited_address(who.ip), mask_ip(who.ip))
         if not checks:
             return
         outcome = (await self._limiter.apply([checks[0].op], now))[0]

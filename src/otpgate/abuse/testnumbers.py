@@ -27,6 +27,7 @@ class TestNumbers:
                 raise ConfigurationError(f"test number {number}: the code must be 4 to 10 "
                                          "digits") from None
             if any(c in number for c in "*?["):
+                _check_pattern(number)
                 self._patterns.append((number, code))
             else:
                 self._exact[number.lower()] = code
@@ -46,6 +47,21 @@ class TestNumbers:
             if fnmatch.fnmatchcase(address, pattern):
                 return code
         return None
+
+
+MIN_PATTERN_DIGITS = 7
+"""Digits a pattern must fix before its first wildcard: a test number answers a code
+anyone can know and meets no rule, so a pattern must stay a small block of numbers
+(``+1500555*``), never a country or everyone."""
+
+
+def _check_pattern(pattern: str) -> None:
+    head = pattern[:min(pattern.find(c) for c in "*?[" if c in pattern)]
+    if not head.startswith("+") or sum(c.isdigit() for c in head) < MIN_PATTERN_DIGITS:
+        raise ConfigurationError(
+            f"test number pattern {pattern!r}: a pattern is for phone numbers and must start "
+            f"with + and {MIN_PATTERN_DIGITS} digits before its first wildcard "
+            "(e.g. +1500555*); list e-mail addresses one by one")
 
 
 def parse_pairs(text: str) -> dict[str, str]:

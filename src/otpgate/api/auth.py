@@ -242,8 +242,9 @@ def dev_guard(authenticator: Callable[[], Authenticator]) -> Guard:
     async def check_key_if_any(
         connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
     ) -> None:
-        if connection.headers.get("authorization"):
-            key = await authenticator().check(connection.headers.get("authorization"))
+        presented = connection.headers.get("authorization")
+        if presented is not None:  # an empty one too: it is no key, and no way around one
+            key = await authenticator().check(presented)
             admit(connection, key)
             cast(dict[str, Any], connection.scope)[_SCOPE_KEY] = key
 

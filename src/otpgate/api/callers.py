@@ -55,7 +55,10 @@ def peer_address(connection: ASGIConnection[Any, Any, Any, Any],
     networks = _networks(proxies)
     if peer is None or not networks or not _trusted(peer, networks):
         return peer
-    hops = [h.strip() for h in connection.headers.get("x-forwarded-for", "").split(",")]
+    # Every line of the header, in order: a proxy that adds a line of its own leaves a
+    # line the client wrote first.
+    forwarded = ",".join(connection.headers.getall("x-forwarded-for", []))
+    hops = [h.strip() for h in forwarded.split(",")]
     for hop in reversed([h for h in hops if h]):
         if not _trusted(hop, networks):
             return hop if _valid_ip(hop) else peer
