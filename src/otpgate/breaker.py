@@ -111,8 +111,12 @@ class CircuitBreaker:
         """The outcome of an admitted call: ``ok`` when the provider answered as a
         working provider does (sent, or refused the number)."""
         now = self.clock.now()
-        if self._opened_at is not None:  # a probe's answer
-            self._probing = max(0, self._probing - 1)
+        if self._opened_at is not None:
+            if self._probing == 0:
+                # an answer to a call let through before the circuit opened (hundreds may be
+                # in flight): it says nothing of the provider since, and does not close it
+                return
+            self._probing -= 1  # a probe's answer
             if ok:
                 self._opened_at = None
                 self._calls.clear()

@@ -68,6 +68,25 @@ def test_a_failed_probe_opens_the_breaker_again_for_a_whole_period() -> None:
     assert breaker.state is BreakerState.HALF_OPEN
 
 
+def test_late_answers_of_calls_let_through_before_it_opened_do_not_close_it() -> None:
+    """Hundreds of sends are in flight when a provider starts failing: a success among them
+    that lands after the breaker opened is no probe, and must not close it."""
+    clock = FrozenClock()
+    breaker = Breakers(POLICY, clock).of("twilio")
+    for _ in range(20):
+        assert breaker.admit()
+    for _ in range(5):
+        breaker.record(False)
+    assert breaker.state is BreakerState.OPEN
+    breaker.record(True)
+    breaker.record(False)
+    assert breaker.state is BreakerState.OPEN
+    clock.advance(15)
+    assert breaker.admit()  # the probe
+    breaker.record(True)
+    assert breaker.state is BreakerState.CLOSED
+
+
 def test_failures_outside_the_window_are_forgotten() -> None:
     clock = FrozenClock()
     breaker = Breakers(POLICY, clock).of("twilio")
