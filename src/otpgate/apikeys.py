@@ -18,7 +18,6 @@ moment of refusals; both secrets are checked, in constant time, on every use.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import re
@@ -89,7 +88,7 @@ async def create(store: Store, name: str, now: float, *, tenant: str = tenants.D
 
 
 def _new_secret() -> str:
-    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+    return secrets.token_urlsafe(32)
 
 
 def _scopes(kind: str, admin: bool, scopes: Iterable[str] | None) -> list[str] | None:

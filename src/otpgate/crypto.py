@@ -42,7 +42,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from otpgate.core import codes
+from otpgate.core import codes, ids
 from otpgate.errors import ConfigurationError, SealError
 from otpgate.files import private_dir
 
@@ -130,7 +130,7 @@ class Keyring:
         root = CodeKey.derive(master, _derive(master, b"otpgate.kid.v1")[:_KID], root=True)
         return cls(
             digest_key=root.digest_key, seal_key=root.seal_key, kid=root.kid,
-            check="v1:" + base64.urlsafe_b64encode(check).decode().rstrip("="),
+            check="v1:" + ids.b64url(check),
             wrap_key=_derive(master, b"otpgate.code-key-wrap.v1"),
             subject_key=_derive(master, b"otpgate.token-subject.v1"),
             code_keys=(root,), root_key=root,

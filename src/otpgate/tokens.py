@@ -20,7 +20,6 @@ every token it signed has expired.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
@@ -30,6 +29,7 @@ import jwt
 from jwt.algorithms import OKPAlgorithm
 
 from otpgate.clock import Clock
+from otpgate.core.ids import b64url
 from otpgate.crypto import CodeKey, Keyring
 from otpgate.errors import ConfigurationError
 
@@ -40,16 +40,12 @@ ALGORITHM = "EdDSA"
 DEFAULT_ISSUER = "otpgate"
 
 
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
 def subject(key: bytes, tenant: str, recipient: str) -> str:
     """The ``sub`` of a recipient (``recipient`` is its key in the store, itself a keyed
     digest of the address): an HMAC under a key of its own."""
     mac = hmac.new(key, b"otpgate.sub.v1\x00" + tenant.encode() + b"\x00" + recipient.encode(),
                    hashlib.sha256)
-    return _b64(mac.digest())
+    return b64url(mac.digest())
 
 
 def _public_jwk(key: CodeKey) -> dict[str, Any]:
@@ -57,7 +53,7 @@ def _public_jwk(key: CodeKey) -> dict[str, Any]:
     thumb = json.dumps({"crv": jwk["crv"], "kty": jwk["kty"], "x": jwk["x"]},
                        separators=(",", ":"), sort_keys=True)
     return {"kty": jwk["kty"], "crv": jwk["crv"], "x": jwk["x"], "use": "sig",
-            "alg": ALGORITHM, "kid": _b64(hashlib.sha256(thumb.encode()).digest())}
+            "alg": ALGORITHM, "kid": b64url(hashlib.sha256(thumb.encode()).digest())}
 
 
 class Tokens:

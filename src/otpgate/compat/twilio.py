@@ -98,7 +98,7 @@ class Sids:
             return None
         box = Cipher(algorithms.AES(self._block), modes.ECB()).decryptor()  # noqa: S305
         raw = box.update(sealed) + box.finalize()
-        otp_id = "otp_" + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        otp_id = "otp_" + ids.b64url(raw)
         return otp_id if ids.is_otp_id(otp_id) else None
 
     def attempt(self, otp_id: str, send_no: int) -> str:
