@@ -105,17 +105,25 @@ _OUTCOME_OF = {
 }
 
 
-@functools.lru_cache(maxsize=4096)
 def country_of(masked: str) -> str:
     """The ISO country of a masked recipient (``+1415•••0123`` → ``US``; ``email`` for an
-    address, ``unknown`` where the prefix names none). The country code and the digits
-    the mask keeps are enough for a country, and the mask is all that events hold."""
+    address, ``unknown`` where the prefix names none). The country code and the leading
+    digits the mask keeps are enough for a country, and the mask is all that events hold.
+    The last digits it keeps stand in as 5s, like the hidden ones: they hardly ever tell
+    a country, and so numbers that differ only there (every new number of a busy day)
+    share one cached answer instead of one parse each."""
     if "@" in masked:
         return "email"
     head, _, tail = masked.partition("•")
-    hidden = masked.count("•")
-    digits = head.lstrip("+") + "5" * hidden + tail.lstrip("•")
-    if not digits.isdigit():
+    tail = tail.lstrip("•")
+    return _country_of(head.lstrip("+"), masked.count("•") + len(tail),
+                       not tail or tail.isdigit())
+
+
+@functools.lru_cache(maxsize=4096)
+def _country_of(head: str, rest: int, digits_only: bool) -> str:
+    digits = head + "5" * rest
+    if not digits_only or not digits.isdigit():
         return "unknown"
     try:
         region = phonenumbers.region_code_for_number(phonenumbers.parse("+" + digits))
